@@ -1,0 +1,81 @@
+/* Object stores: the repository's backing storage, addressed by key
+ * ("config", "chunks/ab/ab12...", "snapshots/0f3c...").
+ *
+ * Every operation is blocking and thread-safe on one handle: a caller keeps
+ * many requests in flight by calling from several threads, up to
+ * fy_store_concurrency() of them (the file store's fsyncs and the S3 store's
+ * HTTP requests both overlap this way; the S3 store keeps a pool of
+ * connections, one per caller thread).
+ *
+ * Durability: put() of a key makes the object visible atomically (never a
+ * partial object under its final key).  An object is durable once sync()
+ * has returned after its put(); a put() with FY_PUT_DURABLE is durable when
+ * it returns.  The manifest of a snapshot is put with FY_PUT_DURABLE after a
+ * sync(): that is the commit point.
+ *
+ * Functions return 0 (or a count) on success and a negative errno on failure:
+ * -ENOENT for a missing key, -ENOSPC when the store is full, -EIO otherwise. */
+#ifndef FERRY_STORE_H
+#define FERRY_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define FY_PUT_DURABLE 1u   /* durable on return (implies a sync of this key) */
+#define FY_PUT_NOREPLACE 2u /* keep an existing object (content-addressed data) */
+
+struct fy_store;
+
+typedef int (*fy_store_list_cb)(const char *key, uint64_t size, void *arg);
+
+struct fy_store_ops {
+	const char *scheme; /* "file", "s3" */
+	/* url: the whole URL; errbuf receives one line naming what was wrong. */
+	int (*open)(const char *url, struct fy_store **st, char *errbuf, size_t errlen);
+	int (*put)(struct fy_store *st, const char *key, const void *buf, size_t len, unsigned flags);
+	/* Read len bytes from off (len == SIZE_MAX: to the end) into a malloc'd
+	 * buffer returned in *buf with its length in *got. */
+	int (*get)(struct fy_store *st, const char *key, uint64_t off, size_t len, void **buf, size_t *got);
+	/* 1 if present, 0 if not, -errno on error; *size set when present and size != NULL. */
+	int (*exists)(struct fy_store *st, const char *key, uint64_t *size);
+	/* Call cb for every key beginning with prefix; stops early when cb returns non-zero
+	 * (and returns that value). */
+	int (*list)(struct fy_store *st, const char *prefix, fy_store_list_cb cb, void *arg);
+	int (*del)(struct fy_store *st, const char *key);
+	/* Make every put() so far durable. */
+	int (*sync)(struct fy_store *st);
+	void (*close)(struct fy_store *st);
+	unsigned (*concurrency)(struct fy_store *st);
+};
+
+/* Every store handle starts with this header. */
+struct fy_store {
+	const struct fy_store_ops *ops;
+	char *url;
+};
+
+extern const struct fy_store_ops fy_store_file_ops;
+
+/* Open by URL: "file:///abs/path", or a plain path (a file store).  An unknown
+ * scheme is -EPROTONOSUPPORT with a line in errbuf naming it. */
+int fy_store_open(const char *url, struct fy_store **st, char *errbuf, size_t errlen);
+
+static inline int fy_store_put(struct fy_store *s, const char *k, const void *b, size_t n, unsigned f)
+{ return s->ops->put(s, k, b, n, f); }
+static inline int fy_store_get(struct fy_store *s, const char *k, uint64_t off, size_t n, void **b, size_t *got)
+{ return s->ops->get(s, k, off, n, b, got); }
+static inline int fy_store_exists(struct fy_store *s, const char *k, uint64_t *size)
+{ return s->ops->exists(s, k, size); }
+static inline int fy_store_list(struct fy_store *s, const char *p, fy_store_list_cb cb, void *arg)
+{ return s->ops->list(s, p, cb, arg); }
+static inline int fy_store_del(struct fy_store *s, const char *k)
+{ return s->ops->del(s, k); }
+static inline int fy_store_sync(struct fy_store *s)
+{ return s->ops->sync(s); }
+static inline unsigned fy_store_concurrency(struct fy_store *s)
+{ return s->ops->concurrency(s); }
+void fy_store_close(struct fy_store *s);
+
+#endif
