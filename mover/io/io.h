@@ -58,7 +58,9 @@ extern const struct fy_io_ops fy_io_psync_ops;
 /* Every engine instance starts with this, so the generic calls below dispatch. */
 struct fy_io {
 	const struct fy_io_ops *ops;
-	unsigned inflight;
+	unsigned inflight;  /* submitted and not yet returned by reap */
+	unsigned nfixed;    /* bufs[0..nfixed) are registered with the kernel
+	                     * (io_uring fixed buffers); 0 when none are */
 };
 
 /* Choose an engine by name ("auto", "io_uring", "libaio", "psync").  "auto"
