@@ -99,10 +99,17 @@ static int uring_probe(char *why, size_t whylen)
 	return 0;
 }
 
+static int uring_reap(struct fy_io *io, struct fy_io_req **done, unsigned min, unsigned max);
+
 static void uring_exit(struct fy_io *io)
 {
 	struct fy_uring *u = (struct fy_uring *)io;
+	struct fy_io_req *d[16];
 
+	/* Closing the ring does not wait for I/O into caller buffers the
+	 * caller may free next: finish what is in flight first. */
+	while (u->ring_ok && io->inflight && uring_reap(io, d, 1, 16) > 0)
+		;
 	if (u->ring_ok)
 		io_uring_queue_exit(&u->ring);	/* also unregisters the buffers */
 	fy_io_bufs_free(&u->bufs);

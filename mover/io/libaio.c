@@ -50,12 +50,19 @@ static int aio_probe(char *why, size_t whylen)
 	return 0;
 }
 
+static int aio_reap(struct fy_io *io, struct fy_io_req **done, unsigned min, unsigned max);
+
 static void aio_exit(struct fy_io *io)
 {
 	struct fy_aio *a = (struct fy_aio *)io;
+	struct fy_io_req *d[16];
 
+	/* Requests only queued so far are issued too, so every submitted
+	 * request has been done, on every engine, when exit returns. */
+	while (a->ctx_ok && io->inflight && aio_reap(io, d, 1, 16) > 0)
+		;
 	if (a->ctx_ok)
-		io_destroy(a->ctx);	/* waits for I/O still in flight */
+		io_destroy(a->ctx);
 	fy_io_bufs_free(&a->bufs);
 	free(a->failed.q);
 	free(a->ev);

@@ -686,6 +686,39 @@ static void t_short_write(void **state)
 	unlink(path);
 }
 
+/* exit() with requests in flight waits for them: once it returns, the
+ * buffers hold the data and the kernel no longer touches them. */
+static void t_exit_inflight(void **state)
+{
+	const struct fy_io_ops *ops = *state;
+	struct fy_io_params p = { .depth = DEPTH };
+	struct fy_io_req r[DEPTH];
+	struct fy_io *io = NULL;
+	unsigned char *want = malloc(CHUNK);
+	void *buf[DEPTH];
+	bool direct;
+	int fd = fy_io_open_path(data_path, false, &direct), i;
+
+	assert_true(fd >= 0);
+	assert_non_null(want);
+	assert_int_equal(ops->init(&io, fd, &p), 0);
+	for (i = 0; i < DEPTH; i++) {
+		assert_int_equal(posix_memalign(&buf[i], FY_IO_ALIGN, CHUNK), 0);
+		memset(buf[i], 0xa5, CHUNK);
+		r[i] = (struct fy_io_req){ .op = FY_IO_READ, .buf = buf[i], .len = CHUNK,
+					   .off = (uint64_t)(2 * i + 1) * CHUNK, .buf_index = -1 };
+		assert_int_equal(fy_io_submit(io, &r[i]), 0);
+	}
+	fy_io_exit(io);
+	for (i = 0; i < DEPTH; i++) {
+		pattern(1, r[i].off, want, CHUNK);
+		assert_memory_equal(buf[i], want, CHUNK);
+		free(buf[i]);
+	}
+	free(want);
+	close(fd);
+}
+
 /* --- engine-independent tests ------------------------------------------- */
 
 static void t_select(void **state)
@@ -809,6 +842,7 @@ static void t_uring_memlock(void **state)
 	ENGINE_TEST(eng, t_short_write),                                 \
 	ENGINE_TEST(eng, t_misaligned_file),                             \
 	ENGINE_TEST(eng, t_bad_requests),                                \
+	ENGINE_TEST(eng, t_exit_inflight),                               \
 	ENGINE_TEST(eng, t_loop_device),                                 \
 	ENGINE_TEST(eng, t_loop_past_end)
 
