@@ -24,7 +24,8 @@ struct fy_io_req {
 	void *buf;         /* FY_IO_ALIGN-aligned when the fd is O_DIRECT */
 	size_t len;
 	uint64_t off;
-	int buf_index;     /* index into fy_io_params.bufs, or -1 (not registered) */
+	int buf_index;     /* index into fy_io_params.bufs whose range holds
+	                    * [buf, buf + len), or -1 (not registered) */
 	ssize_t res;       /* set on completion: bytes done, or -errno */
 	void *udata;       /* caller's */
 };
@@ -43,11 +44,15 @@ struct fy_io_ops {
 	/* 0 if the engine can run on this kernel; otherwise -errno and a reason in why. */
 	int (*probe)(char *why, size_t whylen);
 	int (*init)(struct fy_io **io, int fd, const struct fy_io_params *p);
-	/* Queue one request; returns -EBUSY if depth requests are already in flight. */
+	/* Queue one request; returns -EBUSY if depth requests are already in
+	 * flight, -EINVAL for a malformed request (bad op, buf_index, length).
+	 * The request must stay valid until reap returns it. */
 	int (*submit)(struct fy_io *io, struct fy_io_req *req);
-	/* Wait until at least min requests complete (min may be 0: poll); store up
-	 * to max completed request pointers in done; return how many, or -errno. */
+	/* Wait until at least min requests complete (min may be 0: poll; a min
+	 * above the number in flight is lowered to it); store up to max
+	 * completed request pointers in done; return how many, or -errno. */
 	int (*reap)(struct fy_io *io, struct fy_io_req **done, unsigned min, unsigned max);
+	/* Waits for requests still in flight, then frees the instance. */
 	void (*exit)(struct fy_io *io);
 };
 
@@ -58,7 +63,9 @@ extern const struct fy_io_ops fy_io_psync_ops;
 /* Every engine instance starts with this, so the generic calls below dispatch. */
 struct fy_io {
 	const struct fy_io_ops *ops;
-	unsigned inflight;
+	unsigned inflight;  /* submitted and not yet returned by reap */
+	unsigned nfixed;    /* bufs[0..nfixed) are registered with the kernel
+	                     * (io_uring fixed buffers); 0 when none are */
 };
 
 /* Choose an engine by name ("auto", "io_uring", "libaio", "psync").  "auto"
