@@ -21,7 +21,9 @@ uint32_t fy_crc32c(uint32_t crc, const void *buf, size_t len);
 
 /* Raw deflate (RFC 1951) with igzip at level 0..3 into out (outcap bytes).
  * Returns the compressed length, or -ENOSPC when the result would not be
- * smaller than inlen (the caller then stores the block raw). */
+ * smaller than inlen (the caller then stores the block raw) or would not fit
+ * in outcap with 8 bytes to spare (igzip's one-shot mode needs the slack).
+ * -EINVAL for a level outside 0..3 or inlen above 4 GiB - 1.  Thread-safe. */
 ssize_t fy_deflate(int level, const void *in, size_t inlen, void *out, size_t outcap);
 
 /* Inflate raw deflate data; the result must be exactly outlen bytes.
