@@ -1,0 +1,89 @@
+/* The repository: config, keys, sealed objects (chunks and manifests).
+ * docs/FORMAT.md is the contract this code implements. */
+#ifndef FERRY_REPO_H
+#define FERRY_REPO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "codec/codec.h"
+#include "store/store.h"
+#include "ferry.pb-c.h"
+
+#define FY_FORMAT_VERSION 1
+#define FY_SNAP_ID_LEN 16
+#define FY_OBJ_HDR_LEN 24
+#define FY_MIN_CHUNK (1u << 20)
+#define FY_MAX_CHUNK (16u << 20)
+#define FY_DEFAULT_CHUNK (4u << 20)
+
+/* Worst-case size of a sealed object holding len plain bytes. */
+#define FY_OBJ_MAX(len) (FY_OBJ_HDR_LEN + FY_SEAL_OVERHEAD + (size_t)(len))
+
+struct fy_secret {
+	const char *password;  /* NULL if not given */
+	const uint8_t *raw_key; /* 32 bytes, NULL if not given */
+};
+
+struct fy_repo {
+	struct fy_store *store;
+	char *url;
+	uint8_t repo_id[16];
+	uint32_t chunk_size;
+	int compression;       /* FERRY__V1__COMPRESSION__* */
+	int level;
+	bool encrypted;
+	uint8_t data_key[FY_KEY_LEN];
+	uint8_t id_key[FY_KEY_LEN];
+};
+
+struct fy_init_opts {
+	uint32_t chunk_size;
+	int compression;       /* FERRY__V1__COMPRESSION__* */
+	int level;
+	bool insecure_no_encryption;
+	unsigned scrypt_log2n; /* 0: default */
+};
+
+/* Create a new repository at url.  Refuses (-EEXIST) when one exists. */
+int fy_repo_init(const char *url, const struct fy_init_opts *o, const struct fy_secret *sec,
+		 char *err, size_t errlen);
+/* Open and unlock.  -ENOENT: no repository there; -EACCES: wrong password/key. */
+int fy_repo_open(const char *url, const struct fy_secret *sec, struct fy_repo **repo,
+		 char *err, size_t errlen);
+void fy_repo_close(struct fy_repo *repo);
+
+/* Seal plain bytes into a framed object (see FORMAT.md).  out must hold
+ * FY_OBJ_MAX(len); scratch must hold len bytes (compression output).
+ * Returns the object length or -errno. */
+ssize_t fy_obj_seal(const struct fy_repo *r, const char magic[4], const uint8_t *name, size_t namelen,
+		    const void *plain, size_t len, uint32_t crc, int level, void *scratch, uint8_t *out);
+/* Verify and decode an object of objlen bytes into plain (cap bytes).
+ * Returns the plain length, or -EBADMSG with a reason in why. */
+ssize_t fy_obj_open(const struct fy_repo *r, const char magic[4], const uint8_t *name, size_t namelen,
+		    uint8_t *obj, size_t objlen, void *plain, size_t cap, void *scratch,
+		    char *why, size_t whylen);
+
+/* Store keys. */
+void fy_chunk_key(const uint8_t id[FY_ID_LEN], char key[80]);
+void fy_snap_key(const uint8_t id[FY_SNAP_ID_LEN], char key[64]);
+void fy_hex(const uint8_t *b, size_t n, char *out);
+int fy_unhex(const char *s, uint8_t *b, size_t n);
+
+/* Fetch and fully verify one chunk (including its HMAC id) into plain (cap bytes). */
+ssize_t fy_chunk_read(const struct fy_repo *r, const uint8_t id[FY_ID_LEN], void *plain, size_t cap,
+		      void *scratch, char *err, size_t errlen);
+
+/* Manifests. */
+int fy_manifest_write(struct fy_repo *r, const Ferry__V1__Manifest *m, char *err, size_t errlen);
+/* Load and verify snapshots/<id>; free with ferry__v1__manifest__free_unpacked(m, NULL). */
+int fy_manifest_read(struct fy_repo *r, const uint8_t id[FY_SNAP_ID_LEN], Ferry__V1__Manifest **m,
+		     char *err, size_t errlen);
+/* All snapshot ids in the repository (malloc'd array of n * 16 bytes). */
+int fy_snapshot_ids(struct fy_repo *r, uint8_t **ids, size_t *n);
+/* Resolve a full id or a unique hex prefix (>= 4 digits) or "latest". */
+int fy_snapshot_resolve(struct fy_repo *r, const char *arg, uint8_t id[FY_SNAP_ID_LEN], char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,293 @@
+/* Repository layer: init/open and keys, the sealed-object framing, manifests,
+ * snapshot id resolution, and the chunk id set. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ferry.h"
+#include "idset.h"
+
+static char dir[256];
+static const struct fy_secret pw = { .password = "unit test password" };
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/ferry-test-repo.XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[300];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd);
+}
+
+static struct fy_init_opts default_opts(void)
+{
+	return (struct fy_init_opts){ .chunk_size = 1u << 20,
+				      .compression = FERRY__V1__COMPRESSION__COMPRESSION_DEFLATE,
+				      .level = 1,
+				      .scrypt_log2n = 10 };
+}
+
+static struct fy_repo *make_repo(const char *sub, const struct fy_init_opts *o, const struct fy_secret *sec)
+{
+	char url[300], err[512];
+	struct fy_repo *r = NULL;
+
+	snprintf(url, sizeof(url), "%s/%s", dir, sub);
+	assert_int_equal(fy_repo_init(url, o, sec, err, sizeof(err)), 0);
+	assert_int_equal(fy_repo_open(url, sec, &r, err, sizeof(err)), 0);
+	return r;
+}
+
+static void test_init_open_keys(void **state)
+{
+	struct fy_init_opts o = default_opts();
+	char url[300], err[512];
+	struct fy_repo *r = NULL;
+	const struct fy_secret wrong = { .password = "not the password" }, none = { 0 };
+	uint8_t raw[32];
+
+	(void)state;
+	snprintf(url, sizeof(url), "%s/keys", dir);
+	assert_int_equal(fy_repo_open(url, &pw, &r, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "no repository"));
+	assert_int_equal(fy_repo_init(url, &o, &none, err, sizeof(err)), -ENOKEY);
+	assert_int_equal(fy_repo_init(url, &o, &pw, err, sizeof(err)), 0);
+	assert_int_equal(fy_repo_init(url, &o, &pw, err, sizeof(err)), -EEXIST);
+	assert_int_equal(fy_repo_open(url, &wrong, &r, err, sizeof(err)), -EACCES);
+	assert_non_null(strstr(err, "wrong password"));
+	assert_int_equal(fy_repo_open(url, &none, &r, err, sizeof(err)), -EACCES);
+	assert_non_null(strstr(err, "FERRY_PASSWORD"));
+	assert_int_equal(fy_repo_open(url, &pw, &r, err, sizeof(err)), 0);
+	assert_int_equal(r->chunk_size, 1u << 20);
+	assert_true(r->encrypted);
+	fy_repo_close(r);
+
+	/* A raw key repository opens with that key only. */
+	memset(raw, 0x5a, sizeof(raw));
+	const struct fy_secret rk = { .raw_key = raw };
+
+	snprintf(url, sizeof(url), "%s/raw", dir);
+	assert_int_equal(fy_repo_init(url, &o, &rk, err, sizeof(err)), 0);
+	assert_int_equal(fy_repo_open(url, &pw, &r, err, sizeof(err)), -EACCES);
+	raw[0] ^= 1;
+	assert_int_equal(fy_repo_open(url, &rk, &r, err, sizeof(err)), -EACCES);
+	raw[0] ^= 1;
+	assert_int_equal(fy_repo_open(url, &rk, &r, err, sizeof(err)), 0);
+	fy_repo_close(r);
+
+	/* Bad parameters. */
+	o.chunk_size = 3u << 20;
+	snprintf(url, sizeof(url), "%s/bad", dir);
+	assert_int_equal(fy_repo_init(url, &o, &pw, err, sizeof(err)), -EINVAL);
+	o.chunk_size = 32u << 20;
+	assert_int_equal(fy_repo_init(url, &o, &pw, err, sizeof(err)), -EINVAL);
+}
+
+static void fill(uint8_t *p, size_t n, unsigned seed, bool text)
+{
+	srand(seed);
+	for (size_t i = 0; i < n; i++)
+		p[i] = text ? (uint8_t)("abcdefgh \n"[rand() % 10]) : (uint8_t)rand();
+}
+
+static void roundtrip_objects(struct fy_repo *r)
+{
+	size_t n = 300000;
+	uint8_t *plain = malloc(n), *out = malloc(FY_OBJ_MAX(n)), *scratch = malloc(n), *back = malloc(n);
+	uint8_t name[FY_ID_LEN], other[FY_ID_LEN];
+	char why[160];
+
+	memset(name, 7, sizeof(name));
+	memset(other, 8, sizeof(other));
+	for (int text = 0; text < 2; text++) {
+		fill(plain, n, 42 + text, text);
+		uint32_t crc = fy_crc32c(0, plain, n);
+		ssize_t len = fy_obj_seal(r, "FYC1", name, FY_ID_LEN, plain, n, crc, 1, scratch, out);
+
+		assert_true(len > 0);
+		if (text && r->compression)
+			assert_true((size_t)len < n / 2); /* text compresses */
+		assert_int_equal(fy_obj_open(r, "FYC1", name, FY_ID_LEN, out, (size_t)len, back, n, scratch, why,
+					     sizeof(why)),
+				 (ssize_t)n);
+		assert_memory_equal(plain, back, n);
+		/* Another name (a swapped object) fails. */
+		assert_int_equal(fy_obj_open(r, "FYC1", other, FY_ID_LEN, out, (size_t)len, back, n, scratch, why,
+					     sizeof(why)),
+				 r->encrypted ? -EBADMSG : (ssize_t)n);
+		/* Another magic fails. */
+		assert_int_equal(fy_obj_open(r, "FYM1", name, FY_ID_LEN, out, (size_t)len, back, n, scratch, why,
+					     sizeof(why)),
+				 -EBADMSG);
+		/* A flipped bit anywhere fails, naming a reason. */
+		for (size_t at = 0; at < (size_t)len; at += (at < 64 ? 1 : 4099)) {
+			out[at] ^= 0x10;
+			why[0] = '\0';
+			assert_int_equal(fy_obj_open(r, "FYC1", name, FY_ID_LEN, out, (size_t)len, back, n, scratch,
+						     why, sizeof(why)),
+					 -EBADMSG);
+			assert_true(why[0] != '\0');
+			out[at] ^= 0x10;
+		}
+		/* Truncated fails. */
+		assert_int_equal(fy_obj_open(r, "FYC1", name, FY_ID_LEN, out, (size_t)len - 1, back, n, scratch,
+					     why, sizeof(why)),
+				 -EBADMSG);
+		assert_non_null(strstr(why, "truncated"));
+	}
+	free(plain);
+	free(out);
+	free(scratch);
+	free(back);
+}
+
+static void test_objects_encrypted(void **state)
+{
+	struct fy_init_opts o = default_opts();
+	struct fy_repo *r = make_repo("obj-enc", &o, &pw);
+
+	(void)state;
+	roundtrip_objects(r);
+	fy_repo_close(r);
+}
+
+static void test_objects_plain(void **state)
+{
+	struct fy_init_opts o = default_opts();
+	const struct fy_secret none = { 0 };
+
+	(void)state;
+	o.insecure_no_encryption = true;
+	struct fy_repo *r = make_repo("obj-plain", &o, &none);
+
+	assert_false(r->encrypted);
+	roundtrip_objects(r);
+	fy_repo_close(r);
+	o.insecure_no_encryption = false;
+	o.compression = FERRY__V1__COMPRESSION__COMPRESSION_NONE;
+	r = make_repo("obj-nocomp", &o, &pw);
+	roundtrip_objects(r);
+	fy_repo_close(r);
+}
+
+static void test_manifests(void **state)
+{
+	struct fy_init_opts o = default_opts();
+	struct fy_repo *r = make_repo("man", &o, &pw);
+	Ferry__V1__Manifest m = FERRY__V1__MANIFEST__INIT, *back = NULL;
+	Ferry__V1__Manifest__LabelsEntry e = FERRY__V1__MANIFEST__LABELS_ENTRY__INIT, *ep = &e;
+	uint8_t id[FY_SNAP_ID_LEN], id2[FY_SNAP_ID_LEN], got[FY_SNAP_ID_LEN], ids[3 * FY_ID_LEN];
+	uint32_t crcs[3] = { 1, 2, 3 };
+	char err[512], hex[33];
+
+	(void)state;
+	memset(id, 0xab, sizeof(id));
+	memset(ids, 0x11, sizeof(ids));
+	m.snapshot_id.data = id;
+	m.snapshot_id.len = sizeof(id);
+	m.volume = "vol";
+	m.size = 2 * (1u << 20) + 5;
+	m.chunk_size = 1u << 20;
+	m.created_unix_nano = 1000;
+	m.chunk_ids.data = ids;
+	m.chunk_ids.len = sizeof(ids);
+	m.block_crc32c = crcs;
+	m.n_block_crc32c = 3;
+	e.key = "app";
+	e.value = "db";
+	m.labels = &ep;
+	m.n_labels = 1;
+	assert_int_equal(fy_manifest_write(r, &m, err, sizeof(err)), 0);
+	assert_int_equal(fy_manifest_read(r, id, &back, err, sizeof(err)), 0);
+	assert_string_equal(back->volume, "vol");
+	assert_int_equal(back->size, m.size);
+	assert_int_equal(back->n_labels, 1);
+	assert_string_equal(back->labels[0]->value, "db");
+	assert_memory_equal(back->chunk_ids.data, ids, sizeof(ids));
+	assert_int_equal(back->block_crc32c[2], 3);
+	ferry__v1__manifest__free_unpacked(back, NULL);
+
+	/* A block table that does not match the size is refused on read. */
+	memcpy(id2, id, sizeof(id2));
+	id2[0] = 0xac;
+	m.snapshot_id.data = id2;
+	m.size = 5u << 20;
+	m.created_unix_nano = 2000;
+	assert_int_equal(fy_manifest_write(r, &m, err, sizeof(err)), 0);
+	assert_int_equal(fy_manifest_read(r, id2, &back, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "block table"));
+
+	/* Resolution: full id, prefix, ambiguous prefix, latest, unknown. */
+	fy_hex(id, sizeof(id), hex);
+	assert_int_equal(fy_snapshot_resolve(r, hex, got, err, sizeof(err)), 0);
+	assert_memory_equal(got, id, sizeof(id));
+	assert_int_equal(fy_snapshot_resolve(r, "abab", got, err, sizeof(err)), 0);
+	assert_int_equal(fy_snapshot_resolve(r, "a", got, err, sizeof(err)), -EINVAL);
+	assert_int_equal(fy_snapshot_resolve(r, "ffff", got, err, sizeof(err)), -ENOENT);
+	assert_int_equal(fy_snapshot_resolve(r, "../x", got, err, sizeof(err)), -EINVAL);
+	/* latest skips the unreadable one (created later) and picks the readable. */
+	assert_int_equal(fy_snapshot_resolve(r, "latest", got, err, sizeof(err)), 0);
+	assert_memory_equal(got, id, sizeof(id));
+	fy_repo_close(r);
+}
+
+static void test_idset(void **state)
+{
+	struct fy_idset s;
+	uint8_t id[32];
+	uint32_t v = 0;
+	size_t pos = 0, seen = 0;
+
+	(void)state;
+	assert_int_equal(fy_idset_init(&s, 10), 0);
+	for (uint32_t i = 0; i < 100000; i++) {
+		memset(id, 0, sizeof(id));
+		memcpy(id, &i, sizeof(i));
+		id[31] = 1;
+		assert_int_equal(fy_idset_add(&s, id, i, NULL), 1);
+	}
+	assert_int_equal(s.n, 100000);
+	uint32_t k = 777;
+
+	memset(id, 0, sizeof(id));
+	memcpy(id, &k, sizeof(k));
+	id[31] = 1;
+	assert_int_equal(fy_idset_add(&s, id, 0, &v), 0);
+	assert_int_equal(v, 777);
+	assert_true(fy_idset_has(&s, id));
+	id[31] = 2;
+	assert_false(fy_idset_has(&s, id));
+	while (fy_idset_next(&s, &pos, NULL))
+		seen++;
+	assert_int_equal(seen, 100000);
+	fy_idset_free(&s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_init_open_keys),
+		cmocka_unit_test(test_objects_encrypted),
+		cmocka_unit_test(test_objects_plain),
+		cmocka_unit_test(test_manifests),
+		cmocka_unit_test(test_idset),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
