@@ -1,0 +1,577 @@
+/* The backup pipeline:
+ *
+ *   reader (this thread, the I/O engine, queue_depth reads in flight)
+ *     -> workers (crc32c, keyed id, dedupe, deflate, seal)
+ *       -> uploaders (store puts in flight)
+ *         -> sync, then the manifest: the commit point.
+ *
+ * Memory is fixed by the flags: (queue_depth + threads) read buffers and
+ * (uploaders + threads) object buffers of one chunk each, plus the block
+ * table (36 bytes per block).  Holes (SEEK_DATA) are never read; all-zero
+ * blocks are never stored. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ferry.h"
+#include "idset.h"
+#include "io/io.h"
+#include "queue.h"
+
+struct rslot {
+	uint8_t *buf;
+	int index;
+	uint64_t block;
+	size_t len;
+	struct fy_io_req req;
+};
+
+struct uslot {
+	uint8_t *buf;
+	size_t len;
+	uint8_t id[FY_ID_LEN];
+};
+
+struct backup {
+	struct fy_repo *repo;
+	const struct fy_backup_opts *o;
+	uint64_t size;
+	uint32_t cs;
+	uint64_t nblocks;
+	uint8_t *ids;          /* nblocks * 32 */
+	uint32_t *crcs;        /* nblocks */
+
+	struct rslot *rslots;
+	unsigned nr;
+	struct uslot *uslots;
+	unsigned nu;
+	struct fy_queue rfree, work, ufree, upload;
+
+	pthread_mutex_t lock;  /* known, stats, err */
+	struct fy_idset known;
+	struct fy_backup_result *res;
+	_Atomic int failed;
+	char *err;
+	size_t errlen;
+};
+
+static void fail(struct backup *b, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void fail(struct backup *b, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&b->lock);
+	if (!b->failed) {
+		b->failed = rc;
+		va_start(ap, fmt);
+		vsnprintf(b->err, b->errlen, fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&b->lock);
+}
+
+unsigned fy_online_cores(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n > 0 ? (unsigned)n : 1;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static size_t block_len(const struct backup *b, uint64_t i)
+{
+	uint64_t off = i * b->cs;
+
+	return (size_t)(b->size - off < b->cs ? b->size - off : b->cs);
+}
+
+static int collect_chunk(const char *key, uint64_t size, void *arg)
+{
+	struct backup *b = arg;
+	const char *name = strrchr(key, '/');
+	uint8_t id[FY_ID_LEN];
+
+	(void)size;
+	if (name && fy_unhex(name + 1, id, FY_ID_LEN) == 0)
+		return fy_idset_add(&b->known, id, 0, NULL) < 0 ? -ENOMEM : 0;
+	return 0;
+}
+
+static void *worker(void *arg)
+{
+	struct backup *b = arg;
+	uint8_t *scratch = malloc(b->cs);
+	struct rslot *s;
+
+	if (!scratch)
+		fail(b, -ENOMEM, "out of memory");
+	while ((s = fy_queue_pop(&b->work)) != NULL) {
+		uint8_t *id = b->ids + s->block * FY_ID_LEN;
+		uint32_t crc;
+
+		if (b->failed || !scratch)
+			goto next;
+		crc = fy_crc32c(0, s->buf, s->len);
+		b->crcs[s->block] = crc;
+		if (fy_is_zero(s->buf, s->len)) {
+			memset(id, 0, FY_ID_LEN);
+			pthread_mutex_lock(&b->lock);
+			b->res->bytes_zero += s->len;
+			pthread_mutex_unlock(&b->lock);
+			goto next;
+		}
+		if (fy_chunk_id(b->repo->id_key, s->buf, s->len, id) < 0) {
+			fail(b, -EIO, "computing a chunk id failed");
+			goto next;
+		}
+		pthread_mutex_lock(&b->lock);
+		int added = fy_idset_add(&b->known, id, 0, NULL);
+
+		if (added == 0) {
+			b->res->bytes_dedup += s->len;
+			b->res->chunks_dedup++;
+		}
+		pthread_mutex_unlock(&b->lock);
+		if (added < 0) {
+			fail(b, -ENOMEM, "out of memory");
+			goto next;
+		}
+		if (added == 0)
+			goto next;
+
+		struct uslot *u = fy_queue_pop(&b->ufree);
+		ssize_t n = fy_obj_seal(b->repo, "FYC1", id, FY_ID_LEN, s->buf, s->len, crc, b->repo->level,
+					scratch, u->buf);
+		if (n < 0) {
+			fy_queue_push(&b->ufree, u);
+			fail(b, (int)n, "sealing block %llu: %s", (unsigned long long)s->block, strerror((int)-n));
+			goto next;
+		}
+		u->len = (size_t)n;
+		memcpy(u->id, id, FY_ID_LEN);
+		pthread_mutex_lock(&b->lock);
+		b->res->bytes_new += s->len;
+		b->res->bytes_stored += (uint64_t)n;
+		b->res->chunks_new++;
+		pthread_mutex_unlock(&b->lock);
+		fy_queue_push(&b->upload, u);
+next:
+		if (b->o->progress)
+			atomic_fetch_add(&b->o->progress->done, s->len);
+		fy_queue_push(&b->rfree, s);
+	}
+	free(scratch);
+	return NULL;
+}
+
+static void *uploader(void *arg)
+{
+	struct backup *b = arg;
+	struct uslot *u;
+
+	while ((u = fy_queue_pop(&b->upload)) != NULL) {
+		if (!b->failed) {
+			char key[80], hex[2 * FY_ID_LEN + 1];
+			int rc;
+
+			fy_chunk_key(u->id, key);
+			rc = fy_store_put(b->repo->store, key, u->buf, u->len, FY_PUT_NOREPLACE);
+			if (rc < 0) {
+				fy_hex(u->id, FY_ID_LEN, hex);
+				if (rc == -ENOSPC)
+					fail(b, rc, "repository %s is full: writing chunk %s: %s", b->repo->url, hex,
+					     strerror(-rc));
+				else
+					fail(b, rc, "writing chunk %s to %s: %s", hex, b->repo->url, strerror(-rc));
+			}
+		}
+		fy_queue_push(&b->ufree, u);
+	}
+	return NULL;
+}
+
+/* 1 when [off, off + len) is entirely a hole of a regular file. */
+static int is_hole(int fd, bool sparse, uint64_t off, size_t len)
+{
+	if (!sparse)
+		return 0;
+	off_t d = lseek(fd, (off_t)off, SEEK_DATA);
+
+	if (d < 0)
+		return errno == ENXIO; /* no data at or after off */
+	return (uint64_t)d >= off + len;
+}
+
+static int alloc_buffers(struct backup *b, unsigned depth, unsigned threads, unsigned uploaders)
+{
+	b->nr = depth + threads;
+	b->nu = uploaders + threads;
+	b->rslots = calloc(b->nr, sizeof(*b->rslots));
+	b->uslots = calloc(b->nu, sizeof(*b->uslots));
+	if (!b->rslots || !b->uslots)
+		return -ENOMEM;
+	if (fy_queue_init(&b->rfree, b->nr) < 0 || fy_queue_init(&b->work, b->nr + threads) < 0 ||
+	    fy_queue_init(&b->ufree, b->nu) < 0 || fy_queue_init(&b->upload, b->nu + uploaders) < 0)
+		return -ENOMEM;
+	for (unsigned i = 0; i < b->nr; i++) {
+		b->rslots[i].buf = aligned_alloc(FY_IO_ALIGN, b->cs);
+		b->rslots[i].index = (int)i;
+		if (!b->rslots[i].buf)
+			return -ENOMEM;
+		fy_queue_push(&b->rfree, &b->rslots[i]);
+	}
+	for (unsigned i = 0; i < b->nu; i++) {
+		b->uslots[i].buf = malloc(FY_OBJ_MAX(b->cs));
+		if (!b->uslots[i].buf)
+			return -ENOMEM;
+		fy_queue_push(&b->ufree, &b->uslots[i]);
+	}
+	return 0;
+}
+
+static void free_buffers(struct backup *b)
+{
+	for (unsigned i = 0; b->rslots && i < b->nr; i++)
+		free(b->rslots[i].buf);
+	for (unsigned i = 0; b->uslots && i < b->nu; i++)
+		free(b->uslots[i].buf);
+	free(b->rslots);
+	free(b->uslots);
+	fy_queue_destroy(&b->rfree);
+	fy_queue_destroy(&b->work);
+	fy_queue_destroy(&b->ufree);
+	fy_queue_destroy(&b->upload);
+}
+
+/* Handle one completed read: hand it to the workers, or fail naming the offset. */
+static void read_done(struct backup *b, struct rslot *s)
+{
+	if (s->req.res < 0 || (size_t)s->req.res < s->len) {
+		if (s->req.res < 0)
+			fail(b, (int)s->req.res, "reading %s at offset %llu: %s", b->o->source,
+			     (unsigned long long)s->req.off, strerror((int)-s->req.res));
+		else
+			fail(b, -EIO, "reading %s at offset %llu: short read (%zd of %zu bytes): the source shrank?",
+			     b->o->source, (unsigned long long)s->req.off, s->req.res, s->len);
+		fy_queue_push(&b->rfree, s);
+		return;
+	}
+	pthread_mutex_lock(&b->lock);
+	b->res->bytes_read += s->len;
+	pthread_mutex_unlock(&b->lock);
+	fy_queue_push(&b->work, s);
+}
+
+/* The reader: keep depth reads in flight over the blocks that hold data. */
+static void read_volume(struct backup *b, struct fy_io *io, int fd, bool sparse, unsigned depth)
+{
+	struct fy_io_req *done[64];
+	unsigned inflight = 0;
+	uint64_t next = 0;
+	uint32_t zero_crc_full = 0;
+	bool have_zero_crc = false;
+
+	while ((next < b->nblocks && !b->failed) || inflight > 0) {
+		while (next < b->nblocks && inflight < depth && !b->failed) {
+			size_t len = block_len(b, next);
+			uint64_t off = next * b->cs;
+
+			if (is_hole(fd, sparse, off, len)) {
+				/* Never read, never stored: a zero block in the manifest. */
+				if (len == b->cs && have_zero_crc) {
+					b->crcs[next] = zero_crc_full;
+				} else {
+					struct rslot *z = fy_queue_pop(&b->rfree);
+
+					memset(z->buf, 0, len);
+					b->crcs[next] = fy_crc32c(0, z->buf, len);
+					fy_queue_push(&b->rfree, z);
+					if (len == b->cs) {
+						zero_crc_full = b->crcs[next];
+						have_zero_crc = true;
+					}
+				}
+				memset(b->ids + next * FY_ID_LEN, 0, FY_ID_LEN);
+				pthread_mutex_lock(&b->lock);
+				b->res->bytes_zero += len;
+				pthread_mutex_unlock(&b->lock);
+				if (b->o->progress)
+					atomic_fetch_add(&b->o->progress->done, len);
+				next++;
+				continue;
+			}
+			struct rslot *s = inflight ? fy_queue_trypop(&b->rfree) : fy_queue_pop(&b->rfree);
+
+			if (!s)
+				break;
+			s->block = next;
+			s->len = len;
+			s->req = (struct fy_io_req){
+				.op = FY_IO_READ,
+				.buf = s->buf,
+				/* O_DIRECT wants whole sectors: the buffer holds a whole chunk. */
+				.len = (len + FY_IO_ALIGN - 1) & ~(size_t)(FY_IO_ALIGN - 1),
+				.off = off,
+				.buf_index = s->index,
+				.udata = s,
+			};
+			int rc = fy_io_submit(io, &s->req);
+
+			if (rc < 0) {
+				fy_queue_push(&b->rfree, s);
+				fail(b, rc, "reading %s at offset %llu: %s", b->o->source, (unsigned long long)off,
+				     strerror(-rc));
+				break;
+			}
+			inflight++;
+			next++;
+		}
+		if (inflight == 0)
+			continue;
+		int n = fy_io_reap(io, done, 1, 64);
+
+		if (n < 0) {
+			fail(b, n, "reading %s: %s", b->o->source, strerror(-n));
+			break; /* the engine is broken: requests in flight are abandoned with it */
+		}
+		for (int i = 0; i < n; i++)
+			read_done(b, done[i]->udata);
+		inflight -= (unsigned)n;
+	}
+}
+
+static int open_source(const char *path, bool *direct, bool *sparse, uint64_t *size, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd, rc;
+
+	if (stat(path, &st) < 0) {
+		snprintf(err, errlen, "cannot open source %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		snprintf(err, errlen, "source %s is not a regular file or a block device", path);
+		return -EINVAL;
+	}
+	fd = fy_io_open_path(path, false, direct);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot open source %s: %s", path, strerror(-fd));
+		return fd;
+	}
+	rc = fy_io_size(fd, size);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot size source %s: %s", path, strerror(-rc));
+		close(fd);
+		return rc;
+	}
+	/* SEEK_DATA works on every regular file: filesystems without hole
+	 * tracking report the whole file as data. */
+	*sparse = S_ISREG(st.st_mode);
+	return fd;
+}
+
+static int write_manifest(struct backup *b, int64_t started_ns, char *err, size_t errlen)
+{
+	Ferry__V1__Manifest m = FERRY__V1__MANIFEST__INIT;
+	Ferry__V1__BackupStats st = FERRY__V1__BACKUP_STATS__INIT;
+	Ferry__V1__Manifest__LabelsEntry *entries = NULL, **ep = NULL;
+	char host[256] = "";
+	int rc;
+
+	if (fy_random(b->res->snapshot_id, FY_SNAP_ID_LEN) < 0) {
+		snprintf(err, errlen, "no random bytes for the snapshot id");
+		return -EIO;
+	}
+	gethostname(host, sizeof(host) - 1);
+	m.format_version = FY_FORMAT_VERSION;
+	m.snapshot_id.data = b->res->snapshot_id;
+	m.snapshot_id.len = FY_SNAP_ID_LEN;
+	m.volume = (char *)b->o->volume;
+	m.size = b->size;
+	m.chunk_size = b->cs;
+	m.created_unix_nano = started_ns;
+	m.hostname = host;
+	m.source = (char *)b->o->source;
+	m.chunk_ids.data = b->ids;
+	m.chunk_ids.len = b->nblocks * FY_ID_LEN;
+	m.block_crc32c = b->crcs;
+	m.n_block_crc32c = b->nblocks;
+	if (b->o->nlabels) {
+		entries = calloc(b->o->nlabels, sizeof(*entries));
+		ep = calloc(b->o->nlabels, sizeof(*ep));
+		if (!entries || !ep) {
+			free(entries);
+			free(ep);
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+		for (size_t i = 0; i < b->o->nlabels; i++) {
+			ferry__v1__manifest__labels_entry__init(&entries[i]);
+			entries[i].key = (char *)b->o->labels[i].key;
+			entries[i].value = (char *)b->o->labels[i].value;
+			ep[i] = &entries[i];
+		}
+		m.labels = ep;
+		m.n_labels = b->o->nlabels;
+	}
+	st.bytes_read = b->res->bytes_read;
+	st.bytes_new = b->res->bytes_new;
+	st.bytes_stored = b->res->bytes_stored;
+	st.bytes_zero = b->res->bytes_zero;
+	st.bytes_dedup = b->res->bytes_dedup;
+	st.chunks_new = b->res->chunks_new;
+	st.chunks_dedup = b->res->chunks_dedup;
+	st.duration_nano = (uint64_t)(b->res->seconds * 1e9);
+	m.stats = &st;
+	rc = fy_manifest_write(b->repo, &m, err, errlen);
+	free(entries);
+	free(ep);
+	return rc;
+}
+
+int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backup_result *res,
+	      char *err, size_t errlen)
+{
+	struct backup b = { .repo = r, .o = o, .res = res, .err = err, .errlen = errlen, .cs = r->chunk_size };
+	const struct fy_io_ops *ops;
+	struct fy_io *io = NULL;
+	char why[256];
+	bool direct = false, sparse = false;
+	unsigned depth = o->queue_depth ? o->queue_depth : 8;
+	unsigned threads = o->threads ? o->threads : fy_online_cores();
+	unsigned uploaders = o->uploaders ? o->uploaders : fy_store_concurrency(r->store);
+	pthread_t *tids = NULL;
+	void **bufs = NULL;
+	unsigned nworkers = 0, nuploaders = 0;
+	double t0 = now_s();
+	struct timespec wall;
+	int fd = -1, rc;
+
+	memset(res, 0, sizeof(*res));
+	pthread_mutex_init(&b.lock, NULL);
+	clock_gettime(CLOCK_REALTIME, &wall);
+	if (!o->volume || !*o->volume) {
+		snprintf(err, errlen, "no volume name: give --volume NAME");
+		rc = -EINVAL;
+		goto out;
+	}
+	rc = fy_io_select(o->io_engine ? o->io_engine : "auto", &ops, why, sizeof(why));
+	if (rc < 0) {
+		if (rc == -EINVAL)
+			snprintf(err, errlen, "unknown I/O engine '%s' (auto, io_uring, libaio, psync)", o->io_engine);
+		else
+			snprintf(err, errlen, "I/O engine %s cannot run here: %s", o->io_engine, why);
+		goto out;
+	}
+	fd = open_source(o->source, &direct, &sparse, &b.size, err, errlen);
+	if (fd < 0) {
+		rc = fd;
+		goto out;
+	}
+	snprintf(res->engine, sizeof(res->engine), "%s", ops->name);
+	res->direct = direct;
+	res->size = b.size;
+	if (o->progress)
+		o->progress->total = b.size;
+	if (o->verbose)
+		fprintf(stderr, "ferry: I/O engine %s (%s), %s, queue depth %u, %u workers, %u uploaders\n",
+			ops->name, why, direct ? "O_DIRECT" : "buffered (O_DIRECT refused)", depth, threads,
+			uploaders);
+
+	b.nblocks = (b.size + b.cs - 1) / b.cs;
+	b.ids = calloc(b.nblocks ? b.nblocks : 1, FY_ID_LEN);
+	b.crcs = calloc(b.nblocks ? b.nblocks : 1, sizeof(uint32_t));
+	if (!b.ids || !b.crcs || fy_idset_init(&b.known, 1024) < 0 ||
+	    alloc_buffers(&b, depth, threads, uploaders) < 0) {
+		snprintf(err, errlen, "out of memory for %u buffers of %u bytes", b.nr + b.nu, b.cs);
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = fy_store_list(r->store, "chunks/", collect_chunk, &b);
+	if (rc < 0) {
+		snprintf(err, errlen, "listing the chunks of %s: %s", r->url, strerror(-rc));
+		goto out;
+	}
+	bufs = calloc(b.nr, sizeof(*bufs));
+	if (!bufs) {
+		snprintf(err, errlen, "out of memory");
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (unsigned i = 0; i < b.nr; i++)
+		bufs[i] = b.rslots[i].buf;
+	struct fy_io_params params = { .depth = depth, .bufs = bufs, .nbufs = b.nr, .buf_size = b.cs };
+
+	rc = ops->init(&io, fd, &params);
+	if (rc < 0) {
+		snprintf(err, errlen, "starting I/O engine %s on %s: %s", ops->name, o->source, strerror(-rc));
+		goto out;
+	}
+
+	tids = calloc(threads + uploaders, sizeof(*tids));
+	if (!tids) {
+		snprintf(err, errlen, "out of memory");
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (; nworkers < threads; nworkers++)
+		if (pthread_create(&tids[nworkers], NULL, worker, &b) != 0)
+			break;
+	for (; nuploaders < uploaders; nuploaders++)
+		if (pthread_create(&tids[threads + nuploaders], NULL, uploader, &b) != 0)
+			break;
+	if (nworkers == 0 || nuploaders == 0)
+		fail(&b, -EAGAIN, "cannot start threads");
+	else
+		read_volume(&b, io, fd, sparse, depth);
+
+	for (unsigned i = 0; i < nworkers; i++)
+		fy_queue_push(&b.work, NULL);
+	for (unsigned i = 0; i < nworkers; i++)
+		pthread_join(tids[i], NULL);
+	for (unsigned i = 0; i < nuploaders; i++)
+		fy_queue_push(&b.upload, NULL);
+	for (unsigned i = 0; i < nuploaders; i++)
+		pthread_join(tids[threads + i], NULL);
+	if (b.failed) {
+		rc = b.failed;
+		goto out;
+	}
+	/* Every chunk durable before the manifest that names them. */
+	rc = fy_store_sync(r->store);
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: %s", rc == -ENOSPC ? "repository is full" : "syncing the repository",
+			 strerror(-rc));
+		goto out;
+	}
+	res->seconds = now_s() - t0;
+	rc = write_manifest(&b, (int64_t)wall.tv_sec * 1000000000 + wall.tv_nsec, err, errlen);
+	res->seconds = now_s() - t0;
+out:
+	free(tids);
+	fy_io_exit(io);
+	free(bufs);
+	if (fd >= 0)
+		close(fd);
+	free_buffers(&b);
+	fy_idset_free(&b.known);
+	free(b.ids);
+	free(b.crcs);
+	pthread_mutex_destroy(&b.lock);
+	return rc;
+}

@@ -1,0 +1,80 @@
+/* libferry: the data path from a block device or image file to a repository
+ * and back.  The CLI and (later) the CSI agent are its users.
+ * Every call returns 0 or a negative errno; on failure err receives one line
+ * that names what was wrong (a path, an offset, a chunk, a URL). */
+#ifndef FERRY_H
+#define FERRY_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "repo/repo.h"
+
+/* Progress counters, read by a progress printer while the work runs. */
+struct fy_progress {
+	_Atomic uint64_t done;  /* bytes of the volume processed */
+	uint64_t total;         /* volume size */
+};
+
+struct fy_label {
+	const char *key, *value;
+};
+
+struct fy_backup_opts {
+	const char *source;     /* image file or block device */
+	const char *volume;     /* volume name recorded in the manifest */
+	const struct fy_label *labels;
+	size_t nlabels;
+	const char *io_engine;  /* "auto" (default), "io_uring", "libaio", "psync" */
+	unsigned queue_depth;   /* reads in flight; 0: 8 */
+	unsigned threads;       /* hashing/compression/sealing workers; 0: online cores */
+	unsigned uploaders;     /* puts in flight; 0: the store's concurrency */
+	bool verbose;           /* say what was chosen and why, on stderr */
+	struct fy_progress *progress;
+};
+
+struct fy_backup_result {
+	uint8_t snapshot_id[FY_SNAP_ID_LEN];
+	uint64_t size;
+	uint64_t bytes_read, bytes_new, bytes_stored, bytes_zero, bytes_dedup;
+	uint32_t chunks_new, chunks_dedup;
+	double seconds;
+	char engine[16];
+	bool direct;
+};
+
+int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backup_result *res,
+	      char *err, size_t errlen);
+
+struct fy_restore_opts {
+	const char *target;     /* file (created or replaced) or block device (>= volume size) */
+	unsigned threads;       /* 0: 2 x online cores (fetching overlaps with decoding) */
+	bool verbose;
+	struct fy_progress *progress;
+};
+
+struct fy_restore_result {
+	uint64_t size, bytes_written, bytes_zero;
+	double seconds;
+	bool device;
+};
+
+int fy_restore(struct fy_repo *r, const uint8_t id[FY_SNAP_ID_LEN], const struct fy_restore_opts *o,
+	       struct fy_restore_result *res, char *err, size_t errlen);
+
+/* check: every manifest decodes, every chunk they name exists; with read_data
+ * every such chunk is fetched and verified.  Problems are reported one line
+ * each through report(); returns the number of problems (>= 0) or -errno. */
+struct fy_check_result {
+	size_t snapshots, chunks_referenced, chunks_present, chunks_unreferenced, chunks_read;
+	uint64_t bytes_read;
+};
+
+long fy_check(struct fy_repo *r, bool read_data, unsigned threads, void (*report)(const char *line, void *arg),
+	      void *arg, struct fy_check_result *res, char *err, size_t errlen);
+
+unsigned fy_online_cores(void);
+
+#endif
