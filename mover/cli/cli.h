@@ -1,0 +1,72 @@
+/* The ferry command line: shared helpers for the subcommands. */
+#ifndef FERRY_CLI_H
+#define FERRY_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "ferry.h"
+
+#define EXIT_USAGE 2
+
+struct cli_common {
+	const char *repo;
+	const char *password_file;
+	const char *key_file;
+	bool json, verbose, quiet;
+	/* filled by cli_secret() */
+	char *password;
+	uint8_t raw_key[32];
+	bool have_raw_key;
+};
+
+/* Print "ferry: <msg>" on stderr (one line). */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Usage error for a subcommand; returns EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Handle an option common to every repository command; 1 if it was one. */
+int cli_common_opt(struct cli_common *c, int opt, const char *arg);
+/* Resolve --repo / FERRY_REPO and the secret; 0 or an exit code. */
+int cli_prepare(struct cli_common *c, const char *cmd, bool need_secret);
+void cli_free(struct cli_common *c);
+int cli_open_repo(struct cli_common *c, struct fy_repo **repo);
+
+int cli_parse_size(const char *s, uint64_t *out);
+void cli_human(uint64_t bytes, char *out, size_t len);
+void cli_json_string(FILE *f, const char *s);
+void cli_time(int64_t unix_nano, char *out, size_t len, bool iso);
+
+/* Progress line on a TTY (bytes, MB/s, ETA); silent otherwise. */
+struct cli_progress;
+struct cli_progress *cli_progress_start(struct fy_progress *p, const char *what, bool quiet);
+void cli_progress_stop(struct cli_progress *cp);
+
+int cmd_init(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
+int cmd_snapshots(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+
+/* Long options shared by the repository commands (append to each table). */
+#define CLI_COMMON_LONGOPTS                                          \
+	{ "repo", required_argument, NULL, 'r' },                    \
+	{ "password-file", required_argument, NULL, 'P' },           \
+	{ "key-file", required_argument, NULL, 'K' },                \
+	{ "json", no_argument, NULL, 'j' },                          \
+	{ "verbose", no_argument, NULL, 'v' },                       \
+	{ "quiet", no_argument, NULL, 'q' },                         \
+	{ "help", no_argument, NULL, 'h' }
+#define CLI_COMMON_SHORTOPTS "r:vqh"
+
+#define CLI_COMMON_HELP                                                                         \
+	"  -r, --repo URL          repository (file:///path or a path; env FERRY_REPO)\n"         \
+	"      --password-file F   read the password from F (first line); else FERRY_PASSWORD\n" \
+	"      --key-file F        a raw 32-byte key (binary, or 64 hex digits) instead of a password\n" \
+	"      --json              machine-readable output on stdout\n"                            \
+	"  -v, --verbose           say what was chosen and why\n"                                  \
+	"  -q, --quiet             no progress or summary on stderr\n"                             \
+	"  -h, --help              this help\n"
+
+#endif

@@ -1,0 +1,575 @@
+/* The subcommands: init, backup, restore, snapshots, check. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+static int bad_number(const char *cmd, const char *opt, const char *arg)
+{
+	return cli_usage_error(cmd, "%s wants a positive number, not '%s'", opt, arg);
+}
+
+static int parse_uint(const char *s, unsigned max, unsigned *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+
+	if (errno || end == s || *end || v == 0 || v > max || *s == '-')
+		return -EINVAL;
+	*out = (unsigned)v;
+	return 0;
+}
+
+/* ---- init ---- */
+
+static const char init_help[] =
+	"usage: ferry init --repo URL [--chunk-size SIZE] [--compression igzip:0..3|none]\n"
+	"                  [--insecure-no-encryption]\n\n"
+	"Create a repository.  It is encrypted (AES-256-GCM) with a master key wrapped by\n"
+	"the password (FERRY_PASSWORD or --password-file, scrypt) or by a raw --key-file.\n\n"
+	"  --chunk-size SIZE          block size, a power of two from 1M to 16M (default 4M)\n"
+	"  --compression C            igzip:0, igzip:1 (default), igzip:2, igzip:3, or none\n"
+	"  --insecure-no-encryption   store data unencrypted (tests and trusted storage only)\n"
+	CLI_COMMON_HELP;
+
+int cmd_init(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "chunk-size", required_argument, NULL, 'c' },
+		{ "compression", required_argument, NULL, 'z' },
+		{ "insecure-no-encryption", no_argument, NULL, 'I' },
+		CLI_COMMON_LONGOPTS,
+		{ 0 },
+	};
+	struct cli_common c = { 0 };
+	struct fy_init_opts o = { .chunk_size = FY_DEFAULT_CHUNK,
+				  .compression = FERRY__V1__COMPRESSION__COMPRESSION_DEFLATE,
+				  .level = 1 };
+	char err[512];
+	int opt, rc;
+
+	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+		uint64_t size;
+
+		if (cli_common_opt(&c, opt, optarg))
+			continue;
+		switch (opt) {
+		case 'h':
+			fputs(init_help, stdout);
+			return 0;
+		case 'c':
+			if (cli_parse_size(optarg, &size) < 0 || size > UINT32_MAX)
+				return cli_usage_error("init", "--chunk-size wants a size such as 4M, not '%s'", optarg);
+			o.chunk_size = (uint32_t)size;
+			break;
+		case 'z':
+			if (!strcmp(optarg, "none")) {
+				o.compression = FERRY__V1__COMPRESSION__COMPRESSION_NONE;
+				o.level = 0;
+			} else if (!strncmp(optarg, "igzip:", 6) && optarg[6] >= '0' && optarg[6] <= '3' && !optarg[7]) {
+				o.level = optarg[6] - '0';
+			} else {
+				return cli_usage_error("init", "--compression wants igzip:0..3 or none, not '%s'", optarg);
+			}
+			break;
+		case 'I':
+			o.insecure_no_encryption = true;
+			break;
+		default:
+			return cli_usage_error("init", "bad option");
+		}
+	}
+	if (optind != argc)
+		return cli_usage_error("init", "unexpected argument '%s'", argv[optind]);
+	rc = cli_prepare(&c, "init", !o.insecure_no_encryption);
+	if (rc)
+		return rc;
+	struct fy_secret sec = { .password = c.password, .raw_key = c.have_raw_key ? c.raw_key : NULL };
+	const char *lg = getenv("FERRY_SCRYPT_LOG2N"); /* tests only: a cheaper KDF */
+
+	if (lg)
+		o.scrypt_log2n = (unsigned)atoi(lg);
+	rc = fy_repo_init(c.repo, &o, &sec, err, sizeof(err));
+	cli_free(&c);
+	if (rc < 0) {
+		cli_error("%s", err);
+		return 1;
+	}
+	if (c.json) {
+		printf("{\"repository\":");
+		cli_json_string(stdout, c.repo);
+		printf(",\"chunk_size\":%u,\"encrypted\":%s}\n", o.chunk_size,
+		       o.insecure_no_encryption ? "false" : "true");
+	} else if (!c.quiet) {
+		printf("created repository %s (chunk size %u KiB, %s%s)\n", c.repo, o.chunk_size >> 10,
+		       o.insecure_no_encryption ? "UNENCRYPTED" : "AES-256-GCM",
+		       o.compression ? ", igzip" : ", no compression");
+	}
+	return 0;
+}
+
+/* ---- backup ---- */
+
+static const char backup_help[] =
+	"usage: ferry backup --repo URL --volume NAME [OPTIONS] SOURCE\n\n"
+	"Back up SOURCE (an image file or a block device) as a new snapshot of volume NAME\n"
+	"and print the snapshot's id.  Holes and all-zero blocks are never stored; blocks\n"
+	"already in the repository are not stored again.\n\n"
+	"  --volume NAME        the volume's name (recorded in the snapshot)\n"
+	"  --tag K=V            a label on the snapshot (repeatable)\n"
+	"  --io-engine E        auto (default), io_uring, libaio or psync\n"
+	"  --queue-depth N      reads in flight (default 8)\n"
+	"  --threads N          hashing/compression/encryption workers (default: online cores)\n"
+	"  --uploaders N        writes to the repository in flight (default: the store's)\n"
+	CLI_COMMON_HELP;
+
+int cmd_backup(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "volume", required_argument, NULL, 'V' },
+		{ "tag", required_argument, NULL, 't' },
+		{ "io-engine", required_argument, NULL, 'e' },
+		{ "queue-depth", required_argument, NULL, 'd' },
+		{ "threads", required_argument, NULL, 'T' },
+		{ "uploaders", required_argument, NULL, 'U' },
+		CLI_COMMON_LONGOPTS,
+		{ 0 },
+	};
+	struct cli_common c = { 0 };
+	struct fy_backup_opts o = { .io_engine = "auto" };
+	struct fy_label labels[64];
+	struct fy_progress prog = { 0 };
+	struct fy_backup_result res;
+	struct fy_repo *repo = NULL;
+	char err[512];
+	int opt, rc;
+
+	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+		if (cli_common_opt(&c, opt, optarg))
+			continue;
+		switch (opt) {
+		case 'h':
+			fputs(backup_help, stdout);
+			return 0;
+		case 'V':
+			o.volume = optarg;
+			break;
+		case 't': {
+			char *eq = strchr(optarg, '=');
+
+			if (!eq || eq == optarg)
+				return cli_usage_error("backup", "--tag wants KEY=VALUE, not '%s'", optarg);
+			if (o.nlabels == sizeof(labels) / sizeof(labels[0]))
+				return cli_usage_error("backup", "at most 64 tags");
+			*eq = '\0';
+			labels[o.nlabels].key = optarg;
+			labels[o.nlabels].value = eq + 1;
+			o.nlabels++;
+			break;
+		}
+		case 'e':
+			o.io_engine = optarg;
+			break;
+		case 'd':
+			if (parse_uint(optarg, 1024, &o.queue_depth) < 0)
+				return bad_number("backup", "--queue-depth", optarg);
+			break;
+		case 'T':
+			if (parse_uint(optarg, 256, &o.threads) < 0)
+				return bad_number("backup", "--threads", optarg);
+			break;
+		case 'U':
+			if (parse_uint(optarg, 256, &o.uploaders) < 0)
+				return bad_number("backup", "--uploaders", optarg);
+			break;
+		default:
+			return cli_usage_error("backup", "bad option");
+		}
+	}
+	if (optind == argc)
+		return cli_usage_error("backup", "missing SOURCE");
+	if (optind + 1 != argc)
+		return cli_usage_error("backup", "unexpected argument '%s'", argv[optind + 1]);
+	if (!o.volume || !*o.volume)
+		return cli_usage_error("backup", "missing --volume NAME");
+	o.source = argv[optind];
+	o.labels = labels;
+	o.verbose = c.verbose;
+	o.progress = &prog;
+	rc = cli_prepare(&c, "backup", true);
+	if (rc)
+		return rc;
+	if (cli_open_repo(&c, &repo) < 0) {
+		cli_free(&c);
+		return 1;
+	}
+	struct cli_progress *cp = cli_progress_start(&prog, "backup", c.quiet || c.json);
+
+	rc = fy_backup(repo, &o, &res, err, sizeof(err));
+	cli_progress_stop(cp);
+	fy_repo_close(repo);
+	cli_free(&c);
+	if (rc < 0) {
+		cli_error("backup failed: %s", err);
+		return 1;
+	}
+	char hex[2 * FY_SNAP_ID_LEN + 1];
+	double mbps = res.seconds > 0 ? res.size / res.seconds / 1e6 : 0;
+
+	fy_hex(res.snapshot_id, FY_SNAP_ID_LEN, hex);
+	if (c.json) {
+		printf("{\"snapshot_id\":\"%s\",\"volume\":", hex);
+		cli_json_string(stdout, o.volume);
+		printf(",\"size\":%llu,\"bytes_read\":%llu,\"bytes_new\":%llu,\"bytes_stored\":%llu,"
+		       "\"bytes_zero\":%llu,\"bytes_dedup\":%llu,\"chunks_new\":%u,\"chunks_dedup\":%u,"
+		       "\"duration_s\":%.3f,\"throughput_mbps\":%.1f,\"io_engine\":\"%s\",\"direct\":%s}\n",
+		       (unsigned long long)res.size, (unsigned long long)res.bytes_read,
+		       (unsigned long long)res.bytes_new, (unsigned long long)res.bytes_stored,
+		       (unsigned long long)res.bytes_zero, (unsigned long long)res.bytes_dedup, res.chunks_new,
+		       res.chunks_dedup, res.seconds, mbps, res.engine, res.direct ? "true" : "false");
+		return 0;
+	}
+	printf("%s\n", hex);
+	if (!c.quiet && (c.verbose || isatty(STDERR_FILENO))) {
+		char sz[32], rd[32], st[32], zr[32], dd[32];
+
+		cli_human(res.size, sz, sizeof(sz));
+		cli_human(res.bytes_read, rd, sizeof(rd));
+		cli_human(res.bytes_stored, st, sizeof(st));
+		cli_human(res.bytes_zero, zr, sizeof(zr));
+		cli_human(res.bytes_dedup, dd, sizeof(dd));
+		fprintf(stderr, "snapshot %.8s of %s: %s volume, %s read, %s stored, %s zero/holes, %s deduplicated, "
+			"%.2f s, %.0f MB/s\n", hex, o.volume, sz, rd, st, zr, dd, res.seconds, mbps);
+	}
+	return 0;
+}
+
+/* ---- restore ---- */
+
+static const char restore_help[] =
+	"usage: ferry restore --repo URL [OPTIONS] SNAPSHOT TARGET\n\n"
+	"Restore SNAPSHOT (an id, a unique prefix of at least 4 hex digits, or 'latest')\n"
+	"to TARGET: a file (written beside TARGET and renamed over it when complete; holes\n"
+	"stay holes) or a block device at least as large as the volume.  Every block is\n"
+	"verified before it is written.\n\n"
+	"  --threads N          fetch/verify/write workers (default: 2 x online cores)\n"
+	CLI_COMMON_HELP;
+
+int cmd_restore(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "threads", required_argument, NULL, 'T' },
+		CLI_COMMON_LONGOPTS,
+		{ 0 },
+	};
+	struct cli_common c = { 0 };
+	struct fy_restore_opts o = { 0 };
+	struct fy_progress prog = { 0 };
+	struct fy_restore_result res;
+	struct fy_repo *repo = NULL;
+	uint8_t id[FY_SNAP_ID_LEN];
+	char err[512];
+	int opt, rc;
+
+	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+		if (cli_common_opt(&c, opt, optarg))
+			continue;
+		switch (opt) {
+		case 'h':
+			fputs(restore_help, stdout);
+			return 0;
+		case 'T':
+			if (parse_uint(optarg, 256, &o.threads) < 0)
+				return bad_number("restore", "--threads", optarg);
+			break;
+		default:
+			return cli_usage_error("restore", "bad option");
+		}
+	}
+	if (argc - optind != 2)
+		return cli_usage_error("restore", "wants SNAPSHOT and TARGET");
+	o.target = argv[optind + 1];
+	o.verbose = c.verbose;
+	o.progress = &prog;
+	rc = cli_prepare(&c, "restore", true);
+	if (rc)
+		return rc;
+	if (cli_open_repo(&c, &repo) < 0) {
+		cli_free(&c);
+		return 1;
+	}
+	cli_free(&c);
+	if (fy_snapshot_resolve(repo, argv[optind], id, err, sizeof(err)) < 0) {
+		cli_error("%s", err);
+		fy_repo_close(repo);
+		return 1;
+	}
+	struct cli_progress *cp = cli_progress_start(&prog, "restore", c.quiet || c.json);
+
+	rc = fy_restore(repo, id, &o, &res, err, sizeof(err));
+	cli_progress_stop(cp);
+	fy_repo_close(repo);
+	if (rc < 0) {
+		cli_error("restore failed: %s", err);
+		return 1;
+	}
+	char hex[2 * FY_SNAP_ID_LEN + 1];
+	double mbps = res.seconds > 0 ? res.size / res.seconds / 1e6 : 0;
+
+	fy_hex(id, FY_SNAP_ID_LEN, hex);
+	if (c.json) {
+		printf("{\"snapshot_id\":\"%s\",\"target\":", hex);
+		cli_json_string(stdout, o.target);
+		printf(",\"size\":%llu,\"bytes_written\":%llu,\"bytes_zero\":%llu,\"duration_s\":%.3f,"
+		       "\"throughput_mbps\":%.1f}\n",
+		       (unsigned long long)res.size, (unsigned long long)res.bytes_written,
+		       (unsigned long long)res.bytes_zero, res.seconds, mbps);
+	} else if (!c.quiet && (c.verbose || isatty(STDERR_FILENO))) {
+		char sz[32], wr[32];
+
+		cli_human(res.size, sz, sizeof(sz));
+		cli_human(res.bytes_written, wr, sizeof(wr));
+		fprintf(stderr, "restored snapshot %.8s to %s: %s volume, %s written, %.2f s, %.0f MB/s\n", hex,
+			o.target, sz, wr, res.seconds, mbps);
+	}
+	return 0;
+}
+
+/* ---- snapshots ---- */
+
+static const char snapshots_help[] =
+	"usage: ferry snapshots --repo URL [--volume NAME] [--json]\n\n"
+	"List the snapshots in the repository, oldest first.\n\n"
+	"  --volume NAME        only snapshots of this volume\n"
+	CLI_COMMON_HELP;
+
+static int by_time(const void *a, const void *b)
+{
+	const Ferry__V1__Manifest *x = *(Ferry__V1__Manifest *const *)a, *y = *(Ferry__V1__Manifest *const *)b;
+
+	return (x->created_unix_nano > y->created_unix_nano) - (x->created_unix_nano < y->created_unix_nano);
+}
+
+static void print_snapshot_json(const Ferry__V1__Manifest *m)
+{
+	char hex[2 * FY_SNAP_ID_LEN + 1], t[40];
+
+	fy_hex(m->snapshot_id.data, FY_SNAP_ID_LEN, hex);
+	cli_time(m->created_unix_nano, t, sizeof(t), true);
+	printf("{\"id\":\"%s\",\"volume\":", hex);
+	cli_json_string(stdout, m->volume);
+	printf(",\"time\":\"%s\",\"size\":%llu,\"chunk_size\":%u,\"hostname\":", t, (unsigned long long)m->size,
+	       m->chunk_size);
+	cli_json_string(stdout, m->hostname);
+	printf(",\"source\":");
+	cli_json_string(stdout, m->source);
+	if (m->parent_id.len == FY_SNAP_ID_LEN) {
+		fy_hex(m->parent_id.data, FY_SNAP_ID_LEN, hex);
+		printf(",\"parent\":\"%s\"", hex);
+	}
+	printf(",\"labels\":{");
+	for (size_t i = 0; i < m->n_labels; i++) {
+		if (i)
+			putchar(',');
+		cli_json_string(stdout, m->labels[i]->key);
+		putchar(':');
+		cli_json_string(stdout, m->labels[i]->value);
+	}
+	putchar('}');
+	if (m->stats)
+		printf(",\"stats\":{\"bytes_read\":%llu,\"bytes_new\":%llu,\"bytes_stored\":%llu,\"bytes_zero\":%llu,"
+		       "\"bytes_dedup\":%llu,\"duration_s\":%.3f}",
+		       (unsigned long long)m->stats->bytes_read, (unsigned long long)m->stats->bytes_new,
+		       (unsigned long long)m->stats->bytes_stored, (unsigned long long)m->stats->bytes_zero,
+		       (unsigned long long)m->stats->bytes_dedup, m->stats->duration_nano / 1e9);
+	putchar('}');
+}
+
+int cmd_snapshots(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "volume", required_argument, NULL, 'V' },
+		CLI_COMMON_LONGOPTS,
+		{ 0 },
+	};
+	struct cli_common c = { 0 };
+	const char *volume = NULL;
+	struct fy_repo *repo = NULL;
+	uint8_t *ids = NULL;
+	size_t n = 0, nm = 0;
+	Ferry__V1__Manifest **ms = NULL;
+	int opt, rc, status = 0;
+
+	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+		if (cli_common_opt(&c, opt, optarg))
+			continue;
+		switch (opt) {
+		case 'h':
+			fputs(snapshots_help, stdout);
+			return 0;
+		case 'V':
+			volume = optarg;
+			break;
+		default:
+			return cli_usage_error("snapshots", "bad option");
+		}
+	}
+	if (optind != argc)
+		return cli_usage_error("snapshots", "unexpected argument '%s'", argv[optind]);
+	rc = cli_prepare(&c, "snapshots", true);
+	if (rc)
+		return rc;
+	if (cli_open_repo(&c, &repo) < 0) {
+		cli_free(&c);
+		return 1;
+	}
+	cli_free(&c);
+	rc = fy_snapshot_ids(repo, &ids, &n);
+	if (rc < 0) {
+		cli_error("listing snapshots of %s: %s", c.repo, strerror(-rc));
+		fy_repo_close(repo);
+		return 1;
+	}
+	ms = calloc(n ? n : 1, sizeof(*ms));
+	for (size_t i = 0; ms && i < n; i++) {
+		char err[512];
+		Ferry__V1__Manifest *m;
+
+		if (fy_manifest_read(repo, ids + i * FY_SNAP_ID_LEN, &m, err, sizeof(err)) < 0) {
+			cli_error("%s", err);
+			status = 1;
+			continue;
+		}
+		if (volume && strcmp(volume, m->volume) != 0) {
+			ferry__v1__manifest__free_unpacked(m, NULL);
+			continue;
+		}
+		ms[nm++] = m;
+	}
+	qsort(ms, nm, sizeof(*ms), by_time);
+	if (c.json) {
+		putchar('[');
+		for (size_t i = 0; i < nm; i++) {
+			if (i)
+				putchar(',');
+			print_snapshot_json(ms[i]);
+		}
+		puts("]");
+	} else {
+		printf("%-10s %-19s  %-20s %10s  %s\n", "ID", "Time", "Volume", "Size", "Labels");
+		for (size_t i = 0; i < nm; i++) {
+			char hex[2 * FY_SNAP_ID_LEN + 1], t[40], sz[32];
+
+			fy_hex(ms[i]->snapshot_id.data, FY_SNAP_ID_LEN, hex);
+			cli_time(ms[i]->created_unix_nano, t, sizeof(t), false);
+			cli_human(ms[i]->size, sz, sizeof(sz));
+			printf("%-10.8s %-19s  %-20s %10s  ", hex, t, ms[i]->volume, sz);
+			for (size_t l = 0; l < ms[i]->n_labels; l++)
+				printf("%s%s=%s", l ? "," : "", ms[i]->labels[l]->key, ms[i]->labels[l]->value);
+			putchar('\n');
+		}
+		printf("%zu snapshot%s\n", nm, nm == 1 ? "" : "s");
+	}
+	for (size_t i = 0; i < nm; i++)
+		ferry__v1__manifest__free_unpacked(ms[i], NULL);
+	free(ms);
+	free(ids);
+	fy_repo_close(repo);
+	return status;
+}
+
+/* ---- check ---- */
+
+static const char check_help[] =
+	"usage: ferry check --repo URL [--read-data] [--threads N]\n\n"
+	"Verify the repository: every snapshot's manifest, and that every chunk a snapshot\n"
+	"names exists.  With --read-data, read and verify every such chunk (AES-GCM tag,\n"
+	"crc32c and keyed id) as a restore would.  Each problem is one line on stderr;\n"
+	"the exit status is 1 when there is any.\n\n"
+	"  --read-data          read and verify every byte\n"
+	"  --threads N          readers for --read-data (default: 2 x online cores)\n"
+	CLI_COMMON_HELP;
+
+static void report_line(const char *line, void *arg)
+{
+	(void)arg;
+	cli_error("%s", line);
+}
+
+int cmd_check(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "read-data", no_argument, NULL, 'D' },
+		{ "threads", required_argument, NULL, 'T' },
+		CLI_COMMON_LONGOPTS,
+		{ 0 },
+	};
+	struct cli_common c = { 0 };
+	bool read_data = false;
+	unsigned threads = 0;
+	struct fy_repo *repo = NULL;
+	struct fy_check_result res;
+	char err[512];
+	int opt, rc;
+
+	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+		if (cli_common_opt(&c, opt, optarg))
+			continue;
+		switch (opt) {
+		case 'h':
+			fputs(check_help, stdout);
+			return 0;
+		case 'D':
+			read_data = true;
+			break;
+		case 'T':
+			if (parse_uint(optarg, 64, &threads) < 0)
+				return bad_number("check", "--threads", optarg);
+			break;
+		default:
+			return cli_usage_error("check", "bad option");
+		}
+	}
+	if (optind != argc)
+		return cli_usage_error("check", "unexpected argument '%s'", argv[optind]);
+	rc = cli_prepare(&c, "check", true);
+	if (rc)
+		return rc;
+	if (cli_open_repo(&c, &repo) < 0) {
+		cli_free(&c);
+		return 1;
+	}
+	cli_free(&c);
+	long problems = fy_check(repo, read_data, threads, report_line, NULL, &res, err, sizeof(err));
+
+	fy_repo_close(repo);
+	if (problems < 0) {
+		cli_error("check failed: %s", err);
+		return 1;
+	}
+	if (c.json) {
+		printf("{\"snapshots\":%zu,\"chunks_referenced\":%zu,\"chunks_present\":%zu,\"chunks_unreferenced\":%zu,"
+		       "\"chunks_read\":%zu,\"bytes_read\":%llu,\"problems\":%ld}\n",
+		       res.snapshots, res.chunks_referenced, res.chunks_present, res.chunks_unreferenced,
+		       res.chunks_read, (unsigned long long)res.bytes_read, problems);
+	} else if (!c.quiet) {
+		char rd[32];
+
+		cli_human(res.bytes_read, rd, sizeof(rd));
+		printf("%zu snapshots, %zu chunks referenced, %zu unreferenced", res.snapshots, res.chunks_referenced,
+		       res.chunks_unreferenced);
+		if (read_data)
+			printf(", %zu chunks (%s) read and verified", res.chunks_read, rd);
+		printf(": %s\n", problems ? "PROBLEMS FOUND" : "no problems");
+	}
+	if (problems) {
+		cli_error("check found %ld problem%s in %s", problems, problems == 1 ? "" : "s", c.repo);
+		return 1;
+	}
+	return 0;
+}

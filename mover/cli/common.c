@@ -1,0 +1,327 @@
+/* Helpers shared by the subcommands: options, secrets, sizes, JSON, progress. */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "cli/cli.h"
+
+void cli_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("ferry: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "ferry %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see 'ferry %s --help')\n", cmd);
+	return EXIT_USAGE;
+}
+
+int cli_common_opt(struct cli_common *c, int opt, const char *arg)
+{
+	switch (opt) {
+	case 'r':
+		c->repo = arg;
+		return 1;
+	case 'P':
+		c->password_file = arg;
+		return 1;
+	case 'K':
+		c->key_file = arg;
+		return 1;
+	case 'j':
+		c->json = true;
+		return 1;
+	case 'v':
+		c->verbose = true;
+		return 1;
+	case 'q':
+		c->quiet = true;
+		return 1;
+	}
+	return 0;
+}
+
+/* Read at most max bytes of a small file. */
+static ssize_t read_small(const char *path, char *buf, size_t max)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	size_t got = 0;
+
+	if (fd < 0)
+		return -errno;
+	while (got < max) {
+		ssize_t n = read(fd, buf + got, max - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = -errno;
+
+			close(fd);
+			return e;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	return (ssize_t)got;
+}
+
+static int load_key_file(struct cli_common *c)
+{
+	char buf[130];
+	ssize_t n = read_small(c->key_file, buf, sizeof(buf));
+
+	if (n < 0) {
+		cli_error("cannot read key file %s: %s", c->key_file, strerror((int)-n));
+		return 1;
+	}
+	if (n == 32) {
+		memcpy(c->raw_key, buf, 32);
+	} else {
+		while (n > 0 && isspace((unsigned char)buf[n - 1]))
+			n--;
+		buf[n] = '\0';
+		if (n != 64 || fy_unhex(buf, c->raw_key, 32) < 0) {
+			cli_error("key file %s must hold 32 bytes, or 64 hex digits", c->key_file);
+			OPENSSL_cleanse(buf, sizeof(buf));
+			return 1;
+		}
+	}
+	OPENSSL_cleanse(buf, sizeof(buf));
+	c->have_raw_key = true;
+	return 0;
+}
+
+int cli_prepare(struct cli_common *c, const char *cmd, bool need_secret)
+{
+	if (!c->repo)
+		c->repo = getenv("FERRY_REPO");
+	if (!c->repo || !*c->repo)
+		return cli_usage_error(cmd, "no repository: give --repo URL or set FERRY_REPO");
+	if (!need_secret)
+		return 0;
+	if (c->key_file)
+		return load_key_file(c);
+	if (c->password_file) {
+		char buf[4097];
+		ssize_t n = read_small(c->password_file, buf, sizeof(buf) - 1);
+
+		if (n < 0) {
+			cli_error("cannot read password file %s: %s", c->password_file, strerror((int)-n));
+			return 1;
+		}
+		buf[n] = '\0';
+		buf[strcspn(buf, "\r\n")] = '\0';
+		if (!buf[0]) {
+			cli_error("password file %s is empty", c->password_file);
+			return 1;
+		}
+		c->password = strdup(buf);
+		OPENSSL_cleanse(buf, sizeof(buf));
+	} else if (getenv("FERRY_PASSWORD")) {
+		c->password = strdup(getenv("FERRY_PASSWORD"));
+	}
+	return 0;
+}
+
+void cli_free(struct cli_common *c)
+{
+	if (c->password) {
+		OPENSSL_cleanse(c->password, strlen(c->password));
+		free(c->password);
+		c->password = NULL;
+	}
+	OPENSSL_cleanse(c->raw_key, sizeof(c->raw_key));
+}
+
+int cli_open_repo(struct cli_common *c, struct fy_repo **repo)
+{
+	struct fy_secret sec = { .password = c->password, .raw_key = c->have_raw_key ? c->raw_key : NULL };
+	char err[512];
+	int rc = fy_repo_open(c->repo, &sec, repo, err, sizeof(err));
+
+	if (rc < 0)
+		cli_error("%s", err);
+	return rc;
+}
+
+int cli_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	uint64_t mult = 1;
+
+	if (errno || end == s || *s == '-')
+		return -EINVAL;
+	if (!strcasecmp(end, "") || !strcasecmp(end, "b"))
+		mult = 1;
+	else if (!strcasecmp(end, "k") || !strcasecmp(end, "kib") || !strcasecmp(end, "kb"))
+		mult = 1ull << 10;
+	else if (!strcasecmp(end, "m") || !strcasecmp(end, "mib") || !strcasecmp(end, "mb"))
+		mult = 1ull << 20;
+	else if (!strcasecmp(end, "g") || !strcasecmp(end, "gib") || !strcasecmp(end, "gb"))
+		mult = 1ull << 30;
+	else
+		return -EINVAL;
+	if (v > UINT64_MAX / mult)
+		return -ERANGE;
+	*out = v * mult;
+	return 0;
+}
+
+void cli_human(uint64_t bytes, char *out, size_t len)
+{
+	static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	double v = (double)bytes;
+	int u = 0;
+
+	while (v >= 1024 && u < 5) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(out, len, "%llu B", (unsigned long long)bytes);
+	else
+		snprintf(out, len, "%.1f %s", v, units[u]);
+}
+
+void cli_json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(f, "\\%c", *p);
+		else if (*p < 0x20)
+			fprintf(f, "\\u%04x", *p);
+		else
+			fputc(*p, f);
+	}
+	fputc('"', f);
+}
+
+void cli_time(int64_t unix_nano, char *out, size_t len, bool iso)
+{
+	time_t t = (time_t)(unix_nano / 1000000000);
+	struct tm tm;
+
+	if (iso) {
+		gmtime_r(&t, &tm);
+		strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	} else {
+		localtime_r(&t, &tm);
+		strftime(out, len, "%Y-%m-%d %H:%M:%S", &tm);
+	}
+}
+
+struct cli_progress {
+	struct fy_progress *p;
+	const char *what;
+	pthread_t tid;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;
+};
+
+static double mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void *progress_main(void *arg)
+{
+	struct cli_progress *cp = arg;
+	double t0 = mono();
+
+	pthread_mutex_lock(&cp->lock);
+	while (!cp->stop) {
+		struct timespec until;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 250000000;
+		if (until.tv_nsec >= 1000000000) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&cp->cond, &cp->lock, &until);
+		if (cp->stop)
+			break;
+		uint64_t done = atomic_load(&cp->p->done), total = cp->p->total;
+		double el = mono() - t0, rate = el > 0 ? done / el : 0;
+		char d[32], t[32], eta[32] = "--:--";
+
+		cli_human(done, d, sizeof(d));
+		cli_human(total, t, sizeof(t));
+		if (rate > 0 && total >= done) {
+			unsigned s = (unsigned)((total - done) / rate);
+
+			snprintf(eta, sizeof(eta), "%u:%02u", s / 60, s % 60);
+		}
+		fprintf(stderr, "\r\033[K%s %s / %s  %.0f MB/s  ETA %s", cp->what, d, t, rate / 1e6, eta);
+		fflush(stderr);
+	}
+	fprintf(stderr, "\r\033[K");
+	fflush(stderr);
+	pthread_mutex_unlock(&cp->lock);
+	return NULL;
+}
+
+struct cli_progress *cli_progress_start(struct fy_progress *p, const char *what, bool quiet)
+{
+	struct cli_progress *cp;
+
+	if (quiet || !isatty(STDERR_FILENO))
+		return NULL;
+	cp = calloc(1, sizeof(*cp));
+	if (!cp)
+		return NULL;
+	cp->p = p;
+	cp->what = what;
+	pthread_mutex_init(&cp->lock, NULL);
+	pthread_cond_init(&cp->cond, NULL);
+	if (pthread_create(&cp->tid, NULL, progress_main, cp) != 0) {
+		free(cp);
+		return NULL;
+	}
+	return cp;
+}
+
+void cli_progress_stop(struct cli_progress *cp)
+{
+	if (!cp)
+		return;
+	pthread_mutex_lock(&cp->lock);
+	cp->stop = true;
+	pthread_cond_signal(&cp->cond);
+	pthread_mutex_unlock(&cp->lock);
+	pthread_join(cp->tid, NULL);
+	pthread_mutex_destroy(&cp->lock);
+	pthread_cond_destroy(&cp->cond);
+	free(cp);
+}
