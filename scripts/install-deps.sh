@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install everything ferry needs to build, test, demo and benchmark, from
+# Debian 12's packages.  Run as root.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+pkgs=(
+  build-essential cmake pkg-config git
+  liburing-dev libaio-dev libisal-dev isal libssl-dev
+  libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev
+  libcmocka-dev zlib1g-dev
+  util-linux e2fsprogs xfsprogs kmod fio time jq
+)
+if [ "${1:-}" = "--bench" ]; then
+  pkgs+=(restic borgbackup python3-matplotlib)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+echo "install-deps: all ${#pkgs[@]} packages present"

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Bad input: each case gets one clear error line naming what was wrong, a
+# non-zero exit, and loses nothing already stored (check --read-data passes on
+# what was not deliberately damaged).
+. "$(dirname "$0")/lib.sh"
+
+R="$T/repo"
+$FERRY init --repo "$R" >/dev/null
+prand $((6 * 1024 * 1024)) one > "$T/one.img"
+prand $((6 * 1024 * 1024)) two > "$T/two.img"
+id1=$($FERRY backup --repo "$R" --volume one "$T/one.img")
+id2=$($FERRY backup --repo "$R" --volume two "$T/two.img")
+intact() { $FERRY check --repo "$R" --read-data >/dev/null 2>&1 || fail "repository damaged after: $1"; }
+
+# --- repositories, URLs, passwords, keys
+expect_fail "unknown URL scheme" "unknown repository URL scheme 'gopher'" $FERRY snapshots --repo gopher://x/y
+expect_fail "repository that does not exist" "no repository at $T/nowhere" $FERRY snapshots --repo "$T/nowhere"
+expect_fail "init over an existing repository" "already exists" $FERRY init --repo "$R"
+intact "init over an existing repository"
+expect_fail "wrong password" "wrong password or key" env FERRY_PASSWORD=wrong $FERRY snapshots --repo "$R"
+expect_fail "no password" "is encrypted: set FERRY_PASSWORD" env -u FERRY_PASSWORD $FERRY snapshots --repo "$R"
+: > "$T/empty-pw"
+expect_fail "empty password file" "password file .* is empty" $FERRY snapshots --repo "$R" --password-file "$T/empty-pw"
+printf 'short' > "$T/bad.key"
+expect_fail "malformed key file" "must hold 32 bytes, or 64 hex digits" $FERRY snapshots --repo "$R" --key-file "$T/bad.key"
+expect_fail "missing password file" "cannot read password file" $FERRY snapshots --repo "$R" --password-file "$T/nope"
+expect_fail "init without a password" "no password" env -u FERRY_PASSWORD $FERRY init --repo "$T/r2"
+[ ! -e "$T/r2/config" ] || fail "init without a password created a repository"
+expect_fail "bad chunk size" "chunk size .* not a power of two" $FERRY init --repo "$T/r3" --chunk-size 3M
+
+# --- usage errors exit 2; every command has --help
+for c in init backup restore snapshots check; do
+  $FERRY $c --help | grep -q "usage: ferry $c" || fail "$c --help"
+done
+rc=0; $FERRY backup --repo "$R" "$T/one.img" 2>/dev/null || rc=$?
+[ $rc = 2 ] || fail "backup without --volume exited $rc, not 2"
+rc=0; $FERRY frobnicate 2>/dev/null || rc=$?
+[ $rc = 2 ] || fail "unknown command exited $rc, not 2"
+expect_fail "unknown I/O engine" "unknown I/O engine 'nvme-magic'" $FERRY backup --repo "$R" --volume x --io-engine nvme-magic "$T/one.img"
+ok "usage errors and --help"
+
+# --- sources
+expect_fail "missing source" "cannot open source $T/missing.img: No such file" $FERRY backup --repo "$R" --volume x "$T/missing.img"
+expect_fail "directory as source" "is not a regular file or a block device" $FERRY backup --repo "$R" --volume x "$T"
+expect_fail "character device as source" "is not a regular file or a block device" $FERRY backup --repo "$R" --volume x /dev/null
+# sysfs says 4096 bytes but yields fewer: a read that comes up short is an error naming the offset.
+thp=/sys/kernel/mm/transparent_hugepage/enabled
+if [ -r $thp ] && [ "$(stat -c %s $thp)" = 4096 ]; then
+  expect_fail "source that cannot be read in full" "reading $thp at offset 0: short read" $FERRY backup --repo "$R" --volume x --io-engine psync $thp
+else
+  echo "note: $thp unavailable; the short-read case is covered by the unit tests only"
+fi
+[ "$($FERRY snapshots --repo "$R" --json | jq length)" = 2 ] || fail "a failed backup left a snapshot"
+intact "failed backups"
+
+# --- targets
+if [ "$(id -u)" = 0 ]; then
+  truncate -s 4M "$T/small.img"
+  prand $((4 * 1024 * 1024)) small > "$T/small.img"
+  cp "$T/small.img" "$T/small.orig"
+  dev=$(new_loop "$T/small.img")
+  expect_fail "target device too small" "target $dev is smaller than the volume \(4194304 < 6291456 bytes\)" $FERRY restore --repo "$R" "$id1" "$dev"
+  cmp "$T/small.img" "$T/small.orig" || fail "a refused restore wrote to the device"
+  # restore target on a full filesystem: an error, and no partial file left
+  mount_tmpfs "$T/tiny" 2M
+  expect_fail "restore target filesystem full" "writing $T/tiny/out.img at offset [0-9]+: No space left on device" $FERRY restore --repo "$R" "$id1" "$T/tiny/out.img"
+  [ -z "$(ls -A "$T/tiny")" ] || fail "a failed restore left files behind: $(ls -A "$T/tiny")"
+else
+  echo "SKIP (part): target-device and full-filesystem cases need root"
+fi
+expect_fail "restore target in a missing directory" "cannot create target $T/no/such/dir/x.img" $FERRY restore --repo "$R" "$id1" "$T/no/such/dir/x.img"
+expect_fail "unknown snapshot" "no snapshot ffffffff" $FERRY restore --repo "$R" ffffffff "$T/x.img"
+expect_fail "malformed snapshot id" "is not a snapshot id" $FERRY restore --repo "$R" "../../etc" "$T/x.img"
+
+# --- repository full during a backup: fails, keeps earlier snapshots intact, leaves no temp files
+if [ "$(id -u)" = 0 ]; then
+  mount_tmpfs "$T/small-repo" 3M
+  $FERRY init --repo "$T/small-repo/r" >/dev/null
+  prand $((1024 * 1024)) fits > "$T/fits.img"
+  $FERRY backup --repo "$T/small-repo/r" --volume fits "$T/fits.img" >/dev/null
+  prand $((8 * 1024 * 1024)) big > "$T/big.img"
+  expect_fail "repository filesystem full" "repository .* is full: writing chunk [0-9a-f]{64}: No space left on device" \
+    $FERRY backup --repo "$T/small-repo/r" --volume big "$T/big.img"
+  [ -z "$(find "$T/small-repo/r" -name '.tmp-*')" ] || fail "temp files left in a full repository"
+  [ "$($FERRY snapshots --repo "$T/small-repo/r" --json | jq length)" = 1 ] || fail "the failed backup committed a snapshot"
+  $FERRY check --repo "$T/small-repo/r" --read-data >/dev/null || fail "earlier snapshot damaged by the full repository"
+  ok "repository full: earlier snapshot intact"
+fi
+
+# --- damage: a flipped byte in a chunk
+chunk=$(find "$R/chunks" -type f | head -n 1)
+cid=$(basename "$chunk")
+cp "$chunk" "$T/chunk.bak"
+python3 - "$chunk" <<'PY'
+import sys
+p = sys.argv[1]
+b = bytearray(open(p, 'rb').read())
+b[len(b) // 2] ^= 0x01
+open(p, 'wb').write(b)
+PY
+# which snapshot holds the damaged chunk? restore both: one must fail naming it.
+failed=0
+for id in "$id1" "$id2"; do
+  rc=0
+  $FERRY restore --repo "$R" "$id" "$T/r-$id.img" 2>"$T/err" || rc=$?
+  if [ $rc != 0 ]; then
+    grep -q "chunk $cid is corrupt: authentication failed" "$T/err" || { cat "$T/err"; fail "restore error does not name chunk $cid"; }
+    [ ! -e "$T/r-$id.img" ] || fail "a failed restore left a file at the target"
+    [ -z "$(ls "$T" | grep ferry-restore)" ] || fail "a failed restore left its temporary file"
+    failed=$((failed + 1))
+    ok "restore with a flipped byte: $(cat "$T/err")"
+  fi
+done
+[ $failed = 1 ] || fail "expected exactly one restore to fail on the flipped byte, $failed did"
+expect_fail "check --read-data finds the flipped byte" "chunk $cid is corrupt" $FERRY check --repo "$R" --read-data
+$FERRY check --repo "$R" >/dev/null || fail "structural check should pass with a corrupt (but present) chunk"
+cp "$T/chunk.bak" "$chunk"
+intact "repairing the chunk"
+
+# --- damage: a missing chunk
+mv "$chunk" "$T/chunk.moved"
+expect_fail "check finds a missing chunk" "chunk $cid is missing \(named by snapshot [0-9a-f]{32}\)" $FERRY check --repo "$R"
+rc=0
+for id in "$id1" "$id2"; do
+  $FERRY restore --repo "$R" "$id" "$T/m-$id.img" 2>>"$T/err-missing" || rc=1
+done
+[ $rc = 1 ] && grep -q "chunk $cid is missing from the repository" "$T/err-missing" || fail "restore did not name the missing chunk"
+mv "$T/chunk.moved" "$chunk"
+intact "restoring the missing chunk"
+
+# --- damage: a truncated manifest, then a missing one
+man="$R/snapshots/$id1"
+cp "$man" "$T/man.bak"
+truncate -s $(( $(stat -c %s "$man") - 7 )) "$man"
+expect_fail "restore from a truncated manifest" "manifest of snapshot $id1 is corrupt: truncated" $FERRY restore --repo "$R" "$id1" "$T/t.img"
+expect_fail "check finds the truncated manifest" "manifest of snapshot $id1 is corrupt" $FERRY check --repo "$R"
+rc=0; $FERRY snapshots --repo "$R" > "$T/list" 2>"$T/err" || rc=$?
+[ $rc = 1 ] && grep -q "two" "$T/list" || fail "snapshots must list the readable snapshot and exit 1"
+$FERRY restore --repo "$R" "$id2" "$T/two-out.img" && cmp "$T/two.img" "$T/two-out.img" || fail "other snapshot hurt by a truncated manifest"
+rm "$man"
+expect_fail "restore from a missing manifest" "no snapshot $id1" $FERRY restore --repo "$R" "$id1" "$T/t.img"
+cp "$T/man.bak" "$man"
+intact "putting the manifest back"
+$FERRY restore --repo "$R" "$id1" "$T/one-out.img" && cmp "$T/one.img" "$T/one-out.img" || fail "round trip after repairs"
+ok "all bad-input cases"
