@@ -261,20 +261,11 @@ static void *progress_main(void *arg)
 
 	pthread_mutex_lock(&cp->lock);
 	while (!cp->stop) {
-		struct timespec until;
-
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += 250000000;
-		if (until.tv_nsec >= 1000000000) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&cp->cond, &cp->lock, &until);
-		if (cp->stop)
-			break;
+		/* Print first, then wait: even a short job shows one line. */
 		uint64_t done = atomic_load(&cp->p->done), total = cp->p->total;
-		double el = mono() - t0, rate = el > 0 ? done / el : 0;
+		double el = mono() - t0, rate = el > 0.05 ? done / el : 0;
 		char d[32], t[32], eta[32] = "--:--";
+		struct timespec until;
 
 		cli_human(done, d, sizeof(d));
 		cli_human(total, t, sizeof(t));
@@ -285,6 +276,13 @@ static void *progress_main(void *arg)
 		}
 		fprintf(stderr, "\r\033[K%s %s / %s  %.0f MB/s  ETA %s", cp->what, d, t, rate / 1e6, eta);
 		fflush(stderr);
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 250000000;
+		if (until.tv_nsec >= 1000000000) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&cp->cond, &cp->lock, &until);
 	}
 	fprintf(stderr, "\r\033[K");
 	fflush(stderr);

@@ -64,3 +64,15 @@ id=$(jq -r .snapshot_id <<<"$j")
 $FERRY restore --repo "$R" "$id" "$dst"
 cmp -n $((96 * 1024 * 1024)) "$src" "$dst" || fail "loop device restore differs"
 ok "loop device $src -> $dst (direct=$(jq -r .direct <<<"$j"))"
+
+# Progress: shown on a terminal (script(1) gives a real pty), silent otherwise.
+if command -v script >/dev/null; then
+  script -qec "$FERRY backup --repo $R --volume tty $T/a.img" /dev/null > "$T/tty.out"
+  grep -q "ETA" "$T/tty.out" || { cat -v "$T/tty.out"; fail "no progress line on a terminal"; }
+  grep -q "MB/s" "$T/tty.out" || fail "no throughput on a terminal"
+  $FERRY backup --repo "$R" --volume notty "$T/a.img" 2>"$T/notty.err" >/dev/null
+  [ ! -s "$T/notty.err" ] || { cat "$T/notty.err"; fail "stderr not quiet without a terminal"; }
+  ok "progress on a terminal, quiet otherwise"
+else
+  echo "note: script(1) missing: progress display not tested"
+fi
