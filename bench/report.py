@@ -66,6 +66,9 @@ def summarise(raw):
                 "stored_bytes": median([r["stored_bytes"] for r in ok]),
             },
             "max_rss_mib": max([v for v in rss if v is not None], default=None),
+            # what ferry says about itself (backup --json), next to the harness's figure
+            "self_reported_mbps": median([r["extra"].get("throughput_mbps") for r in ok
+                                          if isinstance(r.get("extra"), dict)]),
             "verified": verified,
             "errors": errors,
         }
