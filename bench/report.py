@@ -36,13 +36,15 @@ def median(vals):
     return statistics.median(vals) if vals else None
 
 
-def summarise(raw):
+def summarise(raw, skip_peers=False):
     rows = {}
     for rid, label, group, kind in ROWS:
         runs = [r for r in raw if r["row"] == rid]
         ok = [r for r in runs if r["status"] == "ok"]
         if ok:
             status = "ok"
+        elif skip_peers and group in ("restic", "borg"):
+            status = "skipped"
         elif any(r["status"] == "missing" for r in runs):
             status = "missing"
         elif runs:
@@ -52,7 +54,7 @@ def summarise(raw):
         cpu = [None if r["user_s"] is None or r["sys_s"] is None else r["user_s"] + r["sys_s"]
                for r in ok]
         rss = [None if r["rss_kib"] is None else r["rss_kib"] / 1024.0 for r in ok]
-        errors = [r["error"] for r in runs if r.get("error")]
+        errors = [{"run": r["run"], "error": r["error"]} for r in runs if r.get("error")]
         verified = [r["extra"].get("verified") for r in ok
                     if isinstance(r.get("extra"), dict) and "verified" in r["extra"]]
         rows[rid] = {
@@ -102,6 +104,14 @@ def med(rows, rid, key="mbps"):
     return rows[rid]["median"][key] if rows[rid]["status"] == "ok" else None
 
 
+def unavailable(name, rows, *rids):
+    """A target whose inputs are not all there: FAIL when a ferry row failed (ferry ran
+    and broke), SKIP when something is missing, skipped or a peer failed."""
+    detail = why_missing(rows, *rids) or "no ceiling"
+    broke = any(r.startswith("ferry") and rows[r]["status"] == "failed" for r in rids)
+    return check(name, False if broke else None, detail)
+
+
 def why_missing(rows, *rids):
     out = []
     for rid in rids:
@@ -118,8 +128,8 @@ def checks_for(rows, ceiling, ceiling_note):
     fio_w = med(rows, "fio_write")
 
     if f_tmpfs is None or ceiling is None:
-        out.append(check("ferry backup (tmpfs repo) >= 85% of ceiling", None,
-                         why_missing(rows, "ferry_backup_tmpfs", "fio_read") or "no ceiling"))
+        out.append(unavailable("ferry backup (tmpfs repo) >= 85% of ceiling", rows,
+                               "ferry_backup_tmpfs", "fio_read"))
     else:
         out.append(check("ferry backup (tmpfs repo) >= 85% of ceiling", f_tmpfs >= 0.85 * ceiling,
                          f"{f_tmpfs:.0f} MB/s vs 0.85 x {ceiling:.0f} = {0.85 * ceiling:.0f} MB/s "
@@ -127,7 +137,7 @@ def checks_for(rows, ceiling, ceiling_note):
     for peer, pm, k in (("restic", r_b, 4.0), ("borg", b_b, 3.5)):
         name = f"ferry backup (same disk) >= {k:g}x {peer} backup"
         if f_disk is None or pm is None:
-            out.append(check(name, None, why_missing(rows, "ferry_backup_disk", f"{peer}_backup")))
+            out.append(unavailable(name, rows, "ferry_backup_disk", f"{peer}_backup"))
         else:
             out.append(check(name, f_disk >= k * pm,
                              f"{f_disk:.0f} MB/s vs {k:g} x {pm:.0f} = {k * pm:.0f} MB/s "
@@ -135,20 +145,20 @@ def checks_for(rows, ceiling, ceiling_note):
     fs, rs = med(rows, "ferry_backup_disk", "stored_bytes"), med(rows, "restic_backup", "stored_bytes")
     name = "ferry stored bytes <= 1.05x restic"
     if fs is None or rs is None:
-        out.append(check(name, None, why_missing(rows, "ferry_backup_disk", "restic_backup")))
+        out.append(unavailable(name, rows, "ferry_backup_disk", "restic_backup"))
     else:
         out.append(check(name, fs <= 1.05 * rs,
                          f"{fs:,.0f} B vs 1.05 x {rs:,.0f} = {1.05 * rs:,.0f} B ({fs / rs:.3f}x)"))
     name = "ferry restore >= 80% of fio write"
     if f_rest is None or fio_w is None:
-        out.append(check(name, None, why_missing(rows, "ferry_restore", "fio_write")))
+        out.append(unavailable(name, rows, "ferry_restore", "fio_write"))
     else:
         out.append(check(name, f_rest >= 0.8 * fio_w,
                          f"{f_rest:.0f} MB/s vs 0.8 x {fio_w:.0f} = {0.8 * fio_w:.0f} MB/s "
                          f"({100 * f_rest / fio_w:.0f}%)"))
     name = "ferry restore >= 3x restic restore"
     if f_rest is None or r_r is None:
-        out.append(check(name, None, why_missing(rows, "ferry_restore", "restic_restore")))
+        out.append(unavailable(name, rows, "ferry_restore", "restic_restore"))
     else:
         out.append(check(name, f_rest >= 3 * r_r,
                          f"{f_rest:.0f} MB/s vs 3 x {r_r:.0f} = {3 * r_r:.0f} MB/s ({f_rest / r_r:.2f}x)"))
@@ -157,7 +167,7 @@ def checks_for(rows, ceiling, ceiling_note):
     peaks = [(rows[r]["max_rss_mib"], r) for r in ferry_rows if rows[r]["max_rss_mib"] is not None]
     name = f"ferry peak RSS < {RSS_LIMIT_MIB:.0f} MiB (backup and restore, every run)"
     if not peaks:
-        out.append(check(name, None, why_missing(rows, *ferry_rows)))
+        out.append(unavailable(name, rows, *ferry_rows))
     else:
         top, rid = max(peaks)
         out.append(check(name, top < RSS_LIMIT_MIB,
@@ -167,11 +177,22 @@ def checks_for(rows, ceiling, ceiling_note):
     a, b = med(rows, "ferry_sparse_1g", "rss_mib"), med(rows, "ferry_sparse_64g", "rss_mib")
     name = f"memory: sparse 1 GiB vs 64 GiB peak RSS within 10% and < {RSS_LIMIT_MIB:.0f} MiB"
     if a is None or b is None:
-        out.append(check(name, None, why_missing(rows, "ferry_sparse_1g", "ferry_sparse_64g")))
+        out.append(unavailable(name, rows, "ferry_sparse_1g", "ferry_sparse_64g"))
     else:
         spread = abs(a - b) / min(a, b)
         out.append(check(name, spread <= 0.10 and max(a, b) < RSS_LIMIT_MIB,
                          f"1 GiB {a:.1f} MiB, 64 GiB {b:.1f} MiB (differ by {100 * spread:.1f}%)"))
+
+    fr = [r for r in rows if r.startswith("ferry")]
+    tot = sum(rows[r]["runs_total"] for r in fr)
+    failed = [(LABEL[r], rows[r]["runs_total"] - rows[r]["runs_ok"]) for r in fr
+              if rows[r]["runs_total"] > rows[r]["runs_ok"]]
+    name = "every ferry run succeeded"
+    if tot == 0:
+        out.append(check(name, None, why_missing(rows, *fr)))
+    else:
+        out.append(check(name, not failed, f"{tot - sum(n for _, n in failed)} of {tot} runs ok"
+                         + "".join(f"; {lab}: {n} failed" for lab, n in failed)))
 
     bad = [(LABEL[r], v) for r, row in rows.items() for v in row["verified"] if v is not True]
     n = sum(len(row["verified"]) for row in rows.values())
@@ -295,7 +316,7 @@ def main():
             if line.strip():
                 raw.append(json.loads(line))
 
-    rows = summarise(raw)
+    rows = summarise(raw, meta.get("skip_peers", False))
     fio_r, codec = med(rows, "fio_read"), med(rows, "codec")
     parts = [v for v in (fio_r, codec) if v is not None]
     ceiling = min(parts) if parts else None
@@ -314,8 +335,13 @@ def main():
     lines.append(f"  -> {counts['PASS']} pass, {counts['FAIL']} fail, {counts['SKIP']} skipped")
     notes = []
     for rid, row in rows.items():
+        by_msg = {}
         for e in row["errors"]:
-            notes.append(f"  {LABEL[rid]}: {e}")
+            by_msg.setdefault(e["error"], []).append(e["run"])
+        for msg, runs in by_msg.items():
+            which = ", ".join(str(r) for r in runs if r)
+            where = f" (run{'s' if len(runs) > 1 else ''} {which})" if which else ""
+            notes.append(f"  {LABEL[rid]}{where}: {msg}")
     if notes:
         lines.append("")
         lines.append("notes (missing or failed runs; logs in " + os.path.join(args.out, "logs") + "):")
