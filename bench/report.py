@@ -31,6 +31,13 @@ COLORS = {"ceiling": "#8c8c8c", "ferry": "#1f77b4", "restic": "#ff7f0e",
           "borg": "#2ca02c", "memory": "#9467bd"}
 
 
+def human_size(n):
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):g} {unit}"
+    return f"{n} B"
+
+
 def median(vals):
     vals = [v for v in vals if v is not None]
     return statistics.median(vals) if vals else None
@@ -212,7 +219,7 @@ def fmt(v, spec, none="-"):
 def table(rows, meta, ceiling, ceiling_note):
     lines = []
     size = meta["size_bytes"]
-    lines.append(f"ferry bench: {size / 2**30:g} GiB mixed image (seed {meta['seed']}), "
+    lines.append(f"ferry bench: {human_size(size)} mixed image (seed {meta['seed']}), "
                  f"median of {meta['runs']} run(s), {meta['nproc']} CPU(s), {meta['date']}")
     hdr = f"{'row':<30} {'MB/s':>9} {'CPU s':>7} {'RSS MiB':>8} {'stored bytes':>15} " \
           f"{'x ceil':>6} {'x restic':>8} {'x borg':>6}  runs"
@@ -293,7 +300,7 @@ def chart(rows, meta, ceiling, path):
     ax2.set_xlabel("peak RSS MiB (GNU time %M)")
     ax2.set_title("peak memory (median)")
 
-    fig.suptitle(f"ferry bench — {meta['size_bytes'] / 2**30:g} GiB mixed image, "
+    fig.suptitle(f"ferry bench — {human_size(meta['size_bytes'])} mixed image, "
                  f"median of {meta['runs']} run(s), {meta['nproc']} CPU(s), {meta['date'][:16]}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
