@@ -90,8 +90,9 @@ if ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
 fi
 
 SIZE_BYTES=$(numfmt --from=iec "${SIZE%B}" 2>/dev/null) || die "bad --size '$SIZE'"
-[ "$SIZE_BYTES" -ge $((1 << 20)) ] && [ $((SIZE_BYTES % (1 << 20))) = 0 ] ||
+if [ "$SIZE_BYTES" -lt $((1 << 20)) ] || [ $((SIZE_BYTES % (1 << 20))) != 0 ]; then
 	die "--size must be a positive multiple of 1 MiB, got '$SIZE'"
+fi
 NPROC=$(nproc)
 
 mkdir -p "$OUT"
@@ -148,6 +149,7 @@ timed() {
 	shift 4
 	local base="$LOGS/$row.$run"
 	T_RC=0
+	# shellcheck disable=SC2016 # the inner script expands its own "$@" and $SYNCP
 	(cd "$cwd" && SYNCP="$syncp" exec /usr/bin/time -f '%e %U %S %M' -o "$base.time" \
 		bash -c '"$@" || exit $?; if [ -n "$SYNCP" ]; then sync -f "$SYNCP"; fi' timed "$@") \
 		>"$base.out" 2>"$base.err" || T_RC=$?
