@@ -443,5 +443,16 @@ int main(int argc, char **argv)
 			       (unsigned long long)nblk, t1 - t0, ratio, ratio_all);
 		}
 	}
+	for (long i = 0; i < nthreads; i++) {
+		free(w[i].zbuf);
+		free(w[i].sbuf);
+	}
+	free(w);
+	pthread_barrier_destroy(&start_bar);
+	free(zeros);
+	free(zbuf);
+	free(sbuf);
+	free(blocks);
+	free(data);
 	return 0;
 }
