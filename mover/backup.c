@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "ferry.h"
 #include "idset.h"
 #include "io/io.h"
@@ -115,7 +116,7 @@ static int collect_chunk(const char *key, uint64_t size, void *arg)
 static void *worker(void *arg)
 {
 	struct backup *b = arg;
-	uint8_t *scratch = malloc(b->cs);
+	uint8_t *scratch = fy_buf_alloc(b->cs);
 	struct rslot *s;
 
 	if (!scratch)
@@ -175,7 +176,7 @@ next:
 			atomic_fetch_add(&b->o->progress->done, s->len);
 		fy_queue_push(&b->rfree, s);
 	}
-	free(scratch);
+	fy_buf_free(scratch);
 	return NULL;
 }
 
@@ -229,14 +230,14 @@ static int alloc_buffers(struct backup *b, unsigned depth, unsigned threads, uns
 	    fy_queue_init(&b->ufree, b->nu) < 0 || fy_queue_init(&b->upload, b->nu + uploaders) < 0)
 		return -ENOMEM;
 	for (unsigned i = 0; i < b->nr; i++) {
-		b->rslots[i].buf = aligned_alloc(FY_IO_ALIGN, b->cs);
+		b->rslots[i].buf = fy_buf_alloc(b->cs);
 		b->rslots[i].index = (int)i;
 		if (!b->rslots[i].buf)
 			return -ENOMEM;
 		fy_queue_push(&b->rfree, &b->rslots[i]);
 	}
 	for (unsigned i = 0; i < b->nu; i++) {
-		b->uslots[i].buf = malloc(FY_OBJ_MAX(b->cs));
+		b->uslots[i].buf = fy_buf_alloc(FY_OBJ_MAX(b->cs));
 		if (!b->uslots[i].buf)
 			return -ENOMEM;
 		fy_queue_push(&b->ufree, &b->uslots[i]);
@@ -247,9 +248,9 @@ static int alloc_buffers(struct backup *b, unsigned depth, unsigned threads, uns
 static void free_buffers(struct backup *b)
 {
 	for (unsigned i = 0; b->rslots && i < b->nr; i++)
-		free(b->rslots[i].buf);
+		fy_buf_free(b->rslots[i].buf);
 	for (unsigned i = 0; b->uslots && i < b->nu; i++)
-		free(b->uslots[i].buf);
+		fy_buf_free(b->uslots[i].buf);
 	free(b->rslots);
 	free(b->uslots);
 	fy_queue_destroy(&b->rfree);

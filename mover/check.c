@@ -81,7 +81,7 @@ static void *read_worker(void *arg)
 			break;
 		if (!fy_idset_has(&c->present, id))
 			continue; /* already reported as missing */
-		ssize_t n = fy_chunk_read(c->repo, id, plain, cap, scratch, err, sizeof(err));
+		ssize_t n = fy_chunk_read(c->repo, id, plain, cap, scratch, FY_VERIFY_ID, NULL, err, sizeof(err));
 
 		if (n < 0) {
 			char hex[2 * FY_SNAP_ID_LEN + 1];

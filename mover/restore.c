@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "ferry.h"
 #include "io/io.h"
 
@@ -27,7 +28,8 @@ struct restore {
 	struct fy_repo *repo;
 	const Ferry__V1__Manifest *m;
 	const struct fy_restore_opts *o;
-	int fd;
+	int fd;                /* buffered: sizing, sync, and unaligned tails */
+	int dfd;               /* O_DIRECT on the same target, or -1 */
 	bool device;
 	uint64_t nblocks;
 	_Atomic uint64_t next;
@@ -75,6 +77,51 @@ static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+/* Write len bytes of block data at off: through the O_DIRECT descriptor for
+ * the whole 4 KiB units, the buffered one for an unaligned tail. */
+static int write_data(struct restore *r, const uint8_t *buf, size_t len, uint64_t off)
+{
+	size_t aligned = r->dfd >= 0 ? len & ~(size_t)(FY_IO_ALIGN - 1) : 0;
+	int rc = 0;
+
+	if (aligned)
+		rc = pwrite_full(r->dfd, buf, aligned, off);
+	if (rc == 0 && len > aligned)
+		rc = pwrite_full(r->fd, buf + aligned, len - aligned, off + aligned);
+	return rc;
+}
+
+/* File targets: write only the 4 KiB units that are not all zero (the file
+ * was created sparse, so the rest already reads as zeros and stays a hole). */
+static int write_sparse(struct restore *r, const uint8_t *buf, size_t len, uint64_t off)
+{
+	size_t at = 0;
+
+	while (at < len) {
+		size_t unit = len - at < FY_IO_ALIGN ? len - at : FY_IO_ALIGN;
+
+		if (fy_is_zero(buf + at, unit)) {
+			at += unit;
+			continue;
+		}
+		size_t end = at + unit;
+
+		while (end < len) {
+			size_t u = len - end < FY_IO_ALIGN ? len - end : FY_IO_ALIGN;
+
+			if (fy_is_zero(buf + end, u))
+				break;
+			end += u;
+		}
+		int rc = write_data(r, buf + at, end - at, off + at);
+
+		if (rc < 0)
+			return rc;
+		at = end;
+	}
+	return 0;
+}
+
 static int zero_range(struct restore *r, uint64_t off, size_t len, uint8_t *zeros)
 {
 	uint64_t range[2] = { off, len };
@@ -91,7 +138,7 @@ static void *restore_worker(void *arg)
 {
 	struct restore *r = arg;
 	uint32_t cs = r->m->chunk_size;
-	uint8_t *plain = aligned_alloc(FY_IO_ALIGN, cs), *scratch = malloc(cs);
+	uint8_t *plain = fy_buf_alloc(cs), *scratch = fy_buf_alloc(cs);
 	static const uint8_t zero_id[FY_ID_LEN];
 
 	if (!plain || !scratch)
@@ -120,13 +167,15 @@ static void *restore_worker(void *arg)
 			r->res->bytes_zero += len;
 			pthread_mutex_unlock(&r->lock);
 		} else {
-			ssize_t n = fy_chunk_read(r->repo, id, plain, cs, scratch, err, sizeof(err));
+			uint32_t crc = 0;
+			ssize_t n = fy_chunk_read(r->repo, id, plain, cs, scratch, r->repo->encrypted ? 0 : FY_VERIFY_ID,
+						  &crc, err, sizeof(err));
 
 			if (n < 0) {
 				fail(r, (int)n, "%s (block %llu, offset %llu)", err, (unsigned long long)i, (unsigned long long)off);
 				break;
 			}
-			if ((size_t)n != len || fy_crc32c(0, plain, len) != r->m->block_crc32c[i]) {
+			if ((size_t)n != len || crc != r->m->block_crc32c[i]) {
 				char hex[2 * FY_ID_LEN + 1];
 
 				fy_hex(id, FY_ID_LEN, hex);
@@ -134,7 +183,7 @@ static void *restore_worker(void *arg)
 				     hex, (unsigned long long)i);
 				break;
 			}
-			rc = pwrite_full(r->fd, plain, len, off);
+			rc = r->device ? write_data(r, plain, len, off) : write_sparse(r, plain, len, off);
 			if (rc < 0) {
 				fail(r, rc, "writing %s at offset %llu: %s", r->o->target, (unsigned long long)off,
 				     strerror(-rc));
@@ -147,8 +196,8 @@ static void *restore_worker(void *arg)
 		if (r->o->progress)
 			atomic_fetch_add(&r->o->progress->done, len);
 	}
-	free(plain);
-	free(scratch);
+	fy_buf_free(plain);
+	fy_buf_free(scratch);
 	return NULL;
 }
 
@@ -169,6 +218,22 @@ static int fsync_parent(const char *path)
 	return rc;
 }
 
+/* A second descriptor with O_DIRECT, when the target allows it: restored
+ * data goes straight to the device instead of through the page cache. */
+static void open_direct(struct restore *r, const char *path)
+{
+	bool direct = false;
+	int fd = fy_io_open_path(path, true, &direct);
+
+	if (fd >= 0 && !direct) {
+		close(fd);
+		fd = -1;
+	}
+	r->dfd = fd;
+	if (r->o->verbose)
+		fprintf(stderr, "ferry: restore writes %s\n", fd >= 0 ? "with O_DIRECT" : "buffered (O_DIRECT refused)");
+}
+
 /* Open the target: a block device in place, or a new temporary file beside a file target. */
 static int open_target(struct restore *r, char **tmp)
 {
@@ -186,6 +251,7 @@ static int open_target(struct restore *r, char **tmp)
 			fail(r, -errno, "cannot open target %s: %s", t, strerror(errno));
 			return -1;
 		}
+		open_direct(r, t);
 		int rc = fy_io_size(r->fd, &size);
 
 		if (rc < 0) {
@@ -221,15 +287,17 @@ static int open_target(struct restore *r, char **tmp)
 		     strerror(errno));
 		return -1;
 	}
+	open_direct(r, *tmp);
 	return 0;
 }
 
 int fy_restore(struct fy_repo *repo, const uint8_t id[FY_SNAP_ID_LEN], const struct fy_restore_opts *o,
 	       struct fy_restore_result *res, char *err, size_t errlen)
 {
-	struct restore r = { .repo = repo, .o = o, .res = res, .err = err, .errlen = errlen, .fd = -1 };
+	struct restore r = { .repo = repo, .o = o, .res = res, .err = err, .errlen = errlen, .fd = -1,
+			   .dfd = -1 };
 	Ferry__V1__Manifest *m = NULL;
-	unsigned threads = o->threads ? o->threads : 2 * fy_online_cores();
+	unsigned threads = o->threads ? o->threads : 4 * fy_online_cores();
 	pthread_t *tids = NULL;
 	unsigned started = 0;
 	char *tmp = NULL;
@@ -262,6 +330,8 @@ int fy_restore(struct fy_repo *repo, const uint8_t id[FY_SNAP_ID_LEN], const str
 		fail(&r, -EAGAIN, "cannot start threads");
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(tids[i], NULL);
+	if (!r.failed && r.dfd >= 0 && fdatasync(r.dfd) < 0)
+		fail(&r, -errno, "syncing %s: %s", o->target, strerror(errno));
 	if (!r.failed && fdatasync(r.fd) < 0)
 		fail(&r, -errno, "syncing %s: %s", o->target, strerror(errno));
 	if (!r.failed && tmp) {
@@ -277,6 +347,8 @@ int fy_restore(struct fy_repo *repo, const uint8_t id[FY_SNAP_ID_LEN], const str
 out:
 	if (r.failed)
 		rc = r.failed;
+	if (r.dfd >= 0)
+		close(r.dfd);
 	if (r.fd >= 0)
 		close(r.fd);
 	if (tmp) {

@@ -257,7 +257,7 @@ static const char restore_help[] =
 	"to TARGET: a file (written beside TARGET and renamed over it when complete; holes\n"
 	"stay holes) or a block device at least as large as the volume.  Every block is\n"
 	"verified before it is written.\n\n"
-	"  --threads N          fetch/verify/write workers (default: 2 x online cores)\n"
+	"  --threads N          fetch/verify/write workers (default: 4 x online cores)\n"
 	CLI_COMMON_HELP;
 
 int cmd_restore(int argc, char **argv)

@@ -50,7 +50,7 @@ int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backu
 
 struct fy_restore_opts {
 	const char *target;     /* file (created or replaced) or block device (>= volume size) */
-	unsigned threads;       /* 0: 2 x online cores (fetching overlaps with decoding) */
+	unsigned threads;       /* 0: 4 x online cores (fetching and writing overlap with decoding) */
 	bool verbose;
 	struct fy_progress *progress;
 };

@@ -207,7 +207,7 @@ ssize_t fy_obj_open(const struct fy_repo *r, const char magic[4], const uint8_t 
 }
 
 ssize_t fy_chunk_read(const struct fy_repo *r, const uint8_t id[FY_ID_LEN], void *plain, size_t cap,
-		      void *scratch, char *err, size_t errlen)
+		      void *scratch, unsigned flags, uint32_t *crc, char *err, size_t errlen)
 {
 	char key[80], why[160], hex[2 * FY_ID_LEN + 1];
 	void *obj = NULL;
@@ -228,12 +228,15 @@ ssize_t fy_chunk_read(const struct fy_repo *r, const uint8_t id[FY_ID_LEN], void
 	}
 	ssize_t n = fy_obj_open(r, "FYC1", id, FY_ID_LEN, obj, objlen, plain, cap, scratch, why, sizeof(why));
 
+	if (n >= 0 && crc)
+		*crc = get_le32((uint8_t *)obj + 12); /* verified against the plain bytes by fy_obj_open */
 	free(obj);
 	if (n < 0) {
 		snprintf(err, errlen, "chunk %s is corrupt: %s", hex, why);
 		return n;
 	}
-	if (fy_chunk_id(r->id_key, plain, (size_t)n, check) < 0 || memcmp(check, id, FY_ID_LEN) != 0) {
+	if ((flags & FY_VERIFY_ID) &&
+	    (fy_chunk_id(r->id_key, plain, (size_t)n, check) < 0 || memcmp(check, id, FY_ID_LEN) != 0)) {
 		snprintf(err, errlen, "chunk %s is corrupt: its content does not match its id", hex);
 		return -EBADMSG;
 	}

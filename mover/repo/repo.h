@@ -72,9 +72,13 @@ void fy_snap_key(const uint8_t id[FY_SNAP_ID_LEN], char key[64]);
 void fy_hex(const uint8_t *b, size_t n, char *out);
 int fy_unhex(const char *s, uint8_t *b, size_t n);
 
-/* Fetch and fully verify one chunk (including its HMAC id) into plain (cap bytes). */
+/* Fetch and verify one chunk into plain (cap bytes); *crc receives its verified
+ * crc32c.  FY_VERIFY_ID also recomputes the keyed id (HMAC) from the plain
+ * bytes: check --read-data always does; restore does in unencrypted
+ * repositories, where no AEAD tag binds the data to its id. */
+#define FY_VERIFY_ID 1u
 ssize_t fy_chunk_read(const struct fy_repo *r, const uint8_t id[FY_ID_LEN], void *plain, size_t cap,
-		      void *scratch, char *err, size_t errlen);
+		      void *scratch, unsigned flags, uint32_t *crc, char *err, size_t errlen);
 
 /* Manifests. */
 int fy_manifest_write(struct fy_repo *r, const Ferry__V1__Manifest *m, char *err, size_t errlen);
