@@ -116,16 +116,13 @@ static int collect_chunk(const char *key, uint64_t size, void *arg)
 static void *worker(void *arg)
 {
 	struct backup *b = arg;
-	uint8_t *scratch = fy_buf_alloc(b->cs);
 	struct rslot *s;
 
-	if (!scratch)
-		fail(b, -ENOMEM, "out of memory");
 	while ((s = fy_queue_pop(&b->work)) != NULL) {
 		uint8_t *id = b->ids + s->block * FY_ID_LEN;
 		uint32_t crc;
 
-		if (b->failed || !scratch)
+		if (b->failed)
 			goto next;
 		crc = fy_crc32c(0, s->buf, s->len);
 		b->crcs[s->block] = crc;
@@ -157,7 +154,7 @@ static void *worker(void *arg)
 
 		struct uslot *u = fy_queue_pop(&b->ufree);
 		ssize_t n = fy_obj_seal(b->repo, "FYC1", id, FY_ID_LEN, s->buf, s->len, crc, b->repo->level,
-					scratch, u->buf);
+					u->buf);
 		if (n < 0) {
 			fy_queue_push(&b->ufree, u);
 			fail(b, (int)n, "sealing block %llu: %s", (unsigned long long)s->block, strerror((int)-n));
@@ -176,7 +173,6 @@ next:
 			atomic_fetch_add(&b->o->progress->done, s->len);
 		fy_queue_push(&b->rfree, s);
 	}
-	fy_buf_free(scratch);
 	return NULL;
 }
 

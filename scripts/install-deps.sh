@@ -8,7 +8,7 @@ pkgs=(
   liburing-dev libaio-dev libisal-dev isal libssl-dev
   libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev
   libcmocka-dev zlib1g-dev
-  util-linux e2fsprogs xfsprogs kmod fio time jq
+  util-linux e2fsprogs xfsprogs kmod fio time jq python3 openssl bsdutils
 )
 if [ "${1:-}" = "--bench" ]; then
   pkgs+=(restic borgbackup python3-matplotlib)

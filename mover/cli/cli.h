@@ -31,7 +31,9 @@ int cli_common_opt(struct cli_common *c, int opt, const char *arg);
 /* Resolve --repo / FERRY_REPO and the secret; 0 or an exit code. */
 int cli_prepare(struct cli_common *c, const char *cmd, bool need_secret);
 void cli_free(struct cli_common *c);
-int cli_open_repo(struct cli_common *c, struct fy_repo **repo);
+/* cli_prepare, then open and unlock the repository and drop the secret;
+ * 0 or an exit code (the error already printed). */
+int cli_repo(struct cli_common *c, const char *cmd, struct fy_repo **repo);
 
 int cli_parse_size(const char *s, uint64_t *out);
 void cli_human(uint64_t bytes, char *out, size_t len);

@@ -201,19 +201,14 @@ int cmd_backup(int argc, char **argv)
 	o.labels = labels;
 	o.verbose = c.verbose;
 	o.progress = &prog;
-	rc = cli_prepare(&c, "backup", true);
+	rc = cli_repo(&c, "backup", &repo);
 	if (rc)
 		return rc;
-	if (cli_open_repo(&c, &repo) < 0) {
-		cli_free(&c);
-		return 1;
-	}
 	struct cli_progress *cp = cli_progress_start(&prog, "backup", c.quiet || c.json);
 
 	rc = fy_backup(repo, &o, &res, err, sizeof(err));
 	cli_progress_stop(cp);
 	fy_repo_close(repo);
-	cli_free(&c);
 	if (rc < 0) {
 		cli_error("backup failed: %s", err);
 		return 1;
@@ -296,14 +291,9 @@ int cmd_restore(int argc, char **argv)
 	o.target = argv[optind + 1];
 	o.verbose = c.verbose;
 	o.progress = &prog;
-	rc = cli_prepare(&c, "restore", true);
+	rc = cli_repo(&c, "restore", &repo);
 	if (rc)
 		return rc;
-	if (cli_open_repo(&c, &repo) < 0) {
-		cli_free(&c);
-		return 1;
-	}
-	cli_free(&c);
 	if (fy_snapshot_resolve(repo, argv[optind], id, err, sizeof(err)) < 0) {
 		cli_error("%s", err);
 		fy_repo_close(repo);
@@ -421,14 +411,9 @@ int cmd_snapshots(int argc, char **argv)
 	}
 	if (optind != argc)
 		return cli_usage_error("snapshots", "unexpected argument '%s'", argv[optind]);
-	rc = cli_prepare(&c, "snapshots", true);
+	rc = cli_repo(&c, "snapshots", &repo);
 	if (rc)
 		return rc;
-	if (cli_open_repo(&c, &repo) < 0) {
-		cli_free(&c);
-		return 1;
-	}
-	cli_free(&c);
 	rc = fy_snapshot_ids(repo, &ids, &n);
 	if (rc < 0) {
 		cli_error("listing snapshots of %s: %s", c.repo, strerror(-rc));
@@ -537,14 +522,9 @@ int cmd_check(int argc, char **argv)
 	}
 	if (optind != argc)
 		return cli_usage_error("check", "unexpected argument '%s'", argv[optind]);
-	rc = cli_prepare(&c, "check", true);
+	rc = cli_repo(&c, "check", &repo);
 	if (rc)
 		return rc;
-	if (cli_open_repo(&c, &repo) < 0) {
-		cli_free(&c);
-		return 1;
-	}
-	cli_free(&c);
 	long problems = fy_check(repo, read_data, threads, report_line, NULL, &res, err, sizeof(err));
 
 	fy_repo_close(repo);

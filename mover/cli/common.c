@@ -157,15 +157,24 @@ void cli_free(struct cli_common *c)
 	OPENSSL_cleanse(c->raw_key, sizeof(c->raw_key));
 }
 
-int cli_open_repo(struct cli_common *c, struct fy_repo **repo)
+int cli_repo(struct cli_common *c, const char *cmd, struct fy_repo **repo)
 {
-	struct fy_secret sec = { .password = c->password, .raw_key = c->have_raw_key ? c->raw_key : NULL };
 	char err[512];
-	int rc = fy_repo_open(c->repo, &sec, repo, err, sizeof(err));
+	int rc = cli_prepare(c, cmd, true);
 
-	if (rc < 0)
+	if (rc) {
+		cli_free(c);
+		return rc;
+	}
+	struct fy_secret sec = { .password = c->password, .raw_key = c->have_raw_key ? c->raw_key : NULL };
+
+	rc = fy_repo_open(c->repo, &sec, repo, err, sizeof(err));
+	cli_free(c); /* the repository holds its keys now: drop the secret */
+	if (rc < 0) {
 		cli_error("%s", err);
-	return rc;
+		return 1;
+	}
+	return 0;
 }
 
 int cli_parse_size(const char *s, uint64_t *out)

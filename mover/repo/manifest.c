@@ -11,18 +11,18 @@
 int fy_manifest_write(struct fy_repo *r, const Ferry__V1__Manifest *m, char *err, size_t errlen)
 {
 	size_t len = ferry__v1__manifest__get_packed_size(m);
-	uint8_t *plain = malloc(len ? len : 1), *scratch = malloc(len ? len : 1), *obj = malloc(FY_OBJ_MAX(len));
+	uint8_t *plain = malloc(len ? len : 1), *obj = malloc(FY_OBJ_MAX(len));
 	char key[64];
 	int rc = -ENOMEM;
 
-	if (!plain || !scratch || !obj || m->snapshot_id.len != FY_SNAP_ID_LEN) {
-		snprintf(err, errlen, "writing the manifest: %s", plain && scratch && obj ? "bad id" : "out of memory");
-		rc = plain && scratch && obj ? -EINVAL : -ENOMEM;
+	if (!plain || !obj || m->snapshot_id.len != FY_SNAP_ID_LEN) {
+		snprintf(err, errlen, "writing the manifest: %s", plain && obj ? "bad id" : "out of memory");
+		rc = plain && obj ? -EINVAL : -ENOMEM;
 		goto out;
 	}
 	ferry__v1__manifest__pack(m, plain);
 	ssize_t n = fy_obj_seal(r, "FYM1", m->snapshot_id.data, FY_SNAP_ID_LEN, plain, len,
-				fy_crc32c(0, plain, len), 1, scratch, obj);
+				fy_crc32c(0, plain, len), 1, obj);
 	if (n < 0) {
 		rc = (int)n;
 		snprintf(err, errlen, "sealing the manifest: %s", strerror(-rc));
@@ -34,7 +34,6 @@ int fy_manifest_write(struct fy_repo *r, const Ferry__V1__Manifest *m, char *err
 		snprintf(err, errlen, "writing manifest %s to %s: %s", key, r->url, strerror(-rc));
 out:
 	free(plain);
-	free(scratch);
 	free(obj);
 	return rc;
 }

@@ -80,9 +80,13 @@ static size_t make_aad(uint8_t aad[FY_OBJ_HDR_LEN + FY_ID_LEN], const uint8_t *h
 }
 
 ssize_t fy_obj_seal(const struct fy_repo *r, const char magic[4], const uint8_t *name, size_t namelen,
-		    const void *plain, size_t len, uint32_t crc, int level, void *scratch, uint8_t *out)
+		    const void *plain, size_t len, uint32_t crc, int level, uint8_t *out)
 {
-	const void *body = plain;
+	/* The body is deflated straight to where it ends up (after the header,
+	 * and after the nonce when sealed) and encrypted in place there: one
+	 * pass over the compressed bytes, no scratch buffer. */
+	uint8_t *dst = out + FY_OBJ_HDR_LEN + (r->encrypted ? FY_NONCE_LEN : 0);
+	const uint8_t *body = plain;
 	size_t blen = len;
 	int comp = 0;
 	uint8_t aad[FY_OBJ_HDR_LEN + FY_ID_LEN];
@@ -90,10 +94,10 @@ ssize_t fy_obj_seal(const struct fy_repo *r, const char magic[4], const uint8_t 
 	if (len > UINT32_MAX - FY_OBJ_MAX(0) || namelen > FY_ID_LEN)
 		return -EINVAL;
 	if (r->compression == FERRY__V1__COMPRESSION__COMPRESSION_DEFLATE && len > 0) {
-		ssize_t c = fy_deflate(level, plain, len, scratch, len);
+		ssize_t c = fy_deflate(level, plain, len, dst, len);
 
 		if (c >= 0) {
-			body = scratch;
+			body = dst;
 			blen = (size_t)c;
 			comp = 1;
 		} else if (c != -ENOSPC) {
@@ -116,8 +120,8 @@ ssize_t fy_obj_seal(const struct fy_repo *r, const char magic[4], const uint8_t 
 				 out + FY_OBJ_HDR_LEN);
 		if (rc < 0)
 			return rc;
-	} else {
-		memcpy(out + FY_OBJ_HDR_LEN, body, blen);
+	} else if (body != dst) {
+		memcpy(dst, body, blen);
 	}
 	return (ssize_t)(FY_OBJ_HDR_LEN + payload);
 }

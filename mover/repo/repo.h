@@ -56,10 +56,9 @@ int fy_repo_open(const char *url, const struct fy_secret *sec, struct fy_repo **
 void fy_repo_close(struct fy_repo *repo);
 
 /* Seal plain bytes into a framed object (see FORMAT.md).  out must hold
- * FY_OBJ_MAX(len); scratch must hold len bytes (compression output).
- * Returns the object length or -errno. */
+ * FY_OBJ_MAX(len) bytes and not overlap plain.  Returns the object length or -errno. */
 ssize_t fy_obj_seal(const struct fy_repo *r, const char magic[4], const uint8_t *name, size_t namelen,
-		    const void *plain, size_t len, uint32_t crc, int level, void *scratch, uint8_t *out);
+		    const void *plain, size_t len, uint32_t crc, int level, uint8_t *out);
 /* Verify and decode an object of objlen bytes into plain (cap bytes).
  * Returns the plain length, or -EBADMSG with a reason in why. */
 ssize_t fy_obj_open(const struct fy_repo *r, const char magic[4], const uint8_t *name, size_t namelen,

@@ -51,6 +51,44 @@ $FERRY snapshots --repo "$R" | grep -q "vol-a" || fail "table lacks vol-a"
 $FERRY check --repo "$R" --read-data >/dev/null || fail "check --read-data failed on a good repository"
 ok "snapshots and check --read-data"
 
+# Other repository settings through the CLI: no encryption (only when asked),
+# a raw key file, a password file, no compression, the smallest and largest chunks.
+head -c 32 /dev/urandom > "$T/raw.key"
+printf 'from a file\n' > "$T/pw.txt"
+# case N: "init options | options to use the repository" (FERRY_PASSWORD unset throughout)
+cases=(
+  "--insecure-no-encryption|"
+  "--key-file $T/raw.key|--key-file $T/raw.key"
+  "--password-file $T/pw.txt --chunk-size 1M --compression none|--password-file $T/pw.txt"
+  "--key-file $T/raw.key --chunk-size 16M --compression igzip:3|--key-file $T/raw.key"
+)
+i=0
+for c in "${cases[@]}"; do
+  i=$((i + 1))
+  read -r -a init_opts <<<"${c%%|*}"
+  read -r -a use_opts <<<"${c#*|}"
+  env -u FERRY_PASSWORD "$FERRY" init --repo "$T/repo$i" "${init_opts[@]}" >/dev/null
+  id=$(env -u FERRY_PASSWORD "$FERRY" backup --repo "$T/repo$i" "${use_opts[@]}" --volume odd "$T/odd.img")
+  env -u FERRY_PASSWORD "$FERRY" restore --repo "$T/repo$i" "${use_opts[@]}" "$id" "$T/odd-$i.img"
+  cmp "$T/odd.img" "$T/odd-$i.img" || fail "round trip with init options: ${c%%|*}"
+  env -u FERRY_PASSWORD "$FERRY" check --repo "$T/repo$i" "${use_opts[@]}" --read-data >/dev/null || fail "check: ${c%%|*}"
+  ok "init ${c%%|*}: round trip and check --read-data"
+done
+# unencrypted chunks hold the plain bytes (this is what the flag means); encrypted ones never do
+if ! python3 - "$T/odd.img" "$T/repo1" "$T/repo2" <<'PY2'
+import sys, os
+data = open(sys.argv[1], 'rb').read(4096)[1000:1064]
+def holds(d):
+    for root, _, files in os.walk(os.path.join(d, 'chunks')):
+        for f in files:
+            if data in open(os.path.join(root, f), 'rb').read():
+                return True
+    return False
+sys.exit(0 if holds(sys.argv[2]) and not holds(sys.argv[3]) else 1)
+PY2
+then fail "unencrypted repository should hold plain bytes, encrypted must not"; fi
+ok "plain bytes visible only in the --insecure-no-encryption repository"
+
 # Block devices: back up a loop device, restore onto another loop device.
 need_root "loop devices"
 src=$(new_loop "$T/a.img")
