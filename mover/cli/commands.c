@@ -90,7 +90,8 @@ int cmd_init(int argc, char **argv)
 	if (rc)
 		return rc;
 	struct fy_secret sec = { .password = c.password, .raw_key = c.have_raw_key ? c.raw_key : NULL };
-	const char *lg = getenv("FERRY_SCRYPT_LOG2N"); /* tests only: a cheaper KDF */
+	/* Tests only: a cheaper KDF (2^10..2^22; the default is 2^15, see docs/FORMAT.md). */
+	const char *lg = getenv("FERRY_SCRYPT_LOG2N");
 
 	if (lg)
 		o.scrypt_log2n = (unsigned)atoi(lg);

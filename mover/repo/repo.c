@@ -85,6 +85,10 @@ int fy_repo_init(const char *url, const struct fy_init_opts *o, const struct fy_
 		snprintf(err, errlen, "compression level %d is out of range (igzip 0..3)", o->level);
 		return -EINVAL;
 	}
+	if (o->scrypt_log2n && (o->scrypt_log2n < 10 || o->scrypt_log2n > 22)) {
+		snprintf(err, errlen, "scrypt cost 2^%u is out of range (2^10 .. 2^22)", o->scrypt_log2n);
+		return -EINVAL;
+	}
 	if (!o->insecure_no_encryption && !sec->password && !sec->raw_key) {
 		snprintf(err, errlen, "no password: set FERRY_PASSWORD, or give --password-file or --key-file "
 			 "(or --insecure-no-encryption)");

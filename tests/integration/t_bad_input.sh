@@ -26,6 +26,7 @@ expect_fail "malformed key file" "must hold 32 bytes, or 64 hex digits" $FERRY s
 expect_fail "missing password file" "cannot read password file" $FERRY snapshots --repo "$R" --password-file "$T/nope"
 expect_fail "init without a password" "no password" env -u FERRY_PASSWORD $FERRY init --repo "$T/r2"
 [ ! -e "$T/r2/config" ] || fail "init without a password created a repository"
+expect_fail "KDF cost out of range" "scrypt cost 2\^40 is out of range" env FERRY_SCRYPT_LOG2N=40 $FERRY init --repo "$T/r4"
 expect_fail "bad chunk size" "chunk size .* not a power of two" $FERRY init --repo "$T/r3" --chunk-size 3M
 
 # --- usage errors exit 2; every command has --help
