@@ -59,10 +59,10 @@ r2=$($FERRY restore --repo "$W/repo" --json "$s2" "$W/restore-v2.img")
 cmp "$W/disk-v1.img" "$W/restore-v1.img" && echo "snapshot 1: restored image is byte-identical"
 cmp "$W/disk-v2.img" "$W/restore-v2.img" && echo "snapshot 2: restored image is byte-identical"
 
-say "summary"
+say "summary (vol MB/s: volume size over wall time; holes and zero blocks cost nothing)"
 f() { jq -r "$1" <<<"$2"; }
 h() { numfmt --to=iec-i --suffix=B "$1"; }
-printf '%-12s %10s %10s %10s %10s %10s %10s\n' "" volume read stored zero dedup MB/s
+printf '%-12s %10s %10s %10s %10s %10s %10s\n' "" volume read stored zero dedup "vol MB/s"
 for n in 1 2; do
   j=$([ $n = 1 ] && echo "$j1" || echo "$j2")
   printf '%-12s %10s %10s %10s %10s %10s %10s\n' "backup $n" "$(h "$(f .size "$j")")" "$(h "$(f .bytes_read "$j")")" \
