@@ -282,16 +282,6 @@ static int flush_chain(struct file_store *fs, const char *dir)
 
 /* ---- open / close ---- */
 
-__attribute__((format(printf, 3, 4)))
-static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-	if (!errbuf || !errlen)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(errbuf, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static void file_close(struct fy_store *s)
 {
@@ -326,15 +316,15 @@ static int file_open(const char *url, struct fy_store **out, char *errbuf, size_
 	if (strncasecmp(url, "file://", 7) == 0) {
 		path = url + 7;
 		if (path[0] != '/') {
-			set_err(errbuf, errlen, "file URL '%s' needs an absolute path (file:///path)", url);
+			fy_store_err(errbuf, errlen, "file URL '%s' needs an absolute path (file:///path)", url);
 			return -EINVAL;
 		}
 	} else if (strstr(url, "://")) {
-		set_err(errbuf, errlen, "'%s' is not a file URL", url);
+		fy_store_err(errbuf, errlen, "'%s' is not a file URL", url);
 		return -EINVAL;
 	}
 	if (!*path) {
-		set_err(errbuf, errlen, "empty repository path");
+		fy_store_err(errbuf, errlen, "empty repository path");
 		return -EINVAL;
 	}
 
@@ -358,7 +348,7 @@ static int file_open(const char *url, struct fy_store **out, char *errbuf, size_
 		char *cwd = getcwd(NULL, 0);
 		if (!cwd) {
 			int e = errno;
-			set_err(errbuf, errlen, "getcwd: %s", strerror(e));
+			fy_store_err(errbuf, errlen, "getcwd: %s", strerror(e));
 			file_close(&fs->hdr);
 			return -e;
 		}
@@ -377,7 +367,7 @@ static int file_open(const char *url, struct fy_store **out, char *errbuf, size_
 	/* Nothing is created here; but a root that exists must be a directory. */
 	struct stat sb;
 	if (stat(fs->root, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
-		set_err(errbuf, errlen, "repository path '%s' is not a directory", fs->root);
+		fy_store_err(errbuf, errlen, "repository path '%s' is not a directory", fs->root);
 		file_close(&fs->hdr);
 		return -ENOTDIR;
 	}

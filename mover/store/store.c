@@ -15,8 +15,7 @@ static const struct fy_store_ops *const fy_store_backends[] = {
 
 #define FY_NBACKENDS (sizeof(fy_store_backends) / sizeof(fy_store_backends[0]))
 
-__attribute__((format(printf, 3, 4)))
-static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
+void fy_store_err(char *errbuf, size_t errlen, const char *fmt, ...)
 {
 	if (!errbuf || !errlen)
 		return;
@@ -47,7 +46,7 @@ int fy_store_open(const char *url, struct fy_store **st, char *errbuf, size_t er
 		return -EINVAL;
 	*st = NULL;
 	if (!url || !*url) {
-		set_err(errbuf, errlen, "empty repository URL");
+		fy_store_err(errbuf, errlen, "empty repository URL");
 		return -EINVAL;
 	}
 
@@ -57,7 +56,7 @@ int fy_store_open(const char *url, struct fy_store **st, char *errbuf, size_t er
 
 	size_t n = (size_t)(sep - url);
 	if (!scheme_valid(url, n)) {
-		set_err(errbuf, errlen, "malformed repository URL '%s' (bad scheme)", url);
+		fy_store_err(errbuf, errlen, "malformed repository URL '%s' (bad scheme)", url);
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < FY_NBACKENDS; i++) {
@@ -75,7 +74,7 @@ int fy_store_open(const char *url, struct fy_store **st, char *errbuf, size_t er
 			break;
 		used += (size_t)w;
 	}
-	set_err(errbuf, errlen, "unknown repository URL scheme '%.*s' in '%s' (supported: %s)",
+	fy_store_err(errbuf, errlen, "unknown repository URL scheme '%.*s' in '%s' (supported: %s)",
 		(int)n, url, url, supported);
 	return -EPROTONOSUPPORT;
 }

@@ -78,4 +78,7 @@ static inline unsigned fy_store_concurrency(struct fy_store *s)
 { return s->ops->concurrency(s); }
 void fy_store_close(struct fy_store *s);
 
+/* For backends: write one error line into errbuf (which may be NULL). */
+void fy_store_err(char *errbuf, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #endif
