@@ -57,6 +57,25 @@ static inline int fy_io_params_check(const struct fy_io_params *p)
 	return 0;
 }
 
+/* The start every engine's init shares: check the arguments, allocate the
+ * engine's zeroed state (size bytes, struct fy_io first) and set its ops. */
+static inline int fy_io_alloc(struct fy_io **iop, int fd, const struct fy_io_params *p,
+			      const struct fy_io_ops *ops, size_t size, struct fy_io **io)
+{
+	int ret;
+
+	if (!iop || fd < 0)
+		return -EINVAL;
+	ret = fy_io_params_check(p);
+	if (ret)
+		return ret;
+	*io = calloc(1, size);
+	if (!*io)
+		return -ENOMEM;
+	(*io)->ops = ops;
+	return 0;
+}
+
 /* A request must name a registered buffer that contains it, or none. */
 static inline int fy_io_req_check(const struct fy_io_bufs *b, const struct fy_io_req *r)
 {

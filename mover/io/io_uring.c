@@ -148,17 +148,13 @@ static unsigned uring_register(struct fy_uring *u)
 static int uring_init(struct fy_io **iop, int fd, const struct fy_io_params *p)
 {
 	struct fy_uring *u;
+	struct fy_io *io;
 	int ret;
 
-	if (!iop || fd < 0)
-		return -EINVAL;
-	ret = fy_io_params_check(p);
+	ret = fy_io_alloc(iop, fd, p, &fy_io_uring_ops, sizeof(*u), &io);
 	if (ret)
 		return ret;
-	u = calloc(1, sizeof(*u));
-	if (!u)
-		return -ENOMEM;
-	u->io.ops = &fy_io_uring_ops;
+	u = (struct fy_uring *)io;
 	u->fd = fd;
 	u->depth = p->depth;
 	ret = fy_io_bufs_init(&u->bufs, p);

@@ -75,17 +75,13 @@ static void aio_exit(struct fy_io *io)
 static int aio_init(struct fy_io **iop, int fd, const struct fy_io_params *p)
 {
 	struct fy_aio *a;
+	struct fy_io *io;
 	int ret;
 
-	if (!iop || fd < 0)
-		return -EINVAL;
-	ret = fy_io_params_check(p);
+	ret = fy_io_alloc(iop, fd, p, &fy_io_libaio_ops, sizeof(*a), &io);
 	if (ret)
 		return ret;
-	a = calloc(1, sizeof(*a));
-	if (!a)
-		return -ENOMEM;
-	a->io.ops = &fy_io_libaio_ops;
+	a = (struct fy_aio *)io;
 	a->fd = fd;
 	a->depth = p->depth;
 	ret = fy_io_bufs_init(&a->bufs, p);

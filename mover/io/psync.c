@@ -34,17 +34,13 @@ static void psync_exit(struct fy_io *io)
 static int psync_init(struct fy_io **iop, int fd, const struct fy_io_params *p)
 {
 	struct fy_psync *ps;
+	struct fy_io *io;
 	int ret;
 
-	if (!iop || fd < 0)
-		return -EINVAL;
-	ret = fy_io_params_check(p);
+	ret = fy_io_alloc(iop, fd, p, &fy_io_psync_ops, sizeof(*ps), &io);
 	if (ret)
 		return ret;
-	ps = calloc(1, sizeof(*ps));
-	if (!ps)
-		return -ENOMEM;
-	ps->io.ops = &fy_io_psync_ops;
+	ps = (struct fy_psync *)io;
 	ps->fd = fd;
 	ps->depth = p->depth;
 	ret = fy_io_bufs_init(&ps->bufs, p);
