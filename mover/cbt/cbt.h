@@ -1,0 +1,51 @@
+/* Change sources: which blocks of a volume may differ from its parent
+ * snapshot, so that only those are read.  One file per source, behind one
+ * const ops table (like mover/io/).  A source that cannot answer (FIEMAP
+ * unsupported, a malformed ranges file, a base image that is not the parent)
+ * returns a negative errno with one line in why; the caller then falls back
+ * to the manifest scan (read everything, compare keyed ids) with a warning:
+ * never a wrong backup.
+ *
+ * The answer is a bitmap over blocks of chunk_size bytes: bit i set means
+ * block i [i*cs, min(size,(i+1)*cs)) may have changed and must be read.
+ * A clear bit is a promise that every byte of the block is unchanged. */
+#ifndef FERRY_CBT_H
+#define FERRY_CBT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct fy_bitmap {
+	uint64_t nbits;
+	uint64_t *w;       /* (nbits + 63) / 64 words */
+};
+
+int fy_bitmap_init(struct fy_bitmap *b, uint64_t nbits); /* all clear; -ENOMEM */
+void fy_bitmap_free(struct fy_bitmap *b);
+static inline void fy_bitmap_set(struct fy_bitmap *b, uint64_t i) { b->w[i / 64] |= 1ull << (i % 64); }
+static inline bool fy_bitmap_test(const struct fy_bitmap *b, uint64_t i) { return b->w[i / 64] >> (i % 64) & 1; }
+/* Set bits [first, last] inclusive. */
+void fy_bitmap_set_range(struct fy_bitmap *b, uint64_t first, uint64_t last);
+uint64_t fy_bitmap_count(const struct fy_bitmap *b);
+
+struct fy_cbt_req {
+	const char *source;     /* the volume being backed up (file or block device) */
+	uint64_t size;          /* its size in bytes */
+	uint32_t chunk_size;
+	uint64_t parent_size;   /* the parent snapshot's volume size */
+	const char *arg;        /* the source's argument: a ranges file, a base image path */
+};
+
+struct fy_cbt_ops {
+	const char *name;       /* "range-list", "extent-diff" */
+	/* Fill changed (already sized to ceil(size / chunk_size) bits, all clear).
+	 * Blocks at or past the parent's size, and the parent's last block when
+	 * the size changed, are set by the caller, not here. */
+	int (*changed)(const struct fy_cbt_req *req, struct fy_bitmap *changed, char *why, size_t whylen);
+};
+
+extern const struct fy_cbt_ops fy_cbt_range_list;  /* cbt/ranges.c */
+extern const struct fy_cbt_ops fy_cbt_extent_diff; /* cbt/extents.c */
+
+#endif
