@@ -8,10 +8,18 @@
  * Memory is fixed by the flags: (queue_depth + threads) read buffers and
  * (uploaders + threads) object buffers of one chunk each, plus the block
  * table (36 bytes per block).  Holes (SEEK_DATA) are never read; all-zero
- * blocks are never stored. */
+ * blocks are never stored.
+ *
+ * With a parent snapshot, a change source (mover/cbt/) may say which blocks
+ * can have changed: the others are never read and keep the parent's ids and
+ * checksums.  Without one (or when it fails) every block is read and a block
+ * whose keyed id equals the parent's is not compressed, sealed or stored:
+ * the manifest scan. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +29,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "cbt/cbt.h"
 #include "ferry.h"
 #include "idset.h"
 #include "io/io.h"
@@ -48,6 +57,14 @@ struct backup {
 	uint64_t nblocks;
 	uint8_t *ids;          /* nblocks * 32 */
 	uint32_t *crcs;        /* nblocks */
+	char *source_path;     /* the source's absolute path, recorded in the manifest */
+
+	Ferry__V1__Manifest *parent;
+	uint64_t p_same;       /* blocks [0, p_same) cover the same bytes in the parent */
+	struct fy_bitmap want; /* blocks to read, when a change source answered */
+	bool have_want;
+	uint64_t kill_after;   /* test hook: SIGKILL ourselves after this many bytes */
+	_Atomic uint64_t processed;
 
 	struct rslot *rslots;
 	unsigned nr;
@@ -141,8 +158,13 @@ static void *worker(void *arg)
 		int added = fy_idset_add(&b->known, id, 0, NULL);
 
 		if (added == 0) {
-			b->res->bytes_dedup += s->len;
-			b->res->chunks_dedup++;
+			if (b->parent && s->block < b->p_same &&
+			    memcmp(id, b->parent->chunk_ids.data + s->block * FY_ID_LEN, FY_ID_LEN) == 0) {
+				b->res->bytes_same += s->len;
+			} else {
+				b->res->bytes_dedup += s->len;
+				b->res->chunks_dedup++;
+			}
 		}
 		pthread_mutex_unlock(&b->lock);
 		if (added < 0) {
@@ -171,6 +193,10 @@ static void *worker(void *arg)
 next:
 		if (b->o->progress)
 			atomic_fetch_add(&b->o->progress->done, s->len);
+		/* Test hook (FERRY_TEST_KILL_AFTER_BYTES): die like a killed
+		 * process, with reads, seals and puts in flight. */
+		if (b->kill_after && atomic_fetch_add(&b->processed, s->len) + s->len >= b->kill_after)
+			raise(SIGKILL);
 		fy_queue_push(&b->rfree, s);
 	}
 	return NULL;
@@ -288,6 +314,24 @@ static void read_volume(struct backup *b, struct fy_io *io, int fd, bool sparse,
 			size_t len = block_len(b, next);
 			uint64_t off = next * b->cs;
 
+			if (b->have_want && !fy_bitmap_test(&b->want, next)) {
+				/* Unchanged since the parent: its id and checksum stand. */
+				const uint8_t *pid = b->parent->chunk_ids.data + next * FY_ID_LEN;
+				static const uint8_t zero[FY_ID_LEN];
+
+				memcpy(b->ids + next * FY_ID_LEN, pid, FY_ID_LEN);
+				b->crcs[next] = b->parent->block_crc32c[next];
+				pthread_mutex_lock(&b->lock);
+				if (memcmp(pid, zero, FY_ID_LEN) == 0)
+					b->res->bytes_zero += len;
+				else
+					b->res->bytes_reused += len;
+				pthread_mutex_unlock(&b->lock);
+				if (b->o->progress)
+					atomic_fetch_add(&b->o->progress->done, len);
+				next++;
+				continue;
+			}
 			if (is_hole(fd, sparse, off, len)) {
 				/* Never read, never stored: a zero block in the manifest. */
 				if (len == b->cs && have_zero_crc) {
@@ -382,6 +426,132 @@ static int open_source(const char *path, bool *direct, bool *sparse, uint64_t *s
 	return fd;
 }
 
+/* Note a change source that failed; the backup goes on as a manifest scan. */
+static void fall_back(struct backup *b, const char *source, const char *why)
+{
+	snprintf(b->res->warning, sizeof(b->res->warning),
+		 "change source %s failed (%s): falling back to a manifest scan", source, why);
+	fy_bitmap_free(&b->want);
+	b->have_want = false;
+}
+
+/* Find and load the parent, then ask the change source which blocks to read.
+ * Runs after the chunk listing: a parent's chunk that is not in the
+ * repository any more is never reused blindly. */
+static int setup_parent(struct backup *b, char *err, size_t errlen)
+{
+	const struct fy_backup_opts *o = b->o;
+	const char *arg = o->parent ? o->parent : "auto";
+	bool automatic = strcmp(arg, "auto") == 0;
+	uint8_t pid[FY_SNAP_ID_LEN];
+	int rc;
+
+	snprintf(b->res->change_source, sizeof(b->res->change_source), "full");
+	if ((o->changed_ranges || o->base_image) && strcmp(arg, "none") == 0) {
+		snprintf(err, errlen, "a change source needs a parent: --parent none contradicts it");
+		return -EINVAL;
+	}
+	if (o->changed_ranges && automatic) {
+		/* The ranges describe the change since one particular snapshot:
+		 * guessing which one could make a wrong backup. */
+		snprintf(err, errlen, "--changed-ranges needs --parent SNAPSHOT (the snapshot the ranges are relative to)");
+		return -EINVAL;
+	}
+	if (strcmp(arg, "none") == 0)
+		return 0;
+	if (automatic) {
+		char e2[256];
+
+		rc = fy_snapshot_newest(b->repo, o->volume, pid, e2, sizeof(e2));
+		if (rc == -ENOENT)
+			return 0; /* the volume's first snapshot */
+		if (rc < 0) {
+			snprintf(err, errlen, "finding the parent: %s", e2);
+			return rc;
+		}
+	} else {
+		rc = fy_snapshot_resolve(b->repo, arg, pid, err, errlen);
+		if (rc < 0)
+			return rc;
+	}
+	rc = fy_manifest_read(b->repo, pid, &b->parent, err, errlen);
+	if (rc < 0)
+		return rc;
+	if (b->parent->chunk_size != b->cs) {
+		char hex[2 * FY_SNAP_ID_LEN + 1];
+
+		fy_hex(pid, FY_SNAP_ID_LEN, hex);
+		snprintf(err, errlen, "parent %.8s has %u-byte blocks, the repository %u: use --parent none", hex,
+			 b->parent->chunk_size, b->cs);
+		return -EINVAL;
+	}
+	memcpy(b->res->parent_id, pid, FY_SNAP_ID_LEN);
+	b->res->has_parent = true;
+	snprintf(b->res->change_source, sizeof(b->res->change_source), "manifest-scan");
+
+	uint64_t p_size = b->parent->size, common = b->size < p_size ? b->size : p_size;
+
+	b->p_same = b->size == p_size ? b->nblocks : common / b->cs;
+	if (!o->changed_ranges && !o->base_image)
+		return 0;
+
+	const struct fy_cbt_ops *src = o->changed_ranges ? &fy_cbt_range_list : &fy_cbt_extent_diff;
+	struct fy_cbt_req req = {
+		.source = b->source_path,
+		.size = b->size,
+		.chunk_size = b->cs,
+		.parent_size = p_size,
+		.arg = o->changed_ranges ? o->changed_ranges : o->base_image,
+	};
+	char why[384];
+
+	if (fy_bitmap_init(&b->want, b->nblocks) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	b->have_want = true;
+	if (o->base_image) {
+		/* The base image must be what the parent was read from. */
+		char *real = realpath(o->base_image, NULL);
+
+		if (!real) {
+			snprintf(why, sizeof(why), "base image %.200s: %s", o->base_image, strerror(errno));
+			fall_back(b, src->name, why);
+			return 0;
+		}
+		if (strcmp(real, b->parent->source) != 0) {
+			snprintf(why, sizeof(why), "base image %.150s is not %.150s, the path the parent was read from",
+				 real, b->parent->source);
+			free(real);
+			fall_back(b, src->name, why);
+			return 0;
+		}
+		free(real);
+	}
+	rc = src->changed(&req, &b->want, why, sizeof(why));
+	if (rc == -ENOMEM) {
+		snprintf(err, errlen, "out of memory");
+		return rc;
+	}
+	if (rc < 0) {
+		fall_back(b, src->name, why);
+		return 0;
+	}
+	snprintf(b->res->change_source, sizeof(b->res->change_source), "%s", src->name);
+	if (b->p_same < b->nblocks)
+		fy_bitmap_set_range(&b->want, b->p_same, b->nblocks - 1);
+	/* A chunk of the parent that is gone (damage, a prune outside the
+	 * rules) is read and stored again rather than referenced. */
+	for (uint64_t i = 0; i < b->p_same; i++) {
+		const uint8_t *id = b->parent->chunk_ids.data + i * FY_ID_LEN;
+		static const uint8_t zero[FY_ID_LEN];
+
+		if (!fy_bitmap_test(&b->want, i) && memcmp(id, zero, FY_ID_LEN) != 0 && !fy_idset_has(&b->known, id))
+			fy_bitmap_set(&b->want, i);
+	}
+	return 0;
+}
+
 static int write_manifest(struct backup *b, int64_t started_ns, char *err, size_t errlen)
 {
 	Ferry__V1__Manifest m = FERRY__V1__MANIFEST__INIT;
@@ -403,7 +573,11 @@ static int write_manifest(struct backup *b, int64_t started_ns, char *err, size_
 	m.chunk_size = b->cs;
 	m.created_unix_nano = started_ns;
 	m.hostname = host;
-	m.source = (char *)b->o->source;
+	m.source = b->source_path;
+	if (b->res->has_parent) {
+		m.parent_id.data = b->res->parent_id;
+		m.parent_id.len = FY_SNAP_ID_LEN;
+	}
 	m.chunk_ids.data = b->ids;
 	m.chunk_ids.len = b->nblocks * FY_ID_LEN;
 	m.block_crc32c = b->crcs;
@@ -433,6 +607,9 @@ static int write_manifest(struct backup *b, int64_t started_ns, char *err, size_
 	st.bytes_dedup = b->res->bytes_dedup;
 	st.chunks_new = b->res->chunks_new;
 	st.chunks_dedup = b->res->chunks_dedup;
+	st.bytes_reused = b->res->bytes_reused;
+	st.bytes_same = b->res->bytes_same;
+	st.change_source = b->res->change_source;
 	st.duration_nano = (uint64_t)(b->res->seconds * 1e9);
 	m.stats = &st;
 	rc = fy_manifest_write(b->repo, &m, err, errlen);
@@ -461,6 +638,11 @@ int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backu
 
 	memset(res, 0, sizeof(*res));
 	pthread_mutex_init(&b.lock, NULL);
+	{
+		const char *k = getenv("FERRY_TEST_KILL_AFTER_BYTES");
+
+		b.kill_after = k ? strtoull(k, NULL, 10) : 0;
+	}
 	clock_gettime(CLOCK_REALTIME, &wall);
 	if (!o->volume || !*o->volume) {
 		snprintf(err, errlen, "no volume name: give --volume NAME");
@@ -478,6 +660,12 @@ int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backu
 	fd = open_source(o->source, &direct, &sparse, &b.size, err, errlen);
 	if (fd < 0) {
 		rc = fd;
+		goto out;
+	}
+	b.source_path = realpath(o->source, NULL);
+	if (!b.source_path) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot resolve source %s: %s", o->source, strerror(-rc));
 		goto out;
 	}
 	snprintf(res->engine, sizeof(res->engine), "%s", ops->name);
@@ -503,6 +691,19 @@ int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backu
 	if (rc < 0) {
 		snprintf(err, errlen, "listing the chunks of %s: %s", r->url, strerror(-rc));
 		goto out;
+	}
+	rc = setup_parent(&b, err, errlen);
+	if (rc < 0)
+		goto out;
+	if (o->verbose) {
+		char hex[2 * FY_SNAP_ID_LEN + 1];
+
+		fy_hex(res->parent_id, FY_SNAP_ID_LEN, hex);
+		if (res->has_parent)
+			fprintf(stderr, "ferry: parent %.8s, change source %s%s\n", hex, res->change_source,
+				b.have_want ? "" : " (every block read, ids compared with the parent's)");
+		else
+			fprintf(stderr, "ferry: no parent: a full backup\n");
 	}
 	bufs = calloc(b.nr, sizeof(*bufs));
 	if (!bufs) {
@@ -569,6 +770,10 @@ out:
 	fy_idset_free(&b.known);
 	free(b.ids);
 	free(b.crcs);
+	free(b.source_path);
+	fy_bitmap_free(&b.want);
+	if (b.parent)
+		ferry__v1__manifest__free_unpacked(b.parent, NULL);
 	pthread_mutex_destroy(&b.lock);
 	return rc;
 }

@@ -46,7 +46,7 @@ rm "$W/mnt/data/blob4.bin"
 umount "$W/mnt"
 cp --sparse=always "$W/disk.img" "$W/disk-v2.img"
 
-say "4. back up again (snapshot 2): unchanged blocks are not stored again"
+say "4. back up again (snapshot 2, parent = snapshot 1): unchanged blocks are not stored again"
 j2=$($FERRY backup --repo "$W/repo" --volume demo-disk --tag stage=changed --json "$W/disk.img")
 echo "$j2" | jq .
 
@@ -62,11 +62,13 @@ cmp "$W/disk-v2.img" "$W/restore-v2.img" && echo "snapshot 2: restored image is 
 say "summary (vol MB/s: volume size over wall time; holes and zero blocks cost nothing)"
 f() { jq -r "$1" <<<"$2"; }
 h() { numfmt --to=iec-i --suffix=B "$1"; }
-printf '%-12s %10s %10s %10s %10s %10s %10s\n' "" volume read stored zero dedup "vol MB/s"
+echo "(unchanged: blocks equal to the parent's or already in the repository, not stored again)"
+printf '%-12s %10s %10s %10s %10s %10s %10s  %s\n' "" volume read stored zero unchanged "vol MB/s" "change source"
 for n in 1 2; do
   j=$([ $n = 1 ] && echo "$j1" || echo "$j2")
-  printf '%-12s %10s %10s %10s %10s %10s %10s\n' "backup $n" "$(h "$(f .size "$j")")" "$(h "$(f .bytes_read "$j")")" \
-    "$(h "$(f .bytes_stored "$j")")" "$(h "$(f .bytes_zero "$j")")" "$(h "$(f .bytes_dedup "$j")")" "$(f .throughput_mbps "$j")"
+  printf '%-12s %10s %10s %10s %10s %10s %10s  %s\n' "backup $n" "$(h "$(f .size "$j")")" "$(h "$(f .bytes_read "$j")")" \
+    "$(h "$(f .bytes_stored "$j")")" "$(h "$(f .bytes_zero "$j")")" \
+    "$(h "$(f '.bytes_dedup + .bytes_same + .bytes_reused' "$j")")" "$(f .throughput_mbps "$j")" "$(f .change_source "$j")"
 done
 for n in 1 2; do
   j=$([ $n = 1 ] && echo "$r1" || echo "$r2")

@@ -120,8 +120,15 @@ static const char backup_help[] =
 	"usage: ferry backup --repo URL --volume NAME [OPTIONS] SOURCE\n\n"
 	"Back up SOURCE (an image file or a block device) as a new snapshot of volume NAME\n"
 	"and print the snapshot's id.  Holes and all-zero blocks are never stored; blocks\n"
-	"already in the repository are not stored again.\n\n"
+	"already in the repository are not stored again.  With a parent, blocks unchanged\n"
+	"since it keep its chunks: a change source says which blocks to read, or else every\n"
+	"block is read and compared with the parent's (the manifest scan).\n\n"
 	"  --volume NAME        the volume's name (recorded in the snapshot)\n"
+	"  --parent P           auto (default: the volume's newest snapshot), none, or a snapshot\n"
+	"  --changed-ranges F   read only the byte ranges listed in F (docs/cbt.md): the change\n"
+	"                       since --parent, which must then be given explicitly\n"
+	"  --base-image PATH    read only extents SOURCE no longer shares with PATH, the reflink\n"
+	"                       clone the parent was backed up from (XFS, btrfs)\n"
 	"  --tag K=V            a label on the snapshot (repeatable)\n"
 	"  --io-engine E        auto (default), io_uring, libaio or psync\n"
 	"  --queue-depth N      reads in flight (default 8)\n"
@@ -138,11 +145,14 @@ int cmd_backup(int argc, char **argv)
 		{ "queue-depth", required_argument, NULL, 'd' },
 		{ "threads", required_argument, NULL, 'T' },
 		{ "uploaders", required_argument, NULL, 'U' },
+		{ "parent", required_argument, NULL, 'p' },
+		{ "changed-ranges", required_argument, NULL, 'R' },
+		{ "base-image", required_argument, NULL, 'B' },
 		CLI_COMMON_LONGOPTS,
 		{ 0 },
 	};
 	struct cli_common c = { 0 };
-	struct fy_backup_opts o = { .io_engine = "auto" };
+	struct fy_backup_opts o = { .io_engine = "auto", .parent = "auto" };
 	struct fy_label labels[64];
 	struct fy_progress prog = { 0 };
 	struct fy_backup_result res;
@@ -188,6 +198,15 @@ int cmd_backup(int argc, char **argv)
 			if (parse_uint(optarg, 256, &o.uploaders) < 0)
 				return bad_number("backup", "--uploaders", optarg);
 			break;
+		case 'p':
+			o.parent = optarg;
+			break;
+		case 'R':
+			o.changed_ranges = optarg;
+			break;
+		case 'B':
+			o.base_image = optarg;
+			break;
 		default:
 			return cli_usage_error("backup", "bad option");
 		}
@@ -198,6 +217,12 @@ int cmd_backup(int argc, char **argv)
 		return cli_usage_error("backup", "unexpected argument '%s'", argv[optind + 1]);
 	if (!o.volume || !*o.volume)
 		return cli_usage_error("backup", "missing --volume NAME");
+	if (o.changed_ranges && o.base_image)
+		return cli_usage_error("backup", "give one change source: --changed-ranges or --base-image");
+	if (o.changed_ranges && !strcmp(o.parent, "auto"))
+		return cli_usage_error("backup", "--changed-ranges needs --parent SNAPSHOT (the ranges are relative to it)");
+	if ((o.changed_ranges || o.base_image) && !strcmp(o.parent, "none"))
+		return cli_usage_error("backup", "a change source needs a parent, not --parent none");
 	o.source = argv[optind];
 	o.labels = labels;
 	o.verbose = c.verbose;
@@ -214,33 +239,50 @@ int cmd_backup(int argc, char **argv)
 		cli_error("backup failed: %s", err);
 		return 1;
 	}
-	char hex[2 * FY_SNAP_ID_LEN + 1];
+	/* A fallback is worth knowing even in quiet mode: it costs a full read. */
+	if (res.warning[0])
+		cli_error("warning: %s", res.warning);
+	char hex[2 * FY_SNAP_ID_LEN + 1], phex[2 * FY_SNAP_ID_LEN + 1] = "";
 	double mbps = res.seconds > 0 ? res.size / res.seconds / 1e6 : 0;
 
 	fy_hex(res.snapshot_id, FY_SNAP_ID_LEN, hex);
+	if (res.has_parent)
+		fy_hex(res.parent_id, FY_SNAP_ID_LEN, phex);
 	if (c.json) {
 		printf("{\"snapshot_id\":\"%s\",\"volume\":", hex);
 		cli_json_string(stdout, o.volume);
+		printf(",\"parent_id\":%s%s%s,\"change_source\":\"%s\",\"warning\":", res.has_parent ? "\"" : "",
+		       res.has_parent ? phex : "null", res.has_parent ? "\"" : "", res.change_source);
+		cli_json_string(stdout, res.warning);
 		printf(",\"size\":%llu,\"bytes_read\":%llu,\"bytes_new\":%llu,\"bytes_stored\":%llu,"
-		       "\"bytes_zero\":%llu,\"bytes_dedup\":%llu,\"chunks_new\":%u,\"chunks_dedup\":%u,"
+		       "\"bytes_zero\":%llu,\"bytes_dedup\":%llu,\"bytes_reused\":%llu,\"bytes_same\":%llu,"
+		       "\"chunks_new\":%u,\"chunks_dedup\":%u,"
 		       "\"duration_s\":%.3f,\"throughput_mbps\":%.1f,\"io_engine\":\"%s\",\"direct\":%s}\n",
 		       (unsigned long long)res.size, (unsigned long long)res.bytes_read,
 		       (unsigned long long)res.bytes_new, (unsigned long long)res.bytes_stored,
-		       (unsigned long long)res.bytes_zero, (unsigned long long)res.bytes_dedup, res.chunks_new,
+		       (unsigned long long)res.bytes_zero, (unsigned long long)res.bytes_dedup,
+		       (unsigned long long)res.bytes_reused, (unsigned long long)res.bytes_same, res.chunks_new,
 		       res.chunks_dedup, res.seconds, mbps, res.engine, res.direct ? "true" : "false");
 		return 0;
 	}
 	printf("%s\n", hex);
 	if (!c.quiet && (c.verbose || isatty(STDERR_FILENO))) {
-		char sz[32], rd[32], st[32], zr[32], dd[32];
+		char sz[32], rd[32], st[32], zr[32], dd[32], un[32];
 
 		cli_human(res.size, sz, sizeof(sz));
 		cli_human(res.bytes_read, rd, sizeof(rd));
 		cli_human(res.bytes_stored, st, sizeof(st));
 		cli_human(res.bytes_zero, zr, sizeof(zr));
 		cli_human(res.bytes_dedup, dd, sizeof(dd));
-		fprintf(stderr, "snapshot %.8s of %s: %s volume, %s read, %s stored, %s zero/holes, %s deduplicated, "
-			"%.2f s, %.0f MB/s\n", hex, o.volume, sz, rd, st, zr, dd, res.seconds, mbps);
+		cli_human(res.bytes_reused + res.bytes_same, un, sizeof(un));
+		if (res.has_parent)
+			fprintf(stderr, "snapshot %.8s of %s (parent %.8s, %s): %s volume, %s read, %s unchanged, "
+				"%s stored, %s zero/holes, %s already in the repository, %.2f s, %.0f MB/s\n",
+				hex, o.volume, phex, res.change_source, sz, rd, un, st, zr, dd, res.seconds, mbps);
+		else
+			fprintf(stderr, "snapshot %.8s of %s (full): %s volume, %s read, %s stored, %s zero/holes, "
+				"%s already in the repository, %.2f s, %.0f MB/s\n", hex, o.volume, sz, rd, st, zr,
+				dd, res.seconds, mbps);
 	}
 	return 0;
 }
@@ -374,10 +416,14 @@ static void print_snapshot_json(const Ferry__V1__Manifest *m)
 	putchar('}');
 	if (m->stats)
 		printf(",\"stats\":{\"bytes_read\":%llu,\"bytes_new\":%llu,\"bytes_stored\":%llu,\"bytes_zero\":%llu,"
-		       "\"bytes_dedup\":%llu,\"duration_s\":%.3f}",
+		       "\"bytes_dedup\":%llu,\"bytes_reused\":%llu,\"bytes_same\":%llu,\"change_source\":\"%s\","
+		       "\"duration_s\":%.3f}",
 		       (unsigned long long)m->stats->bytes_read, (unsigned long long)m->stats->bytes_new,
 		       (unsigned long long)m->stats->bytes_stored, (unsigned long long)m->stats->bytes_zero,
-		       (unsigned long long)m->stats->bytes_dedup, m->stats->duration_nano / 1e9);
+		       (unsigned long long)m->stats->bytes_dedup, (unsigned long long)m->stats->bytes_reused,
+		       (unsigned long long)m->stats->bytes_same,
+		       m->stats->change_source && *m->stats->change_source ? m->stats->change_source : "full",
+		       m->stats->duration_nano / 1e9);
 	putchar('}');
 }
 

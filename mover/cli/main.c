@@ -14,6 +14,7 @@ static const struct {
 	{ "restore", cmd_restore, "restore a snapshot to a file or block device" },
 	{ "snapshots", cmd_snapshots, "list snapshots" },
 	{ "check", cmd_check, "verify the repository (with --read-data: every byte)" },
+	{ "diff", cmd_diff, "the changed byte ranges between two snapshots" },
 };
 
 static void usage(FILE *f)

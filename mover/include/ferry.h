@@ -33,16 +33,28 @@ struct fy_backup_opts {
 	unsigned uploaders;     /* puts in flight; 0: the store's concurrency */
 	bool verbose;           /* say what was chosen and why, on stderr */
 	struct fy_progress *progress;
+	/* The parent: NULL or "auto" (the newest snapshot of the same volume),
+	 * "none" (a full backup), or a snapshot id / unique prefix. */
+	const char *parent;
+	/* Change sources (mover/cbt/); with neither, a parent means a manifest scan. */
+	const char *changed_ranges; /* a ranges file (docs/cbt.md); needs an explicit parent */
+	const char *base_image;     /* the reflink clone the parent was read from */
 };
 
 struct fy_backup_result {
 	uint8_t snapshot_id[FY_SNAP_ID_LEN];
+	uint8_t parent_id[FY_SNAP_ID_LEN];
+	bool has_parent;
 	uint64_t size;
 	uint64_t bytes_read, bytes_new, bytes_stored, bytes_zero, bytes_dedup;
+	uint64_t bytes_reused;  /* unchanged per the change source: not read, parent's ids reused */
+	uint64_t bytes_same;    /* read, and the same as the parent's block (manifest scan) */
 	uint32_t chunks_new, chunks_dedup;
 	double seconds;
 	char engine[16];
 	bool direct;
+	char change_source[16]; /* "full", "manifest-scan", "range-list", "extent-diff" */
+	char warning[512];      /* a change source that failed and why (the backup fell back), or "" */
 };
 
 int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backup_result *res,
@@ -74,6 +86,24 @@ struct fy_check_result {
 
 long fy_check(struct fy_repo *r, bool read_data, unsigned threads, void (*report)(const char *line, void *arg),
 	      void *arg, struct fy_check_result *res, char *err, size_t errlen);
+
+/* diff: the byte ranges of snapshot b that differ from snapshot a, from the
+ * manifests alone (block granularity: a block differs when its id or its
+ * checksum does), merged and clipped to b's size.  Bytes past a's end are
+ * changed; bytes of a past b's end are not ranges of b (b_size says so). */
+struct fy_range {
+	uint64_t off, len;
+};
+
+struct fy_diff_result {
+	uint64_t a_size, b_size, changed_bytes;
+	uint32_t chunk_size;
+	struct fy_range *ranges; /* malloc'd; free() it */
+	size_t nranges;
+};
+
+int fy_diff(struct fy_repo *r, const uint8_t a[FY_SNAP_ID_LEN], const uint8_t b[FY_SNAP_ID_LEN],
+	    struct fy_diff_result *res, char *err, size_t errlen);
 
 unsigned fy_online_cores(void);
 

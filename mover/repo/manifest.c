@@ -160,6 +160,44 @@ int fy_snapshot_ids(struct fy_repo *r, uint8_t **ids, size_t *n)
 	return 0;
 }
 
+int fy_snapshot_newest(struct fy_repo *r, const char *volume, uint8_t id[FY_SNAP_ID_LEN], char *err,
+		       size_t errlen)
+{
+	uint8_t *ids = NULL;
+	size_t n = 0;
+	int64_t best = INT64_MIN;
+	bool found = false;
+	int rc = fy_snapshot_ids(r, &ids, &n);
+
+	if (rc < 0) {
+		snprintf(err, errlen, "listing snapshots of %s: %s", r->url, strerror(-rc));
+		return rc;
+	}
+	for (size_t i = 0; i < n; i++) {
+		Ferry__V1__Manifest *m;
+		char e2[256];
+
+		/* An unreadable manifest is no candidate; check reports it. */
+		if (fy_manifest_read(r, ids + i * FY_SNAP_ID_LEN, &m, e2, sizeof(e2)) < 0)
+			continue;
+		if ((!volume || strcmp(m->volume, volume) == 0) && m->created_unix_nano > best) {
+			best = m->created_unix_nano;
+			memcpy(id, ids + i * FY_SNAP_ID_LEN, FY_SNAP_ID_LEN);
+			found = true;
+		}
+		ferry__v1__manifest__free_unpacked(m, NULL);
+	}
+	free(ids);
+	if (!found) {
+		if (volume)
+			snprintf(err, errlen, "no snapshot of volume %s in %s", volume, r->url);
+		else
+			snprintf(err, errlen, "no readable snapshot in %s", r->url);
+		return -ENOENT;
+	}
+	return 0;
+}
+
 int fy_snapshot_resolve(struct fy_repo *r, const char *arg, uint8_t id[FY_SNAP_ID_LEN], char *err, size_t errlen)
 {
 	uint8_t *ids = NULL;
@@ -171,27 +209,8 @@ int fy_snapshot_resolve(struct fy_repo *r, const char *arg, uint8_t id[FY_SNAP_I
 		return rc;
 	}
 	if (strcmp(arg, "latest") == 0) {
-		int64_t best = INT64_MIN;
-
-		for (size_t i = 0; i < n; i++) {
-			Ferry__V1__Manifest *m;
-			char e2[256];
-
-			if (fy_manifest_read(r, ids + i * FY_SNAP_ID_LEN, &m, e2, sizeof(e2)) < 0)
-				continue;
-			if (m->created_unix_nano > best) {
-				best = m->created_unix_nano;
-				memcpy(id, ids + i * FY_SNAP_ID_LEN, FY_SNAP_ID_LEN);
-				matches = 1;
-			}
-			ferry__v1__manifest__free_unpacked(m, NULL);
-		}
 		free(ids);
-		if (!matches) {
-			snprintf(err, errlen, "no readable snapshot in %s", r->url);
-			return -ENOENT;
-		}
-		return 0;
+		return fy_snapshot_newest(r, NULL, id, err, errlen);
 	}
 	if (len < 4 || len > 2 * FY_SNAP_ID_LEN || strspn(arg, "0123456789abcdef") != len) {
 		free(ids);

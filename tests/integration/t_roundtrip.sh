@@ -17,11 +17,22 @@ for eng in io_uring libaio psync; do
   ok "engine $eng round trip"
 done
 
-# The second and third backups stored nothing new (dedupe), and said so.
+# The second and third backups stored nothing new (the parent's blocks), and said so.
 j=$($FERRY backup --repo "$R" --volume vol-a --json "$T/a.img")
 [ "$(jq -r .bytes_new <<<"$j")" = 0 ] || fail "unchanged image stored new bytes: $j"
-[ "$(jq -r .bytes_dedup <<<"$j")" -gt 0 ] || fail "no dedupe reported: $j"
+[ "$(jq -r .change_source <<<"$j")" = manifest-scan ] || fail "no manifest scan against the parent: $j"
+[ "$(jq -r '.bytes_same + .bytes_zero' <<<"$j")" = "$(jq -r .size <<<"$j")" ] ||
+  fail "unchanged image: not every block was the parent's: $j"
 ok "unchanged backup stores nothing: $j"
+
+# Dedupe across volumes: the same data under another volume name is stored once.
+j=$($FERRY backup --repo "$R" --volume vol-b --json "$T/a.img")
+[ "$(jq -r .parent_id <<<"$j")" = null ] || fail "first backup of vol-b has a parent: $j"
+[ "$(jq -r .bytes_new <<<"$j")" = 0 ] || fail "same data as vol-a stored again: $j"
+[ "$(jq -r .bytes_dedup <<<"$j")" -gt 0 ] || fail "no dedupe reported across volumes: $j"
+$FERRY restore --repo "$R" "$(jq -r .snapshot_id <<<"$j")" "$T/out-b.img"
+cmp "$T/a.img" "$T/out-b.img" || fail "restore of the deduplicated vol-b differs"
+ok "dedupe across volumes"
 
 # Holes are never read, never stored, and stay holes on restore.
 truncate -s 1G "$T/sparse.img"
@@ -44,7 +55,7 @@ ok "odd-sized volume"
 
 # Listing and check.
 $FERRY snapshots --repo "$R" --json > "$T/snaps.json"
-[ "$(jq length "$T/snaps.json")" = 6 ] || fail "expected 6 snapshots, got $(jq length "$T/snaps.json")"
+[ "$(jq length "$T/snaps.json")" = 7 ] || fail "expected 7 snapshots, got $(jq length "$T/snaps.json")"
 [ "$(jq -r '[.[] | select(.labels.engine == "libaio")] | length' "$T/snaps.json")" = 1 ] || fail "tag not recorded"
 [ "$($FERRY snapshots --repo "$R" --volume odd --json | jq length)" = 1 ] || fail "--volume filter"
 $FERRY snapshots --repo "$R" | grep -q "vol-a" || fail "table lacks vol-a"
