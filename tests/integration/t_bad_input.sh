@@ -30,7 +30,7 @@ expect_fail "KDF cost out of range" "scrypt cost 2\^40 is out of range" env FERR
 expect_fail "bad chunk size" "chunk size .* not a power of two" $FERRY init --repo "$T/r3" --chunk-size 3M
 
 # --- usage errors exit 2; every command has --help
-for c in init backup restore snapshots check; do
+for c in init backup restore snapshots check diff; do
   $FERRY $c --help | grep -q "usage: ferry $c" || fail "$c --help"
 done
 rc=0; $FERRY backup --repo "$R" "$T/one.img" 2>/dev/null || rc=$?
@@ -51,6 +51,26 @@ if [ -r $thp ] && [ "$(stat -c %s $thp)" = 4096 ]; then
 else
   echo "note: $thp unavailable; the short-read case is covered by the unit tests only"
 fi
+
+# --- parents, change sources, diff
+usage2() { # WHAT PATTERN CMD...: a usage error, exit 2, with the pattern on stderr
+  local what=$1 pat=$2 rc=0; shift 2
+  "$@" >/dev/null 2>"$T/err" || rc=$?
+  [ $rc = 2 ] || fail "$what: exit $rc, not 2"
+  grep -qE -- "$pat" "$T/err" || fail "$what: stderr does not match /$pat/: $(cat "$T/err")"
+  ok "$what: $(cat "$T/err")"
+}
+echo "0 4096" > "$T/ranges"
+expect_fail "parent that does not exist" "no snapshot 0bad0bad in" $FERRY backup --repo "$R" --volume one --parent 0bad0bad "$T/one.img"
+expect_fail "parent that is not an id" "'x/y' is not a snapshot id" $FERRY backup --repo "$R" --volume one --parent x/y "$T/one.img"
+usage2 "ranges without an explicit parent" "--changed-ranges needs --parent SNAPSHOT" \
+  $FERRY backup --repo "$R" --volume one --changed-ranges "$T/ranges" "$T/one.img"
+usage2 "two change sources" "give one change source" \
+  $FERRY backup --repo "$R" --volume one --parent "$id1" --changed-ranges "$T/ranges" --base-image "$T/one.img" "$T/one.img"
+usage2 "a change source with --parent none" "needs a parent, not --parent none" \
+  $FERRY backup --repo "$R" --volume one --parent none --base-image "$T/one.img" "$T/one.img"
+expect_fail "diff of a snapshot that does not exist" "diff failed: no snapshot 0bad0bad in" $FERRY diff --repo "$R" "$id1" 0bad0bad
+usage2 "diff with one snapshot" "wants SNAP_A and SNAP_B" $FERRY diff --repo "$R" "$id1"
 [ "$($FERRY snapshots --repo "$R" --json | jq length)" = 2 ] || fail "a failed backup left a snapshot"
 intact "failed backups"
 
