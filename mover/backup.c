@@ -58,6 +58,7 @@ struct backup {
 	uint8_t *ids;          /* nblocks * 32 */
 	uint32_t *crcs;        /* nblocks */
 	char *source_path;     /* the source's absolute path, recorded in the manifest */
+	struct stat source_st; /* at open */
 
 	Ferry__V1__Manifest *parent;
 	uint64_t p_same;       /* blocks [0, p_same) cover the same bytes in the parent */
@@ -426,13 +427,53 @@ static int open_source(const char *path, bool *direct, bool *sparse, uint64_t *s
 	return fd;
 }
 
-/* Note a change source that failed; the backup goes on as a manifest scan. */
-static void fall_back(struct backup *b, const char *source, const char *why)
+/* Note a change source that failed; the backup goes on as a manifest scan.
+ * Only a source the user asked for earns a warning. */
+static void fall_back(struct backup *b, const char *source, const char *why, bool asked)
 {
-	snprintf(b->res->warning, sizeof(b->res->warning),
-		 "change source %s failed (%s): falling back to a manifest scan", source, why);
+	if (asked)
+		snprintf(b->res->warning, sizeof(b->res->warning),
+			 "change source %s failed (%s): falling back to a manifest scan", source, why);
+	else if (b->o->verbose)
+		fprintf(stderr, "ferry: extent diff against the parent's source not possible (%s)\n", why);
 	fy_bitmap_free(&b->want);
 	b->have_want = false;
+}
+
+/* Is base the very file the parent was read from, unmodified since?  Its
+ * path, inode and ctime must match what the parent recorded: otherwise an
+ * extent it shares with the source may hold bytes the parent never saw. */
+static int check_base(const struct backup *b, const char *base, char *why, size_t whylen)
+{
+	const Ferry__V1__Manifest *p = b->parent;
+	char *real = realpath(base, NULL);
+	struct stat st;
+	int rc = 0;
+
+	if (!real || stat(real, &st) < 0) {
+		rc = -errno;
+		snprintf(why, whylen, "base image %.200s: %s", base, strerror(-rc));
+		free(real);
+		return rc;
+	}
+	if (strcmp(real, p->source) != 0) {
+		snprintf(why, whylen, "base image %.150s is not %.150s, the path the parent was read from", real,
+			 p->source);
+		rc = -EINVAL;
+	} else if (!p->source_inode) {
+		snprintf(why, whylen, "the parent has no record of its source file's identity");
+		rc = -EINVAL;
+	} else if ((uint64_t)st.st_ino != p->source_inode ||
+		   (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec != p->source_ctime_unix_nano) {
+		snprintf(why, whylen, "base image %.200s was replaced or modified after the parent read it", real);
+		rc = -ESTALE;
+	} else if (st.st_dev != b->source_st.st_dev) {
+		snprintf(why, whylen, "base image %.150s and source %.150s are on different filesystems", real,
+			 b->source_path);
+		rc = -EXDEV;
+	}
+	free(real);
+	return rc;
 }
 
 /* Find and load the parent, then ask the change source which blocks to read.
@@ -447,6 +488,10 @@ static int setup_parent(struct backup *b, char *err, size_t errlen)
 	int rc;
 
 	snprintf(b->res->change_source, sizeof(b->res->change_source), "full");
+	if ((o->changed_ranges || o->base_image) && o->manifest_scan) {
+		snprintf(err, errlen, "a manifest scan ignores change sources: drop --changed-ranges/--base-image");
+		return -EINVAL;
+	}
 	if ((o->changed_ranges || o->base_image) && strcmp(arg, "none") == 0) {
 		snprintf(err, errlen, "a change source needs a parent: --parent none contradicts it");
 		return -EINVAL;
@@ -492,7 +537,21 @@ static int setup_parent(struct backup *b, char *err, size_t errlen)
 	uint64_t p_size = b->parent->size, common = b->size < p_size ? b->size : p_size;
 
 	b->p_same = b->size == p_size ? b->nblocks : common / b->cs;
-	if (!o->changed_ranges && !o->base_image)
+	/* The best source available: one the user named, else an extent diff
+	 * against the file the parent was read from when it is a different
+	 * file beside this one (a reflink clone kept for the purpose), else the
+	 * manifest scan. */
+	const char *base = o->base_image;
+	bool asked = o->changed_ranges || o->base_image;
+
+	if (!asked && !o->manifest_scan && S_ISREG(b->source_st.st_mode) && b->parent->source_inode &&
+	    strcmp(b->parent->source, b->source_path) != 0) {
+		struct stat st;
+
+		if (stat(b->parent->source, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == b->source_st.st_dev)
+			base = b->parent->source;
+	}
+	if (!o->changed_ranges && !base)
 		return 0;
 
 	const struct fy_cbt_ops *src = o->changed_ranges ? &fy_cbt_range_list : &fy_cbt_extent_diff;
@@ -501,7 +560,7 @@ static int setup_parent(struct backup *b, char *err, size_t errlen)
 		.size = b->size,
 		.chunk_size = b->cs,
 		.parent_size = p_size,
-		.arg = o->changed_ranges ? o->changed_ranges : o->base_image,
+		.arg = o->changed_ranges ? o->changed_ranges : base,
 	};
 	char why[384];
 
@@ -510,23 +569,9 @@ static int setup_parent(struct backup *b, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	b->have_want = true;
-	if (o->base_image) {
-		/* The base image must be what the parent was read from. */
-		char *real = realpath(o->base_image, NULL);
-
-		if (!real) {
-			snprintf(why, sizeof(why), "base image %.200s: %s", o->base_image, strerror(errno));
-			fall_back(b, src->name, why);
-			return 0;
-		}
-		if (strcmp(real, b->parent->source) != 0) {
-			snprintf(why, sizeof(why), "base image %.150s is not %.150s, the path the parent was read from",
-				 real, b->parent->source);
-			free(real);
-			fall_back(b, src->name, why);
-			return 0;
-		}
-		free(real);
+	if (base && check_base(b, base, why, sizeof(why)) < 0) {
+		fall_back(b, src->name, why, asked);
+		return 0;
 	}
 	rc = src->changed(&req, &b->want, why, sizeof(why));
 	if (rc == -ENOMEM) {
@@ -534,7 +579,7 @@ static int setup_parent(struct backup *b, char *err, size_t errlen)
 		return rc;
 	}
 	if (rc < 0) {
-		fall_back(b, src->name, why);
+		fall_back(b, src->name, why, asked);
 		return 0;
 	}
 	snprintf(b->res->change_source, sizeof(b->res->change_source), "%s", src->name);
@@ -574,6 +619,11 @@ static int write_manifest(struct backup *b, int64_t started_ns, char *err, size_
 	m.created_unix_nano = started_ns;
 	m.hostname = host;
 	m.source = b->source_path;
+	if (S_ISREG(b->source_st.st_mode)) {
+		m.source_inode = (uint64_t)b->source_st.st_ino;
+		m.source_ctime_unix_nano =
+			(int64_t)b->source_st.st_ctim.tv_sec * 1000000000 + b->source_st.st_ctim.tv_nsec;
+	}
 	if (b->res->has_parent) {
 		m.parent_id.data = b->res->parent_id;
 		m.parent_id.len = FY_SNAP_ID_LEN;
@@ -660,6 +710,11 @@ int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backu
 	fd = open_source(o->source, &direct, &sparse, &b.size, err, errlen);
 	if (fd < 0) {
 		rc = fd;
+		goto out;
+	}
+	if (fstat(fd, &b.source_st) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot stat source %s: %s", o->source, strerror(-rc));
 		goto out;
 	}
 	b.source_path = realpath(o->source, NULL);

@@ -128,7 +128,10 @@ static const char backup_help[] =
 	"  --changed-ranges F   read only the byte ranges listed in F (docs/cbt.md): the change\n"
 	"                       since --parent, which must then be given explicitly\n"
 	"  --base-image PATH    read only extents SOURCE no longer shares with PATH, the reflink\n"
-	"                       clone the parent was backed up from (XFS, btrfs)\n"
+	"                       clone the parent was backed up from (XFS, btrfs); without a\n"
+	"                       change source, the file the parent was read from is used\n"
+	"                       this way when it is another file on the same filesystem\n"
+	"  --manifest-scan      ignore change sources: read every block, compare with the parent\n"
 	"  --tag K=V            a label on the snapshot (repeatable)\n"
 	"  --io-engine E        auto (default), io_uring, libaio or psync\n"
 	"  --queue-depth N      reads in flight (default 8)\n"
@@ -148,6 +151,7 @@ int cmd_backup(int argc, char **argv)
 		{ "parent", required_argument, NULL, 'p' },
 		{ "changed-ranges", required_argument, NULL, 'R' },
 		{ "base-image", required_argument, NULL, 'B' },
+		{ "manifest-scan", no_argument, NULL, 'S' },
 		CLI_COMMON_LONGOPTS,
 		{ 0 },
 	};
@@ -207,6 +211,9 @@ int cmd_backup(int argc, char **argv)
 		case 'B':
 			o.base_image = optarg;
 			break;
+		case 'S':
+			o.manifest_scan = true;
+			break;
 		default:
 			return cli_usage_error("backup", "bad option");
 		}
@@ -217,8 +224,8 @@ int cmd_backup(int argc, char **argv)
 		return cli_usage_error("backup", "unexpected argument '%s'", argv[optind + 1]);
 	if (!o.volume || !*o.volume)
 		return cli_usage_error("backup", "missing --volume NAME");
-	if (o.changed_ranges && o.base_image)
-		return cli_usage_error("backup", "give one change source: --changed-ranges or --base-image");
+	if ((o.changed_ranges != NULL) + (o.base_image != NULL) + o.manifest_scan > 1)
+		return cli_usage_error("backup", "give one of --changed-ranges, --base-image, --manifest-scan");
 	if (o.changed_ranges && !strcmp(o.parent, "auto"))
 		return cli_usage_error("backup", "--changed-ranges needs --parent SNAPSHOT (the ranges are relative to it)");
 	if ((o.changed_ranges || o.base_image) && !strcmp(o.parent, "none"))

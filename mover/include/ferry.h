@@ -39,6 +39,7 @@ struct fy_backup_opts {
 	/* Change sources (mover/cbt/); with neither, a parent means a manifest scan. */
 	const char *changed_ranges; /* a ranges file (docs/cbt.md); needs an explicit parent */
 	const char *base_image;     /* the reflink clone the parent was read from */
+	bool manifest_scan;         /* ignore change sources: read everything, compare with the parent */
 };
 
 struct fy_backup_result {

@@ -65,7 +65,7 @@ expect_fail "parent that does not exist" "no snapshot 0bad0bad in" $FERRY backup
 expect_fail "parent that is not an id" "'x/y' is not a snapshot id" $FERRY backup --repo "$R" --volume one --parent x/y "$T/one.img"
 usage2 "ranges without an explicit parent" "--changed-ranges needs --parent SNAPSHOT" \
   $FERRY backup --repo "$R" --volume one --changed-ranges "$T/ranges" "$T/one.img"
-usage2 "two change sources" "give one change source" \
+usage2 "two change sources" "give one of --changed-ranges, --base-image, --manifest-scan" \
   $FERRY backup --repo "$R" --volume one --parent "$id1" --changed-ranges "$T/ranges" --base-image "$T/one.img" "$T/one.img"
 usage2 "a change source with --parent none" "needs a parent, not --parent none" \
   $FERRY backup --repo "$R" --volume one --parent none --base-image "$T/one.img" "$T/one.img"
