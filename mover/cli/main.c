@@ -14,6 +14,9 @@ static const struct {
 	{ "restore", cmd_restore, "restore a snapshot to a file or block device" },
 	{ "snapshots", cmd_snapshots, "list snapshots" },
 	{ "check", cmd_check, "verify the repository (with --read-data: every byte)" },
+	{ "forget", cmd_forget, "remove snapshots by a retention policy (--keep-daily 7 ...)" },
+	{ "prune", cmd_prune, "delete the chunks no snapshot names" },
+	{ "unlock", cmd_unlock, "remove stale repository locks" },
 };
 
 static void usage(FILE *f)
