@@ -151,7 +151,7 @@ static int read_lock(struct fy_repo *r, const char *key, const struct ident *me,
 	char t[40];
 
 	iso_time(m->refreshed_unix_nano, t, sizeof(t));
-	if (now - m->refreshed_unix_nano > FY_LOCK_STALE_NS) {
+	if (m->refreshed_unix_nano < now - FY_LOCK_STALE_NS) { /* (no overflow on a wild value) */
 		li->stale = true;
 		snprintf(li->why, sizeof(li->why), "not refreshed since %s, more than 30 minutes ago", t);
 	} else if (me && !strcmp(m->hostname, me->host) && !strcmp(m->pid_namespace, me->pidns) && m->pid > 0 &&
