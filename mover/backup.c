@@ -34,6 +34,7 @@
 #include "idset.h"
 #include "io/io.h"
 #include "queue.h"
+#include "repo/lock.h"
 
 struct rslot {
 	uint8_t *buf;
@@ -674,6 +675,7 @@ int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backu
 	struct backup b = { .repo = r, .o = o, .res = res, .err = err, .errlen = errlen, .cs = r->chunk_size };
 	const struct fy_io_ops *ops;
 	struct fy_io *io = NULL;
+	struct fy_lock *lk = NULL;
 	char why[256];
 	bool direct = false, sparse = false;
 	unsigned depth = o->queue_depth ? o->queue_depth : 8;
@@ -742,11 +744,20 @@ int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backu
 		rc = -ENOMEM;
 		goto out;
 	}
+	/* Shared lock from before the chunk listing until the manifest is durable:
+	 * prune (exclusive) cannot delete a chunk this backup dedupes against. */
+	rc = fy_lock_take(r, false, "backup", &lk, err, errlen);
+	if (rc < 0)
+		goto out;
 	rc = fy_store_list(r->store, "chunks/", collect_chunk, &b);
 	if (rc < 0) {
 		snprintf(err, errlen, "listing the chunks of %s: %s", r->url, strerror(-rc));
 		goto out;
 	}
+	/* Test hook: FERRY_TEST_STOP_AT=listed stops the process here (SIGSTOP), lock
+	 * held and chunks listed, so tests/integration/t_prune.sh can race prune against it. */
+	if (getenv("FERRY_TEST_STOP_AT") && !strcmp(getenv("FERRY_TEST_STOP_AT"), "listed"))
+		raise(SIGSTOP);
 	rc = setup_parent(&b, err, errlen);
 	if (rc < 0)
 		goto out;
@@ -812,6 +823,11 @@ int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backu
 			 strerror(-rc));
 		goto out;
 	}
+	/* A lock removed as stale (a backup paused for half an hour, skewed
+	 * clocks) no longer protects the chunks this manifest names. */
+	rc = fy_lock_check(lk, err, errlen);
+	if (rc < 0)
+		goto out;
 	res->seconds = now_s() - t0;
 	rc = write_manifest(&b, (int64_t)wall.tv_sec * 1000000000 + wall.tv_nsec, err, errlen);
 	res->seconds = now_s() - t0;
@@ -830,5 +846,6 @@ out:
 	if (b.parent)
 		ferry__v1__manifest__free_unpacked(b.parent, NULL);
 	pthread_mutex_destroy(&b.lock);
+	fy_lock_release(lk);
 	return rc;
 }

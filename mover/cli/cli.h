@@ -51,6 +51,9 @@ int cmd_restore(int argc, char **argv);
 int cmd_snapshots(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
+int cmd_forget(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
+int cmd_unlock(int argc, char **argv);
 
 /* Long options shared by the repository commands (append to each table). */
 #define CLI_COMMON_LONGOPTS                                          \

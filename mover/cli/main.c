@@ -15,6 +15,9 @@ static const struct {
 	{ "snapshots", cmd_snapshots, "list snapshots" },
 	{ "check", cmd_check, "verify the repository (with --read-data: every byte)" },
 	{ "diff", cmd_diff, "the changed byte ranges between two snapshots" },
+	{ "forget", cmd_forget, "remove snapshots by a retention policy (--keep-daily 7 ...)" },
+	{ "prune", cmd_prune, "delete the chunks no snapshot names" },
+	{ "unlock", cmd_unlock, "remove stale repository locks" },
 };
 
 static void usage(FILE *f)
