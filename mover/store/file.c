@@ -284,7 +284,7 @@ static int flush_chain(struct file_store *fs, const char *dir)
 		int fd = open(fs->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 		if (fd < 0)
-			rc = -errno;
+			rc = errno == ENOENT ? 0 : -errno; /* nothing stored yet: nothing to flush */
 		else if (syncfs(fd) < 0)
 			rc = -errno;
 		if (fd >= 0)
@@ -803,7 +803,7 @@ static int file_sync(struct fy_store *s)
 		int fd = open(fs->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 		if (fd < 0)
-			rc = -errno;
+			rc = errno == ENOENT ? 0 : -errno; /* nothing stored yet: nothing to flush */
 		else if (syncfs(fd) < 0)
 			rc = -errno;
 		if (fd >= 0)
