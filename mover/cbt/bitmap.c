@@ -17,16 +17,28 @@ void fy_bitmap_free(struct fy_bitmap *b)
 	b->nbits = 0;
 }
 
+/* Whole words at a time: a range over a large volume costs nbits / 64 stores. */
 void fy_bitmap_set_range(struct fy_bitmap *b, uint64_t first, uint64_t last)
 {
-	for (uint64_t i = first; i <= last && i < b->nbits; i++) {
-		if (i % 64 == 0 && i + 63 <= last && i + 63 < b->nbits) {
-			b->w[i / 64] = ~0ull;
-			i += 63;
-			continue;
-		}
-		fy_bitmap_set(b, i);
+	uint64_t fw, lw, head, tail;
+
+	if (!b->nbits || first > last || first >= b->nbits)
+		return;
+	if (last >= b->nbits)
+		last = b->nbits - 1;
+	fw = first / 64;
+	lw = last / 64;
+	head = ~0ull << (first % 64);		/* first and the bits above it */
+	tail = ~0ull >> (63 - last % 64);	/* last and the bits below it */
+
+	if (fw == lw) {
+		b->w[fw] |= head & tail;
+		return;
 	}
+	b->w[fw] |= head;
+	for (uint64_t i = fw + 1; i < lw; i++)
+		b->w[i] = ~0ull;
+	b->w[lw] |= tail;
 }
 
 uint64_t fy_bitmap_count(const struct fy_bitmap *b)
