@@ -32,6 +32,7 @@
 #include <linux/magic.h>
 
 #include "cbt/cbt.h"
+#include "cbt/cbt_priv.h"	/* fy_cbt_mark */
 
 #define KiB 1024ull
 #define MiB (1024ull * 1024ull)
@@ -149,6 +150,26 @@ static void t_bitmap_random(void **state)
 		}
 		fy_bitmap_free(&b);
 	}
+}
+
+/* Byte ranges to blocks: the first and last byte of a block, and a range
+ * of one byte either side of a boundary. */
+static void t_mark(void **state)
+{
+	struct fy_bitmap b;
+
+	(void)state;
+	assert_int_equal(fy_bitmap_init(&b, 10), 0);
+	fy_cbt_mark(&b, 1000, 999, 1);			/* last byte of block 0 */
+	assert_int_equal(b.w[0], 1ull << 0);
+	fy_cbt_mark(&b, 1000, 2000, 1);			/* first byte of block 2 */
+	assert_int_equal(b.w[0], 1ull << 0 | 1ull << 2);
+	fy_cbt_mark(&b, 1000, 4999, 2);			/* blocks 4 and 5 */
+	assert_int_equal(b.w[0], 1ull << 0 | 1ull << 2 | 1ull << 4 | 1ull << 5);
+	fy_cbt_mark(&b, 1000, 7000, 0);			/* nothing */
+	fy_cbt_mark(&b, 1000, 8000, 1000);		/* exactly block 8 */
+	assert_int_equal(b.w[0], 1ull << 0 | 1ull << 2 | 1ull << 4 | 1ull << 5 | 1ull << 8);
+	fy_bitmap_free(&b);
 }
 
 /* ---- range list -------------------------------------------------------- */
@@ -914,6 +935,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(t_bitmap_edges),
 		cmocka_unit_test(t_bitmap_random),
+		cmocka_unit_test(t_mark),
 		cmocka_unit_test(t_ranges_valid),
 		cmocka_unit_test(t_ranges_many),
 		cmocka_unit_test(t_ranges_bad),
