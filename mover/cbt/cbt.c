@@ -16,7 +16,7 @@ void fy_cbt_why(char *why, size_t whylen, const char *fmt, ...)
 	va_end(ap);
 }
 
-int fy_cbt_req_check(const struct fy_cbt_ops *ops, const struct fy_cbt_req *req,
+int fy_cbt_req_check(const struct fy_cbt_ops *ops, const char *argname, const struct fy_cbt_req *req,
 		     const struct fy_bitmap *changed, char *why, size_t whylen)
 {
 	uint64_t nbits;
@@ -26,8 +26,7 @@ int fy_cbt_req_check(const struct fy_cbt_ops *ops, const struct fy_cbt_req *req,
 		return -EINVAL;
 	}
 	if (!req->arg || !*req->arg) {
-		fy_cbt_why(why, whylen, "%s: no %s given", ops->name,
-			   ops == &fy_cbt_range_list ? "ranges file" : "base image");
+		fy_cbt_why(why, whylen, "%s: no %s given", ops->name, argname);
 		return -EINVAL;
 	}
 	if (!req->chunk_size) {

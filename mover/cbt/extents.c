@@ -236,7 +236,7 @@ static int extent_diff_changed(const struct fy_cbt_req *req, struct fy_bitmap *c
 	uint64_t ssize, bsize;
 	int ret;
 
-	ret = fy_cbt_req_check(&fy_cbt_extent_diff, req, changed, why, whylen);
+	ret = fy_cbt_req_check(&fy_cbt_extent_diff, "base image", req, changed, why, whylen);
 	if (ret)
 		return ret;
 	src.path = req->source;

@@ -255,7 +255,7 @@ static int range_list_changed(const struct fy_cbt_req *req, struct fy_bitmap *ch
 	struct stat st;
 	int fd, ret;
 
-	ret = fy_cbt_req_check(&fy_cbt_range_list, req, changed, why, whylen);
+	ret = fy_cbt_req_check(&fy_cbt_range_list, "ranges file", req, changed, why, whylen);
 	if (ret)
 		return ret;
 	fd = open(req->arg, O_RDONLY | O_CLOEXEC);

@@ -24,7 +24,7 @@ rc=0
 FY_CBT_XFS_DIR="$T/mnt/cbt" "$FY_TEST_CBT" >"$T/out" 2>&1 || rc=$?
 cat "$T/out"
 [ "$rc" = 0 ] || fail "test_cbt on XFS exited $rc"
-if grep -q "SKIPPED" "$T/out"; then fail "tests were skipped on XFS"; fi
+# Each extent test must have run and passed here: a skip is a failure.
 for t in t_extents_random_writes t_extents_identical t_extents_holes t_extents_unsynced \
 	 t_extents_grown t_extents_sparse_large; do
   grep -qF "[       OK ] $t" "$T/out" || fail "$t did not pass on XFS"
