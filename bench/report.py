@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Summarise bench/run.sh raw runs: medians, table, target checks, results.json, chart.png.
+"""Summarise bench/run.sh raw runs: medians, tables, target checks, results.json, chart.png.
 
 usage: report.py --meta OUT/meta.json --raw OUT/raw.jsonl --out OUT
 Run with /usr/bin/python3 (Debian's interpreter, which sees python3-matplotlib).
@@ -25,14 +25,31 @@ ROWS = [
     ("ferry_sparse_1g", "ferry backup, sparse 1 GiB", "memory", "memory"),
     ("ferry_sparse_64g", "ferry backup, sparse 64 GiB", "memory", "memory"),
 ]
-LABEL = {r[0]: r[1] for r in ROWS}
+# The incremental set (run.sh --only incremental): its own table and targets.
+INCR_ROWS = [
+    ("ferry_incr_full", "ferry full backup (base.img)", "incremental", "incremental"),
+    ("ferry_incr_extent", "ferry incr, extent diff", "incremental", "incremental"),
+    ("ferry_incr_ranges", "ferry incr, range list", "incremental", "incremental"),
+    ("ferry_incr_scan", "ferry incr, manifest scan", "incremental", "incremental"),
+    ("read_only", "fio read new.img (O_DIRECT)", "incremental", "incremental"),
+    ("restic_incr", "restic incremental", "restic", "incremental"),
+    ("ferry_incr_100g_nochange", "ferry incr, 100 GiB no change", "incremental", "incremental"),
+    ("ferry_diff_100g", "ferry diff, 100 GiB", "incremental", "incremental"),
+]
+MAIN_SETS = ("ceiling", "ferry", "peers", "memory")
+LABEL = {r[0]: r[1] for r in ROWS + INCR_ROWS}
 RSS_LIMIT_MIB = 256.0
+INCR_READ_MAX = 0.02       # extent diff / range list: read <= 2% of the volume
+INCR_WALL_MAX = 0.05       # ... in <= 5% of the full backup's wall time
+INCR_X_RESTIC = 20.0       # ... and >= 20x faster than restic's incremental
+SCAN_X_READ = 1.10         # manifest scan wall <= 110% of just reading the volume
+BIG_WALL_MAX_S = 1.0       # 100 GiB no-change incremental, and diff: < 1 s
 COLORS = {"ceiling": "#8c8c8c", "ferry": "#1f77b4", "restic": "#ff7f0e",
           "borg": "#2ca02c", "memory": "#9467bd"}
 
 
 def human_size(n):
-    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20)):
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
         if n >= 1 << shift:
             return f"{n / (1 << shift):g} {unit}"
     return f"{n} B"
@@ -45,7 +62,7 @@ def median(vals):
 
 def summarise(raw, skip_peers=False):
     rows = {}
-    for rid, label, group, kind in ROWS:
+    for rid, label, group, kind in ROWS + INCR_ROWS:
         runs = [r for r in raw if r["row"] == rid]
         ok = [r for r in runs if r["status"] == "ok"]
         if ok:
@@ -73,6 +90,12 @@ def summarise(raw, skip_peers=False):
                 "cpu_s": median(cpu),
                 "rss_mib": median(rss),
                 "stored_bytes": median([r["stored_bytes"] for r in ok]),
+                # bytes the tool read (ferry's and fio's own count; restic: bytes processed)
+                "bytes_read": median([r["extra"].get("bytes_read") for r in ok
+                                      if isinstance(r.get("extra"), dict)]),
+                # ferry backup's own duration_s (no start-up, key derivation or final sync)
+                "self_s": median([r["extra"].get("duration_s") for r in ok
+                                  if isinstance(r.get("extra"), dict)]),
             },
             "max_rss_mib": max([v for v in rss if v is not None], default=None),
             # what ferry says about itself (backup --json), next to the harness's figure
@@ -189,7 +212,12 @@ def checks_for(rows, ceiling, ceiling_note):
         spread = abs(a - b) / min(a, b)
         out.append(check(name, spread <= 0.10 and max(a, b) < RSS_LIMIT_MIB,
                          f"1 GiB {a:.1f} MiB, 64 GiB {b:.1f} MiB (differ by {100 * spread:.1f}%)"))
+    return out
 
+
+def general_checks(rows):
+    """Whatever ran: every ferry run succeeded, every checked restore matched."""
+    out = []
     fr = [r for r in rows if r.startswith("ferry")]
     tot = sum(rows[r]["runs_total"] for r in fr)
     failed = [(LABEL[r], rows[r]["runs_total"] - rows[r]["runs_ok"]) for r in fr
@@ -212,8 +240,108 @@ def checks_for(rows, ceiling, ceiling_note):
     return out
 
 
+def tag(c, rid, short):
+    """A check about one incremental row, with the short form shown in its table line."""
+    c["row"] = rid
+    c["short"] = short
+    return c
+
+
+def incr_checks(rows, meta):
+    out = []
+    inc = meta.get("incremental") or {}
+    size = meta["size_bytes"]
+    full = med(rows, "ferry_incr_full", "wall_s")
+    restic = med(rows, "restic_incr", "wall_s")
+    for rid in ("ferry_incr_extent", "ferry_incr_ranges"):
+        lab = LABEL[rid]
+        wall, rd = med(rows, rid, "wall_s"), med(rows, rid, "bytes_read")
+        name = f"{lab}: reads <= {100 * INCR_READ_MAX:g}% of the volume"
+        if rd is None:
+            out.append(tag(unavailable(name, rows, rid), rid, "read ?"))
+        else:
+            out.append(tag(check(name, rd <= INCR_READ_MAX * size,
+                                 f"{rd / 1e6:.1f} MB of {size / 1e6:.0f} MB ({100 * rd / size:.2f}%)"),
+                           rid, f"read {100 * rd / size:.2f}% <= {100 * INCR_READ_MAX:g}%"))
+        name = f"{lab}: wall <= {100 * INCR_WALL_MAX:g}% of the full backup's"
+        if wall is None or full is None:
+            out.append(tag(unavailable(name, rows, rid, "ferry_incr_full"), rid, "x full ?"))
+        else:
+            out.append(tag(check(name, wall <= INCR_WALL_MAX * full,
+                                 f"{wall:.3f} s vs {INCR_WALL_MAX:g} x {full:.2f} s = "
+                                 f"{INCR_WALL_MAX * full:.3f} s ({100 * wall / full:.1f}%)"),
+                           rid, f"{100 * wall / full:.1f}% of full <= {100 * INCR_WALL_MAX:g}%"))
+        name = f"{lab}: >= {INCR_X_RESTIC:g}x faster than restic's incremental"
+        if wall is None or restic is None:
+            out.append(tag(unavailable(name, rows, rid, "restic_incr"), rid, "x restic ?"))
+        else:
+            out.append(tag(check(name, restic >= INCR_X_RESTIC * wall,
+                                 f"{wall:.3f} s vs restic {restic:.2f} s ({restic / wall:.1f}x)"),
+                           rid, f"{restic / wall:.0f}x restic >= {INCR_X_RESTIC:g}x"))
+    rid = "ferry_incr_scan"
+    wall, ro = med(rows, rid, "wall_s"), med(rows, "read_only", "wall_s")
+    name = f"{LABEL[rid]}: wall <= {100 * SCAN_X_READ:g}% of just reading the volume (fio)"
+    if wall is None or ro is None:
+        out.append(tag(unavailable(name, rows, rid, "read_only"), rid, "x read ?"))
+    else:
+        out.append(tag(check(name, wall <= SCAN_X_READ * ro,
+                             f"{wall:.2f} s vs {SCAN_X_READ:g} x {ro:.2f} s = {SCAN_X_READ * ro:.2f} s "
+                             f"({100 * wall / ro:.0f}%)"),
+                       rid, f"{100 * wall / ro:.0f}% of read <= {100 * SCAN_X_READ:g}%"))
+    big = human_size(inc.get("big_bytes", 100 << 30))
+    for rid, what in (("ferry_incr_100g_nochange", f"{big} no-change incremental (extent diff)"),
+                      ("ferry_diff_100g", f"ferry diff of two {big} snapshots")):
+        wall = med(rows, rid, "wall_s")
+        name = f"{what} < {BIG_WALL_MAX_S:g} s"
+        if wall is None:
+            out.append(tag(unavailable(name, rows, rid), rid, "< 1 s ?"))
+        else:
+            out.append(tag(check(name, wall < BIG_WALL_MAX_S, f"{wall:.3f} s"),
+                           rid, f"{wall:.3f} s < {BIG_WALL_MAX_S:g} s"))
+    fr = [r[0] for r in INCR_ROWS if r[0].startswith("ferry") and r[0] != "ferry_diff_100g"]
+    peaks = [(rows[r]["max_rss_mib"], r) for r in fr if rows[r]["max_rss_mib"] is not None]
+    name = f"ferry incremental backups: peak RSS < {RSS_LIMIT_MIB:.0f} MiB (every run)"
+    if not peaks:
+        out.append(unavailable(name, rows, *fr))
+    else:
+        top, rid = max(peaks)
+        out.append(check(name, top < RSS_LIMIT_MIB, f"max {top:.1f} MiB ({LABEL[rid]})"))
+    return out
+
+
 def fmt(v, spec, none="-"):
     return none if v is None else format(v, spec)
+
+
+def incr_table(rows, meta, checks):
+    inc = meta.get("incremental") or {}
+    lines = []
+    what = f"{human_size(meta['size_bytes'])} mixed image (seed {meta['seed']})"
+    if inc:
+        what += (f", {inc['changed_blocks']} of {inc['blocks']} {human_size(inc['block_bytes'])} blocks "
+                 f"changed ({human_size(inc['write_bytes'])} each), on a reflink XFS "
+                 f"(loop{'' if inc.get('loop_direct_io') else ', buffered'})")
+    lines.append(f"ferry bench, incremental: {what}; median of {meta['runs']} run(s), "
+                 f"{meta['nproc']} CPU(s), {meta['date']}")
+    hdr = f"{'row':<31} {'wall s':>8} {'self s':>7} {'MB read':>9} {'MB added':>9} {'CPU s':>7} {'RSS MiB':>8}  " \
+          f"{'runs':<5} targets"
+    lines.append(hdr)
+    lines.append("-" * (len(hdr) + 40))
+    for rid, label, group, kind in INCR_ROWS:
+        row = rows[rid]
+        if rid == "ferry_incr_100g_nochange":
+            lines.append("")
+        if row["status"] != "ok":
+            lines.append(f"{label:<31} {row['status']:>8}")
+            continue
+        m = row["median"]
+        rd = None if m["bytes_read"] is None else m["bytes_read"] / 1e6
+        added = None if m["stored_bytes"] is None else m["stored_bytes"] / 1e6
+        targets = "; ".join(f"{c['short']} {c['status']}" for c in checks if c.get("row") == rid)
+        lines.append(f"{label:<31} {fmt(m['wall_s'], '.3f'):>8} {fmt(m['self_s'], '.3f'):>7} {fmt(rd, ',.1f'):>9} "
+                     f"{fmt(added, ',.1f'):>9} {fmt(m['cpu_s'], '.1f'):>7} {fmt(m['rss_mib'], '.1f'):>8}  "
+                     f"{row['runs_ok']}/{row['runs_total']:<3} {targets}")
+    return lines
 
 
 def table(rows, meta, ceiling, ceiling_note):
@@ -324,6 +452,9 @@ def main():
                 raw.append(json.loads(line))
 
     rows = summarise(raw, meta.get("skip_peers", False))
+    sets = meta.get("sets", ["all"])          # reports of runs before --only: everything
+    main_ran = "all" in sets or any(s in sets for s in MAIN_SETS)
+    incr_ran = "all" in sets or "incremental" in sets
     fio_r, codec = med(rows, "fio_read"), med(rows, "codec")
     parts = [v for v in (fio_r, codec) if v is not None]
     ceiling = min(parts) if parts else None
@@ -331,10 +462,17 @@ def main():
     if ceiling is not None and codec is None:
         ceiling_note = "; codec_bench missing: fio read only"
     add_ratios(rows, ceiling)
-    checks = checks_for(rows, ceiling, ceiling_note)
+    main_checks = checks_for(rows, ceiling, ceiling_note) if main_ran else []
+    inc_checks = incr_checks(rows, meta) if incr_ran else []
+    checks = main_checks + inc_checks + general_checks(rows)
 
-    lines = table(rows, meta, ceiling, "  (" + ceiling_note.lstrip("; ") + ")" if ceiling_note else "")
-    lines.append("")
+    lines = []
+    if main_ran:
+        lines += table(rows, meta, ceiling, "  (" + ceiling_note.lstrip("; ") + ")" if ceiling_note else "")
+        lines.append("")
+    if incr_ran:
+        lines += incr_table(rows, meta, inc_checks)
+        lines.append("")
     lines.append("targets:")
     for c in checks:
         lines.append(f"  {c['status']:<4}  {c['name']}: {c['detail']}")
@@ -359,17 +497,27 @@ def main():
         f.write(text + "\n")
 
     png = os.path.join(args.out, "chart.png")
-    have_chart = chart(rows, meta, ceiling, png)
+    have_chart = chart(rows, meta, ceiling, png) if main_ran else False
     result = {
         "meta": meta,
         "units": {"mbps": "decimal MB/s (1e6 bytes/s) of the image's apparent size",
                   "rss_mib": "peak resident set, MiB (GNU time %M)",
                   "cpu_s": "user + system CPU seconds",
-                  "stored_bytes": "du -sb of the repository"},
+                  "stored_bytes": "du -sb of the repository (incremental rows: its growth)",
+                  "bytes_read": "bytes the tool read: ferry's and fio's own count, restic's bytes processed",
+                  "wall_s": "wall seconds (GNU time %e)"},
         "ceiling": {"mbps": ceiling, "fio_read_mbps": fio_r, "codec_mbps": codec,
                     "note": ceiling_note.lstrip("; ")},
         "rows": rows,
         "checks": checks,
+        "incremental": None if not incr_ran else {
+            "setup": meta.get("incremental"),
+            "rows": [r[0] for r in INCR_ROWS],
+            "targets": {"read_max_fraction": INCR_READ_MAX, "wall_max_fraction_of_full": INCR_WALL_MAX,
+                        "min_x_restic": INCR_X_RESTIC, "scan_max_x_read": SCAN_X_READ,
+                        "big_wall_max_s": BIG_WALL_MAX_S},
+            "checks": inc_checks,
+        },
         "runs": raw,
         "chart": png if have_chart else None,
     }

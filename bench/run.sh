@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # bench/run.sh — ferry throughput harness: the machine ceiling, ferry, restic and
-# borg on the same generated image, in one run. See bench/README.md.
+# borg on the same generated image, in one run; and incremental backups on a
+# reflink XFS. See bench/README.md.
 #
 # usage: bench/run.sh [--size 4G] [--runs 3] [--out bench/out] [--ferry PATH]
 #                     [--codec-bench PATH] [--seed N] [--skip-peers] [--quick]
+#                     [--only SET[,SET...]]
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -17,6 +19,8 @@ CODEC="$ROOT/build/bench/codec_bench"
 SEED=1
 SKIP_PEERS=0
 QUICK=0
+ONLY=all
+SETS_KNOWN="all ceiling ferry peers memory incremental"
 PASSWORD="ferry-bench-password"
 GEN_VERSION=1          # bump when gen_mixed.c changes its output: invalidates cached images
 
@@ -31,8 +35,15 @@ usage: bench/run.sh [options]
   --seed N             image generator seed (default 1)
   --skip-peers         do not run restic and borg
   --quick              small and fast: --size 256M --runs 1 unless given
+  --only SET[,SET...]  run only these sets of rows (default all):
+                         ceiling      fio read, fio write, codec_bench
+                         ferry        ferry backup (tmpfs and same-disk repo), restore
+                         peers        restic and borg backup and restore
+                         memory       ferry backup of sparse 1 GiB and 64 GiB images
+                         incremental  incremental backups on a reflink XFS, restic's
+                                      incremental, 100 GiB no-change incremental, diff
   -h, --help           this text
-Must run as root (drop_caches, tmpfs mount).
+Must run as root (drop_caches, tmpfs and loop mounts).
 EOF
 }
 
@@ -49,6 +60,7 @@ while [ $# -gt 0 ]; do
 	--seed) [ $# -ge 2 ] || die "--seed needs a value"; SEED=$2; shift 2 ;;
 	--skip-peers) SKIP_PEERS=1; shift ;;
 	--quick) QUICK=1; shift ;;
+	--only) [ $# -ge 2 ] || die "--only needs a value"; ONLY=$2; shift 2 ;;
 	-h|--help) usage; exit 0 ;;
 	*) usage >&2; die "unknown argument: $1" ;;
 	esac
@@ -61,13 +73,26 @@ SIZE=${SIZE:-4G}
 RUNS=${RUNS:-3}
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer, got '$RUNS'"
 [[ "$SEED" =~ ^[0-9]+$ ]] || die "--seed must be a non-negative integer, got '$SEED'"
+IFS=, read -r -a SETS <<<"$ONLY"
+[ ${#SETS[@]} -gt 0 ] || die "--only needs at least one set"
+for s in "${SETS[@]}"; do
+	[[ " $SETS_KNOWN " == *" $s "* ]] || die "--only: unknown set '$s' (known: $SETS_KNOWN)"
+done
+# has SET: is SET among the rows to run?
+has() { [[ ",$ONLY," == *",all,"* || ",$ONLY," == *",$1,"* ]]; }
+MAIN=0                 # any of the throughput sets (ceiling, ferry, peers, memory)
+for s in ceiling ferry peers memory; do has "$s" && MAIN=1; done
+RUN_PEERS=0
+if has peers && [ "$SKIP_PEERS" = 0 ]; then RUN_PEERS=1; fi
+INCR=0
+has incremental && INCR=1
 
 # ---------------------------------------------------------------- prerequisites
 missing=()
 need() { # need CMD HINT
 	command -v "$1" >/dev/null 2>&1 || missing+=("$1 ($2)")
 }
-[ "$(id -u)" = 0 ] || missing+=("root privileges (needed for /proc/sys/vm/drop_caches and the tmpfs mount: run with sudo)")
+[ "$(id -u)" = 0 ] || missing+=("root privileges (needed for /proc/sys/vm/drop_caches, the tmpfs and loop mounts: run with sudo)")
 need fio "apt-get install -y fio"
 need jq "apt-get install -y jq"
 need numfmt "coreutils"
@@ -76,9 +101,14 @@ if [ ! -x /usr/bin/time ] || ! /usr/bin/time --version 2>&1 | grep -q GNU; then
 	missing+=("/usr/bin/time, GNU time (apt-get install -y time)")
 fi
 [ -x /usr/bin/python3 ] || missing+=("/usr/bin/python3 (apt-get install -y python3)")
-if [ "$SKIP_PEERS" = 0 ]; then
+if [ "$SKIP_PEERS" = 0 ] && { [ "$RUN_PEERS" = 1 ] || [ "$INCR" = 1 ]; }; then
 	need restic "apt-get install -y restic, or pass --skip-peers"
-	need borg "apt-get install -y borgbackup, or pass --skip-peers"
+fi
+[ "$RUN_PEERS" = 0 ] || need borg "apt-get install -y borgbackup, or pass --skip-peers"
+if [ "$INCR" = 1 ]; then
+	need mkfs.xfs "apt-get install -y xfsprogs"
+	need losetup "util-linux"
+	need cmp "diffutils"
 fi
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "run.sh: missing prerequisites:" >&2
@@ -102,8 +132,24 @@ SCRATCH="$OUT/scratch"        # same disk as the image; removed at exit
 TMPFS="$OUT/tmpfs"            # tmpfs mount for the in-memory repository
 LOGS="$OUT/logs"              # every tool's stdout/stderr/time, per run
 RAW="$OUT/raw.jsonl"
+XFS_FILE="$SCRATCH/xfs.img"    # sparse backing file of the incremental rows' XFS
+XFS="$SCRATCH/xfs"            # its mount point
 mkdir -p "$CACHE"
 export FERRY_PASSWORD=$PASSWORD
+
+# Unmount the reflink XFS and detach every loop device backed by its file. Safe to
+# call at any point: nothing mounted, nothing attached, or half set up.
+xfs_teardown() {
+	local dev
+	if mountpoint -q "$XFS" 2>/dev/null; then
+		umount "$XFS" 2>/dev/null || { sleep 1; umount "$XFS" 2>/dev/null; } || umount -l "$XFS"
+	fi
+	if [ -e "$XFS_FILE" ]; then
+		for dev in $(losetup -l -n -O NAME -j "$XFS_FILE" 2>/dev/null); do
+			losetup -d "$dev" 2>/dev/null || echo "run.sh: warning: could not detach $dev" >&2
+		done
+	fi
+}
 
 cleanup() {
 	local rc=$?
@@ -112,23 +158,40 @@ cleanup() {
 		umount "$TMPFS" 2>/dev/null || umount -l "$TMPFS"
 	fi
 	rmdir "$TMPFS" 2>/dev/null
-	rm -rf "$SCRATCH"
+	xfs_teardown
+	if mountpoint -q "$XFS" 2>/dev/null; then
+		echo "run.sh: warning: $XFS is still mounted: leaving $SCRATCH in place" >&2
+	else
+		rm -rf "$SCRATCH"
+	fi
 	exit $rc
 }
 trap cleanup EXIT
 trap 'echo "run.sh: interrupted" >&2; exit 130' INT
 trap 'echo "run.sh: terminated" >&2; exit 143' TERM
 
-# A previous run killed hard may have left its tmpfs mounted.
+# A previous run killed hard may have left its tmpfs or its XFS mounted.
 if mountpoint -q "$TMPFS" 2>/dev/null; then umount "$TMPFS"; fi
+xfs_teardown
+! mountpoint -q "$XFS" 2>/dev/null || die "$XFS is still mounted from an earlier run: unmount it first"
 rm -rf "$SCRATCH" "$LOGS"
 mkdir -p "$SCRATCH" "$LOGS"
 : >"$RAW"
 
-# Disk budget on the output filesystem: image + one repository + one restored copy
-# (or the fio scratch file) at a time.
+# Disk budget on the output filesystem. Throughput sets: image + one repository + one
+# restored copy (or the fio scratch file) at a time. Incremental set: the XFS's
+# sparse backing file, which may fill up to its size (3x the image: the volume and
+# its clones, a ferry and a restic repository), + one restored copy outside it.
+# The sets run one after the other, so the larger of the two counts.
 IMG="$CACHE/mixed-v$GEN_VERSION-$SIZE_BYTES-s$SEED.img"
-need_bytes=$((SIZE_BYTES * 2 + SIZE_BYTES / 2 + (1 << 30)))
+XFS_BYTES=$((SIZE_BYTES * 3))
+[ "$XFS_BYTES" -ge $((1 << 30)) ] || XFS_BYTES=$((1 << 30))
+need_bytes=0
+[ "$MAIN" = 0 ] || need_bytes=$((SIZE_BYTES * 2 + SIZE_BYTES / 2))
+if [ "$INCR" = 1 ] && [ $((XFS_BYTES + SIZE_BYTES)) -gt "$need_bytes" ]; then
+	need_bytes=$((XFS_BYTES + SIZE_BYTES))
+fi
+need_bytes=$((need_bytes + (1 << 30)))
 [ -f "$IMG" ] || need_bytes=$((need_bytes + SIZE_BYTES))
 avail=$(($(df -P -k "$OUT" | awk 'NR==2 {print $4}') * 1024))
 [ "$avail" -ge "$need_bytes" ] ||
@@ -196,13 +259,14 @@ json_of() {
 		grep -E '^\{.*\}$' "$f" | tail -n 1 | jq -c . 2>/dev/null || true
 }
 
-# verify_restore ROW RUN DIR_OR_FILE: compare the restored image with the original.
+# verify_restore ROW RUN DIR_OR_FILE [ORIGINAL]: compare the restored image with the
+# original (default: the generated image).
 verify_restore() {
-	local f=$3
+	local f=$3 orig=${4:-$IMG}
 	if [ -d "$f" ]; then
-		f=$(find "$f" -type f -name "$(basename "$IMG")" | head -n 1)
+		f=$(find "$f" -type f -name "$(basename "$orig")" | head -n 1)
 	fi
-	if [ -n "$f" ] && [ -f "$f" ] && cmp -s "$IMG" "$f"; then
+	if [ -n "$f" ] && [ -f "$f" ] && cmp -s "$orig" "$f"; then
 		echo true
 	else
 		echo "run.sh: warning: $1 run $2: restored data differs from the image (or is missing)" >&2
@@ -258,10 +322,10 @@ fi
 version_of() { "$@" 2>&1 | head -n 1 | cut -c1-120 || true; }
 FIO_VER=$(version_of fio --version)
 RESTIC_VER="" BORG_VER=""
-if [ "$SKIP_PEERS" = 0 ]; then
+if [ "$SKIP_PEERS" = 0 ] && { [ "$RUN_PEERS" = 1 ] || [ "$INCR" = 1 ]; }; then
 	RESTIC_VER=$(version_of restic version)
-	BORG_VER=$(version_of borg --version)
 fi
+[ "$RUN_PEERS" = 0 ] || BORG_VER=$(version_of borg --version)
 FERRY_VER=""
 [ -n "$FERRY_MISSING" ] || FERRY_VER=$(version_of "$FERRY" --version)
 
@@ -269,18 +333,19 @@ jq -n --arg date "$(date -Is)" --arg host "$(hostname)" --arg kernel "$(uname -r
 	--argjson nproc "$NPROC" --argjson size_bytes "$SIZE_BYTES" --argjson seed "$SEED" \
 	--argjson runs "$RUNS" --arg image "$IMG" --arg out "$OUT" \
 	--argjson quick "$QUICK" --argjson skip_peers "$SKIP_PEERS" \
+	--argjson sets "$(printf '%s\n' "${SETS[@]}" | jq -R . | jq -sc .)" \
 	--arg ferry "$FERRY" --arg ferry_missing "$FERRY_MISSING" --arg ferry_version "$FERRY_VER" \
 	--arg codec "$CODEC" --arg codec_missing "$CODEC_MISSING" \
 	--arg fio "$FIO_VER" --arg restic "$RESTIC_VER" --arg borg "$BORG_VER" \
 	--arg cpu "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)" \
 	'{date: $date, host: $host, kernel: $kernel, cpu: $cpu, nproc: $nproc,
 	  size_bytes: $size_bytes, seed: $seed, runs: $runs, image: $image, out: $out,
-	  quick: ($quick == 1), skip_peers: ($skip_peers == 1),
+	  quick: ($quick == 1), skip_peers: ($skip_peers == 1), sets: $sets,
 	  ferry: {path: $ferry, version: $ferry_version, missing: $ferry_missing},
 	  codec_bench: {path: $codec, missing: $codec_missing},
 	  versions: {fio: $fio, restic: $restic, borg: $borg}}' >"$OUT/meta.json"
 
-if [ -z "$FERRY_MISSING" ]; then
+if [ -z "$FERRY_MISSING" ] && { has ferry || has memory; }; then
 	# The repository needs at most about the image size; the sparse images need little.
 	tmpfs_mib=$((SIZE_BYTES / 1048576 + 1024))
 	mkdir -p "$TMPFS"
@@ -290,13 +355,18 @@ fi
 # ---------------------------------------------------------------- warm-up
 # The first buffered read after idle is slow on this shared host, and O_DIRECT
 # speed drifts: one untimed buffered pass and one untimed direct pass first.
-say "warm-up: buffered and O_DIRECT reads of the image (untimed)"
-cat "$IMG" >/dev/null
-drop_caches
-fio --name=warmup --filename="$IMG" --readonly --rw=read --bs=1M --iodepth=8 \
-	--ioengine=io_uring --direct=1 --size="$SIZE_BYTES" --output-format=json \
-	>"$LOGS/warmup.fio.json" 2>"$LOGS/warmup.fio.err" ||
-	die "fio warm-up failed: $(cat "$LOGS/warmup.fio.err")"
+warm_up() { # FILE NAME
+	cat "$1" >/dev/null
+	drop_caches
+	fio --name=warmup --filename="$1" --readonly --rw=read --bs=1M --iodepth=8 \
+		--ioengine=io_uring --direct=1 --size="$SIZE_BYTES" --output-format=json \
+		>"$LOGS/warmup.$2.fio.json" 2>"$LOGS/warmup.$2.fio.err" ||
+		die "fio warm-up failed: $(cat "$LOGS/warmup.$2.fio.err")"
+}
+if [ "$MAIN" = 1 ]; then
+	say "warm-up: buffered and O_DIRECT reads of the image (untimed)"
+	warm_up "$IMG" image
+fi
 
 # ---------------------------------------------------------------- configurations
 run_fio_read() {
@@ -506,31 +576,373 @@ run_sparse() {
 	done
 }
 
+# ---------------------------------------------------------------- incremental
+# A reflink XFS in a sparse file under OUT/scratch (same disk), loop-mounted. In it:
+# vol.img, a copy of the image (the volume); base.img, a reflink clone of it taken
+# before the change (what the full backup reads); the change, written into vol.img;
+# new.img, a reflink clone taken after it (what every incremental reads). The same
+# for a 100 GiB sparse volume: big-a.img (full), big-b.img (no change), big-c.img
+# (a few blocks changed).
+INCR_BLOCK=$((4 << 20))        # ferry's default block size (ferry init --chunk-size)
+INCR_WRITE=$((64 << 10))       # bytes written into each changed block
+BIG_BYTES=$((100 << 30))       # the no-change and diff rows' sparse volume
+BIG_CHANGED=4                  # blocks changed in it for the diff row
+INCR_MISSING=""                # why the incremental rows cannot run, if they cannot
+LOOP_DEV=""
+LOOP_DIO=""
+
+# write_changes FILE N SEED RANGES BLOCKS: into each of N distinct seeded blocks
+# (INCR_BLOCK bytes) of FILE, write INCR_WRITE seeded pseudo-random bytes at a seeded
+# 4 KiB-aligned offset that keeps them inside the block; fsync. RANGES gets the
+# written 'OFFSET LENGTH' lines (a --changed-ranges file), BLOCKS the block numbers.
+write_changes() {
+	/usr/bin/python3 - "$@" "$INCR_BLOCK" "$INCR_WRITE" <<'PY'
+import os, random, sys
+path, n, seed, ranges, blocks, bs, wlen = sys.argv[1:8]
+n, seed, bs, wlen = int(n), int(seed), int(bs), int(wlen)
+size = os.stat(path).st_size
+rng = random.Random(seed)
+chosen = sorted(rng.sample(range((size + bs - 1) // bs), n))
+out = []
+with open(path, "r+b") as f:
+    for b in chosen:
+        start = b * bs
+        span = min(bs, size - start)
+        ln = min(wlen, span)
+        off = start + 4096 * rng.randrange((span - ln) // 4096 + 1)
+        f.seek(off)
+        f.write(rng.randbytes(ln))
+        out.append((off, ln))
+    f.flush()
+    os.fsync(f.fileno())
+with open(ranges, "w") as f:
+    f.writelines(f"{o} {ln}\n" for o, ln in out)
+with open(blocks, "w") as f:
+    f.writelines(f"{b}\n" for b in chosen)
+PY
+}
+
+# incr_step WHAT CMD...: one setup step, its output in logs/incr-setup.log; on
+# failure INCR_MISSING says which step and why.
+incr_step() {
+	local what=$1
+	shift
+	echo "+ $*" >>"$LOGS/incr-setup.log"
+	if ! "$@" >>"$LOGS/incr-setup.log" 2>&1; then
+		INCR_MISSING="incremental setup: $what failed: $(tail -n 1 "$LOGS/incr-setup.log" | cut -c1-200)"
+		return 1
+	fi
+}
+
+incr_setup() {
+	local nblocks nchg t0 copy_s
+	say "incremental: reflink XFS of $(numfmt --to=iec "$XFS_BYTES") (sparse file $XFS_FILE)"
+	mkdir -p "$XFS"
+	incr_step "truncate" truncate -s "$XFS_BYTES" "$XFS_FILE" || return 1
+	# Direct I/O on the loop device: the XFS's reads reach the disk without a second
+	# copy in the page cache (one for the XFS file, one for the backing file).
+	if LOOP_DEV=$(losetup -f --show --direct-io=on "$XFS_FILE" 2>>"$LOGS/incr-setup.log"); then
+		LOOP_DIO=on
+	else
+		LOOP_DIO=off
+		say "incremental: loop device without direct I/O (see logs/incr-setup.log)"
+		LOOP_DEV=$(losetup -f --show "$XFS_FILE" 2>>"$LOGS/incr-setup.log") || {
+			INCR_MISSING="incremental setup: losetup failed: $(tail -n 1 "$LOGS/incr-setup.log" | cut -c1-200)"
+			return 1
+		}
+	fi
+	incr_step "mkfs.xfs -m reflink=1" mkfs.xfs -q -m reflink=1 "$LOOP_DEV" || return 1
+	incr_step "mount" mount "$LOOP_DEV" "$XFS" || return 1
+
+	say "incremental: copying the image in, cloning, changing 1% of the blocks"
+	t0=$(date +%s.%N)
+	incr_step "copying the image" cp --sparse=never "$IMG" "$XFS/vol.img" || return 1
+	incr_step "sync" sync -f "$XFS/vol.img" || return 1
+	copy_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')
+	incr_step "reflink base.img" cp --reflink=always "$XFS/vol.img" "$XFS/base.img" || return 1
+	nblocks=$(((SIZE_BYTES + INCR_BLOCK - 1) / INCR_BLOCK))
+	nchg=$(((nblocks + 50) / 100))
+	[ "$nchg" -ge 1 ] || nchg=1
+	incr_step "writing the change" write_changes "$XFS/vol.img" "$nchg" "$SEED" \
+		"$XFS/changed.ranges" "$XFS/changed.blocks" || return 1
+	incr_step "reflink new.img" cp --reflink=always "$XFS/vol.img" "$XFS/new.img" || return 1
+
+	say "incremental: 100 GiB sparse volume and its clones"
+	incr_step "100 GiB sparse image" make_sparse "$XFS/big-vol.img" "$BIG_BYTES" || return 1
+	incr_step "reflink big-a.img" cp --reflink=always "$XFS/big-vol.img" "$XFS/big-a.img" || return 1
+	incr_step "reflink big-b.img" cp --reflink=always "$XFS/big-a.img" "$XFS/big-b.img" || return 1
+	incr_step "writing the 100 GiB change" write_changes "$XFS/big-vol.img" "$BIG_CHANGED" \
+		$((SEED + 1)) "$XFS/big.ranges" "$XFS/big.blocks" || return 1
+	incr_step "reflink big-c.img" cp --reflink=always "$XFS/big-vol.img" "$XFS/big-c.img" || return 1
+	cp "$XFS/changed.ranges" "$XFS/big.ranges" "$LOGS/"
+
+	local inc
+	inc=$(jq -n --argjson xfs_bytes "$XFS_BYTES" --arg loop_direct_io "$LOOP_DIO" \
+		--argjson block_bytes "$INCR_BLOCK" --argjson blocks "$nblocks" \
+		--argjson changed_blocks "$nchg" --argjson write_bytes "$INCR_WRITE" \
+		--argjson big_bytes "$BIG_BYTES" --argjson big_changed_blocks "$BIG_CHANGED" \
+		--argjson copy_s "$copy_s" \
+		'{xfs_bytes: $xfs_bytes, loop_direct_io: ($loop_direct_io == "on"),
+		  block_bytes: $block_bytes, blocks: $blocks, changed_blocks: $changed_blocks,
+		  write_bytes: $write_bytes, changed_bytes: ($changed_blocks * $write_bytes),
+		  big_bytes: $big_bytes, big_changed_blocks: $big_changed_blocks,
+		  image_copy_s: $copy_s}')
+	jq --argjson inc "$inc" '. + {incremental: $inc}' "$OUT/meta.json" >"$OUT/meta.json.tmp" &&
+		mv "$OUT/meta.json.tmp" "$OUT/meta.json"
+
+	say "incremental warm-up: buffered and O_DIRECT reads of new.img (untimed)"
+	warm_up "$XFS/new.img" new
+}
+
+no_input() { # ROW RUN WHY: a row that could not start because what it needs failed
+	T_WALL=null T_USER=null T_SYS=null T_RSS=null
+	record "$1" "$2" failed null null null "$3"
+}
+
+# ferry_incr ROW RUN WANT FULL_REPO IMAGE BYTES ORIGINAL [BACKUP_ARGS...]
+# A copy (reflinked) of FULL_REPO, which holds the full backup only; cold cache;
+# timed incremental backup of IMAGE. The row fails unless ferry used the change
+# source WANT without a warning (a fallback is a failure, not a slow pass). On run 1,
+# when ORIGINAL is set, the new snapshot is restored and compared with it.
+# stored_bytes = what the incremental added to the repository (du -sb growth).
+ferry_incr() {
+	local row=$1 r=$2 want=$3 full=$4 image=$5 bytes=$6 orig=$7
+	shift 7
+	local repo="$XFS/repo-incr" j snap src warn stored extra
+	rm -rf "$repo"
+	if ! cp -a --reflink=auto "$full" "$repo" 2>"$LOGS/$row.$r.copy.err"; then
+		no_input "$row" "$r" "copying the repository: $(head -n 1 "$LOGS/$row.$r.copy.err")"
+		rm -rf "$repo"
+		return 1
+	fi
+	drop_caches
+	timed "$row" "$r" "$OUT" "$repo" \
+		"$FERRY" backup --repo "$repo" --volume bench --json "$@" "$image"
+	j=$(json_of "$LOGS/$row.$r.out")
+	snap=$(jq -r '.snapshot_id // empty' <<<"${j:-null}" 2>/dev/null || true)
+	if [ "$T_RC" != 0 ] || [ -z "$snap" ]; then
+		record "$row" "$r" failed null null "${j:-null}" "rc=$T_RC $(errtail "$row" "$r")"
+		rm -rf "$repo"
+		return 1
+	fi
+	src=$(jq -r '.change_source // empty' <<<"$j")
+	warn=$(jq -r '.warning // empty' <<<"$j")
+	stored=$(($(stored_of "$repo") - $(stored_of "$full")))
+	if [ "$src" != "$want" ] || [ -n "$warn" ]; then
+		record "$row" "$r" failed "$(mbps_of "$bytes" "$T_WALL")" "$stored" "$j" \
+			"change source '$src', expected '$want'${warn:+; warning: $warn}"
+		rm -rf "$repo"
+		return 1
+	fi
+	extra=$j
+	if [ "$r" = 1 ] && [ -n "$orig" ]; then
+		local target="$SCRATCH/incr-restore.img" ok=false
+		rm -f "$target"
+		if "$FERRY" restore --repo "$repo" "$snap" "$target" \
+			>"$LOGS/$row.$r.restore.out" 2>"$LOGS/$row.$r.restore.err"; then
+			ok=$(verify_restore "$row" "$r" "$target" "$orig")
+		else
+			echo "run.sh: warning: $row run $r: restore failed: $(tail -n 1 "$LOGS/$row.$r.restore.err")" >&2
+		fi
+		rm -f "$target"
+		extra=$(jq -c --argjson v "$ok" '. + {verified: $v}' <<<"$j")
+	fi
+	record "$row" "$r" ok "$(mbps_of "$bytes" "$T_WALL")" "$stored" "$extra"
+	rm -rf "$repo"
+	echo "$snap"
+}
+
+# fio's sequential O_DIRECT read of new.img, as the fio_read row: the time to just
+# read the volume that the manifest scan reads.
+run_read_only() {
+	local r=$1
+	drop_caches
+	timed read_only "$r" "$OUT" "" fio --name=seqread --filename="$XFS/new.img" --readonly \
+		--rw=read --bs=1M --iodepth=8 --ioengine=io_uring --direct=1 \
+		--size="$SIZE_BYTES" --output-format=json
+	local bw io
+	bw=$(jq -r '.jobs[0].read.bw_bytes // empty' "$LOGS/read_only.$r.out" 2>/dev/null || true)
+	io=$(jq -r '.jobs[0].read.io_bytes // empty' "$LOGS/read_only.$r.out" 2>/dev/null || true)
+	if [ "$T_RC" = 0 ] && [ -n "$bw" ] && [ -n "$io" ]; then
+		record read_only "$r" ok "$(awk -v b="$bw" 'BEGIN {printf "%.1f", b / 1e6}')" null \
+			"{\"fio_bw_bytes\": $bw, \"bytes_read\": $io}"
+	else
+		record read_only "$r" failed null null null "$(errtail read_only "$r")"
+	fi
+}
+
+# restic's incremental of the same change: back up P holding base.img's content
+# (untimed), replace P by a reflink of new.img, time the second backup of P (a
+# changed file: restic reads and chunks all of it). Repository and cache on the XFS.
+run_restic_incr() {
+	local r=$1 repo="$XFS/restic-repo" p="$XFS/restic-vol.img" j before
+	export RESTIC_PASSWORD=$PASSWORD RESTIC_CACHE_DIR="$XFS/restic-cache"
+	rm -rf "$repo" "$p" "$RESTIC_CACHE_DIR"
+	if ! restic init --repo "$repo" >"$LOGS/restic_incr.$r.init.out" 2>"$LOGS/restic_incr.$r.init.err"; then
+		no_input restic_incr "$r" "init: $(tail -n 2 "$LOGS/restic_incr.$r.init.err" | tr '\n' ' ')"
+		return
+	fi
+	if ! cp --reflink=always "$XFS/base.img" "$p" 2>"$LOGS/restic_incr.$r.base.err" ||
+		! restic --repo "$repo" backup "$p" >"$LOGS/restic_incr.$r.base.out" 2>>"$LOGS/restic_incr.$r.base.err"; then
+		no_input restic_incr "$r" "first backup: $(tail -n 2 "$LOGS/restic_incr.$r.base.err" | tr '\n' ' ')"
+		rm -rf "$repo" "$p" "$RESTIC_CACHE_DIR"
+		return
+	fi
+	before=$(stored_of "$repo")
+	rm -f "$p"
+	cp --reflink=always "$XFS/new.img" "$p"
+	drop_caches
+	timed restic_incr "$r" "$OUT" "$repo" restic --repo "$repo" backup --json "$p"
+	j=$(json_of "$LOGS/restic_incr.$r.out")
+	if [ "$T_RC" = 0 ] && [ "$(jq -r '.message_type // empty' <<<"${j:-null}")" = summary ]; then
+		record restic_incr "$r" ok "$(mbps_of "$SIZE_BYTES" "$T_WALL")" \
+			$(($(stored_of "$repo") - before)) \
+			"$(jq -c '. + {bytes_read: .total_bytes_processed}' <<<"$j")"
+	else
+		record restic_incr "$r" failed null null "${j:-null}" "rc=$T_RC $(errtail restic_incr "$r")"
+	fi
+	rm -rf "$repo" "$p" "$RESTIC_CACHE_DIR"
+}
+
+INCR_ROWS="ferry_incr_full ferry_incr_extent ferry_incr_ranges ferry_incr_scan read_only"
+BIG_ROWS="ferry_incr_100g_nochange ferry_diff_100g"
+
+run_incr() {
+	local r=$1 row full="$XFS/repo-full" snap
+	if [ -n "$INCR_MISSING" ]; then
+		if [ "$r" = 1 ]; then
+			for row in $INCR_ROWS restic_incr; do record_missing "$row" "$INCR_MISSING"; done
+		fi
+		return
+	fi
+	if snap=$(ferry_backup ferry_incr_full "$r" "$full" "$XFS/base.img" "$SIZE_BYTES"); then
+		ferry_incr ferry_incr_extent "$r" extent-diff "$full" "$XFS/new.img" "$SIZE_BYTES" \
+			"$XFS/new.img" --base-image "$XFS/base.img" >/dev/null || true
+		ferry_incr ferry_incr_ranges "$r" range-list "$full" "$XFS/new.img" "$SIZE_BYTES" \
+			"$XFS/new.img" --changed-ranges "$XFS/changed.ranges" --parent "$snap" >/dev/null || true
+		ferry_incr ferry_incr_scan "$r" manifest-scan "$full" "$XFS/new.img" "$SIZE_BYTES" \
+			"$XFS/new.img" >/dev/null || true
+	else
+		for row in ferry_incr_extent ferry_incr_ranges ferry_incr_scan; do
+			no_input "$row" "$r" "no full backup to start from (ferry_incr_full failed)"
+		done
+	fi
+	rm -rf "$full"
+	run_read_only "$r"
+	if [ "$SKIP_PEERS" = 1 ]; then
+		[ "$r" != 1 ] || record_missing restic_incr "skipped: --skip-peers"
+	else
+		run_restic_incr "$r"
+	fi
+}
+
+# The 100 GiB sparse volume: full backup of big-a.img (untimed), timed no-change
+# incremental of big-b.img against it; then (untimed) an incremental of big-c.img
+# against the full, and a timed `ferry diff` of the two, whose blocks must be the
+# ones changed.
+run_incr_100g() {
+	local r=$1 row repo="$XFS/repo-100g" full c j src warn
+	if [ -n "$INCR_MISSING" ]; then
+		if [ "$r" = 1 ]; then
+			for row in $BIG_ROWS; do record_missing "$row" "$INCR_MISSING"; done
+		fi
+		return
+	fi
+	rm -rf "$repo"
+	if ! "$FERRY" init --repo "$repo" >"$LOGS/big.$r.init.out" 2>"$LOGS/big.$r.init.err" ||
+		! "$FERRY" backup --repo "$repo" --volume bench --json "$XFS/big-a.img" \
+			>"$LOGS/big.$r.full.out" 2>"$LOGS/big.$r.full.err" ||
+		! full=$(jq -r '.snapshot_id // empty' <<<"$(json_of "$LOGS/big.$r.full.out")") ||
+		[ -z "$full" ]; then
+		for row in $BIG_ROWS; do
+			no_input "$row" "$r" "full backup of the 100 GiB volume failed: $(tail -n 1 "$LOGS/big.$r.full.err" "$LOGS/big.$r.init.err" 2>/dev/null | tr '\n' ' ' | cut -c1-200)"
+		done
+		rm -rf "$repo"
+		return
+	fi
+	ferry_incr ferry_incr_100g_nochange "$r" extent-diff "$repo" "$XFS/big-b.img" "$BIG_BYTES" "" \
+		--base-image "$XFS/big-a.img" >/dev/null || true
+
+	"$FERRY" backup --repo "$repo" --volume bench --json --parent "$full" \
+		--base-image "$XFS/big-a.img" "$XFS/big-c.img" >"$LOGS/big.$r.c.out" 2>"$LOGS/big.$r.c.err" || true
+	j=$(json_of "$LOGS/big.$r.c.out")
+	c=$(jq -r '.snapshot_id // empty' <<<"${j:-null}" 2>/dev/null || true)
+	src=$(jq -r '.change_source // empty' <<<"${j:-null}" 2>/dev/null || true)
+	warn=$(jq -r '.warning // empty' <<<"${j:-null}" 2>/dev/null || true)
+	if [ -z "$c" ] || [ "$src" != extent-diff ] || [ -n "$warn" ]; then
+		no_input ferry_diff_100g "$r" "second snapshot: change source '$src'${warn:+; warning: $warn} $(tail -n 1 "$LOGS/big.$r.c.err" | cut -c1-200)"
+		rm -rf "$repo"
+		return
+	fi
+	drop_caches
+	timed ferry_diff_100g "$r" "$OUT" "" "$FERRY" diff --repo "$repo" "$full" "$c"
+	local got want nr nb
+	got=$(awk -v bs="$INCR_BLOCK" 'NF == 2 { for (b = int($1 / bs); b <= int(($1 + $2 - 1) / bs); b++) print b }' \
+		"$LOGS/ferry_diff_100g.$r.out" | tr '\n' ' ')
+	want=$(tr '\n' ' ' <"$XFS/big.blocks")
+	nr=$(grep -c . "$LOGS/ferry_diff_100g.$r.out" || true)
+	nb=$(awk 'NF == 2 { s += $2 } END { printf "%.0f", s }' "$LOGS/ferry_diff_100g.$r.out")
+	local extra
+	extra=$(jq -c --argjson ranges "$nr" --argjson bytes "$nb" --arg full "$full" --arg second "$c" \
+		'{ranges: $ranges, bytes: $bytes, full: $full, second: $second,
+		  second_bytes_read: .bytes_read, second_change_source: .change_source}' <<<"$j")
+	if [ "$T_RC" != 0 ]; then
+		record ferry_diff_100g "$r" failed null null "$extra" "rc=$T_RC $(errtail ferry_diff_100g "$r")"
+	elif [ "$got" != "$want" ]; then
+		record ferry_diff_100g "$r" failed null null "$extra" "diff names blocks [${got% }], expected [${want% }]"
+	else
+		record ferry_diff_100g "$r" ok null null "$extra"
+	fi
+	rm -rf "$repo"
+}
+
 # ---------------------------------------------------------------- the runs
 # Configurations are interleaved round by round so that drift in the shared disk's
 # speed hits every row alike.
-for r in $(seq 1 "$RUNS"); do
-	say "round $r/$RUNS: ceiling (fio read, fio write, codec_bench)"
-	run_fio_read "$r"
-	run_fio_write "$r"
-	run_codec "$r"
-	say "round $r/$RUNS: ferry"
-	run_ferry "$r"
-	if [ "$SKIP_PEERS" = 0 ]; then
-		say "round $r/$RUNS: restic"
-		run_restic "$r"
-		say "round $r/$RUNS: borg"
-		run_borg "$r"
-	fi
-done
+if has ceiling || has ferry || has peers; then
+	for r in $(seq 1 "$RUNS"); do
+		if has ceiling; then
+			say "round $r/$RUNS: ceiling (fio read, fio write, codec_bench)"
+			run_fio_read "$r"
+			run_fio_write "$r"
+			run_codec "$r"
+		fi
+		if has ferry; then
+			say "round $r/$RUNS: ferry"
+			run_ferry "$r"
+		fi
+		if [ "$RUN_PEERS" = 1 ]; then
+			say "round $r/$RUNS: restic"
+			run_restic "$r"
+			say "round $r/$RUNS: borg"
+			run_borg "$r"
+		fi
+	done
+fi
 
-if [ -z "$FERRY_MISSING" ]; then
+if [ -z "$FERRY_MISSING" ] && { has memory || [ "$INCR" = 1 ]; }; then
 	"$(find_gen)" --size 4M --seed "$SEED" --out "$SPARSE_PIECE" 2>/dev/null
 fi
-for r in $(seq 1 "$RUNS"); do
-	say "round $r/$RUNS: memory (sparse 1 GiB and 64 GiB images)"
-	run_sparse "$r"
-done
+if has memory; then
+	for r in $(seq 1 "$RUNS"); do
+		say "round $r/$RUNS: memory (sparse 1 GiB and 64 GiB images)"
+		run_sparse "$r"
+	done
+fi
+
+if [ "$INCR" = 1 ]; then
+	INCR_MISSING=$FERRY_MISSING
+	if [ -z "$INCR_MISSING" ] && ! incr_setup; then
+		say "incremental: $INCR_MISSING"
+	fi
+	for r in $(seq 1 "$RUNS"); do
+		say "round $r/$RUNS: incremental (full, extent diff, range list, manifest scan, read, restic)"
+		run_incr "$r"
+		say "round $r/$RUNS: incremental, 100 GiB sparse volume (no change, diff)"
+		run_incr_100g "$r"
+	done
+	xfs_teardown
+fi
 
 say "report"
 /usr/bin/python3 "$HERE/report.py" --meta "$OUT/meta.json" --raw "$RAW" --out "$OUT"
