@@ -177,38 +177,6 @@ void fy_lock_describe(const struct fy_lock_info *li, char *out, size_t len)
 		 li->exclusive ? "exclusive" : "shared", li->hostname, (long long)li->pid, t);
 }
 
-struct key_list {
-	char **keys;
-	size_t n, cap;
-};
-
-static int collect_key(const char *key, uint64_t size, void *arg)
-{
-	struct key_list *l = arg;
-
-	(void)size;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 16;
-		char **k = realloc(l->keys, cap * sizeof(*k));
-
-		if (!k)
-			return -ENOMEM;
-		l->keys = k;
-		l->cap = cap;
-	}
-	if (!(l->keys[l->n] = strdup(key)))
-		return -ENOMEM;
-	l->n++;
-	return 0;
-}
-
-static void free_keys(struct key_list *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->keys[i]);
-	free(l->keys);
-}
-
 int fy_lock_remove(struct fy_repo *r, const struct fy_lock_info *li, char *err, size_t errlen)
 {
 	int rc = fy_store_del(r->store, li->key);
@@ -223,8 +191,8 @@ int fy_lock_remove(struct fy_repo *r, const struct fy_lock_info *li, char *err, 
 /* The check half of write-then-check: every other lock, against ours. */
 static int check_others(struct fy_lock *lk, fy_lock_note_fn note, void *arg, char *err, size_t errlen)
 {
-	struct key_list l = { 0 };
-	int rc = fy_store_list(lk->repo->store, "locks/", collect_key, &l);
+	struct fy_store_keys l;
+	int rc = fy_store_keys(lk->repo->store, "locks/", &l);
 
 	if (rc < 0) {
 		snprintf(err, errlen, "listing the locks of %s: %s", lk->repo->url, strerror(-rc));
@@ -278,7 +246,7 @@ static int check_others(struct fy_lock *lk, fy_lock_note_fn note, void *arg, cha
 	}
 	rc = 0;
 out:
-	free_keys(&l);
+	fy_store_keys_free(&l);
 	return rc;
 }
 
@@ -460,11 +428,11 @@ void fy_lock_release(struct fy_lock *lk)
 
 int fy_lock_list(struct fy_repo *r, struct fy_lock_info **locks, size_t *n, char *err, size_t errlen)
 {
-	struct key_list l = { 0 };
+	struct fy_store_keys l;
 	struct fy_lock_info *v = NULL;
 	struct ident me;
 	size_t k = 0;
-	int rc = fy_store_list(r->store, "locks/", collect_key, &l);
+	int rc = fy_store_keys(r->store, "locks/", &l);
 
 	*locks = NULL;
 	*n = 0;
@@ -496,6 +464,6 @@ int fy_lock_list(struct fy_repo *r, struct fy_lock_info **locks, size_t *n, char
 	*locks = v;
 	*n = k;
 out:
-	free_keys(&l);
+	fy_store_keys_free(&l);
 	return rc;
 }

@@ -169,37 +169,12 @@ out:
 	return rc;
 }
 
-struct key_list {
-	char **keys;
-	size_t n, cap;
-};
-
-static int collect_key(const char *key, uint64_t size, void *arg)
-{
-	struct key_list *l = arg;
-
-	(void)size;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 8;
-		char **k = realloc(l->keys, cap * sizeof(*k));
-
-		if (!k)
-			return -ENOMEM;
-		l->keys = k;
-		l->cap = cap;
-	}
-	if (!(l->keys[l->n] = strdup(key)))
-		return -ENOMEM;
-	l->n++;
-	return 0;
-}
-
 /* Try each key object; 0 and the master key on success. */
 static int unlock(struct fy_repo *r, const struct fy_secret *sec, uint8_t master[MASTER_LEN], char *err,
 		  size_t errlen)
 {
-	struct key_list l = { 0 };
-	int rc = fy_store_list(r->store, "keys/", collect_key, &l);
+	struct fy_store_keys l;
+	int rc = fy_store_keys(r->store, "keys/", &l);
 	bool any_usable = false;
 
 	if (rc < 0) {
@@ -241,9 +216,7 @@ static int unlock(struct fy_repo *r, const struct fy_secret *sec, uint8_t master
 			snprintf(err, errlen, "wrong password or key for %s: no key object could be unlocked", r->url);
 	}
 out:
-	for (size_t i = 0; i < l.n; i++)
-		free(l.keys[i]);
-	free(l.keys);
+	fy_store_keys_free(&l);
 	return rc;
 }
 

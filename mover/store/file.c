@@ -277,19 +277,6 @@ static int flush_chain(struct file_store *fs, const char *dir)
 	if (!rc)
 		rc = flush_items(fs, v, n);
 	free_items(v, n);
-	/* Objects this handle did not write but a backup reuses (chunks a killed
-	 * backup renamed into place before its directory fsync) must be durable
-	 * too before a manifest names them: flush the whole filesystem. */
-	if (!rc) {
-		int fd = open(fs->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-		if (fd < 0)
-			rc = errno == ENOENT ? 0 : -errno; /* nothing stored yet: nothing to flush */
-		else if (syncfs(fd) < 0)
-			rc = -errno;
-		if (fd >= 0)
-			close(fd);
-	}
 	return rc;
 }
 

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -83,4 +84,38 @@ void fy_store_close(struct fy_store *s)
 {
 	if (s)
 		s->ops->close(s);
+}
+
+static int collect_key(const char *key, uint64_t size, void *arg)
+{
+	struct fy_store_keys *l = arg;
+
+	(void)size;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		char **k = realloc(l->keys, cap * sizeof(*k));
+
+		if (!k)
+			return -ENOMEM;
+		l->keys = k;
+		l->cap = cap;
+	}
+	if (!(l->keys[l->n] = strdup(key)))
+		return -ENOMEM;
+	l->n++;
+	return 0;
+}
+
+int fy_store_keys(struct fy_store *s, const char *prefix, struct fy_store_keys *out)
+{
+	*out = (struct fy_store_keys){ 0 };
+	return fy_store_list(s, prefix, collect_key, out);
+}
+
+void fy_store_keys_free(struct fy_store_keys *k)
+{
+	for (size_t i = 0; i < k->n; i++)
+		free(k->keys[i]);
+	free(k->keys);
+	*k = (struct fy_store_keys){ 0 };
 }

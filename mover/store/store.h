@@ -78,6 +78,15 @@ static inline unsigned fy_store_concurrency(struct fy_store *s)
 { return s->ops->concurrency(s); }
 void fy_store_close(struct fy_store *s);
 
+/* Every key under prefix, collected (a list() for callers that read the
+ * objects afterwards).  Free with fy_store_keys_free(). */
+struct fy_store_keys {
+	char **keys;
+	size_t n, cap;
+};
+int fy_store_keys(struct fy_store *s, const char *prefix, struct fy_store_keys *out);
+void fy_store_keys_free(struct fy_store_keys *k);
+
 /* For backends: write one error line into errbuf (which may be NULL). */
 void fy_store_err(char *errbuf, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
