@@ -63,8 +63,9 @@ struct backup {
 
 	Ferry__V1__Manifest *parent;
 	uint64_t p_same;       /* blocks [0, p_same) cover the same bytes in the parent */
-	struct fy_bitmap want; /* blocks to read, when a change source answered */
+	struct fy_bitmap want; /* with a parent: blocks that may have changed (the change source's answer) */
 	bool have_want;
+	struct fy_bitmap data; /* blocks that hold data (the allocation map); the rest are holes */
 	uint64_t kill_after;   /* test hook: SIGKILL ourselves after this many bytes */
 	_Atomic uint64_t processed;
 
@@ -230,18 +231,6 @@ static void *uploader(void *arg)
 	return NULL;
 }
 
-/* 1 when [off, off + len) is entirely a hole of a regular file. */
-static int is_hole(int fd, bool sparse, uint64_t off, size_t len)
-{
-	if (!sparse)
-		return 0;
-	off_t d = lseek(fd, (off_t)off, SEEK_DATA);
-
-	if (d < 0)
-		return errno == ENXIO; /* no data at or after off */
-	return (uint64_t)d >= off + len;
-}
-
 static int alloc_buffers(struct backup *b, unsigned depth, unsigned threads, unsigned uploaders)
 {
 	b->nr = depth + threads;
@@ -303,7 +292,7 @@ static void read_done(struct backup *b, struct rslot *s)
 }
 
 /* The reader: keep depth reads in flight over the blocks that hold data. */
-static void read_volume(struct backup *b, struct fy_io *io, int fd, bool sparse, unsigned depth)
+static void read_volume(struct backup *b, struct fy_io *io, unsigned depth)
 {
 	struct fy_io_req *done[64];
 	unsigned inflight = 0;
@@ -334,7 +323,7 @@ static void read_volume(struct backup *b, struct fy_io *io, int fd, bool sparse,
 				next++;
 				continue;
 			}
-			if (is_hole(fd, sparse, off, len)) {
+			if (!fy_bitmap_test(&b->data, next)) {
 				/* Never read, never stored: a zero block in the manifest. */
 				if (len == b->cs && have_zero_crc) {
 					b->crcs[next] = zero_crc_full;
@@ -398,7 +387,7 @@ static void read_volume(struct backup *b, struct fy_io *io, int fd, bool sparse,
 	}
 }
 
-static int open_source(const char *path, bool *direct, bool *sparse, uint64_t *size, char *err, size_t errlen)
+static int open_source(const char *path, bool *direct, uint64_t *size, char *err, size_t errlen)
 {
 	struct stat st;
 	int fd, rc;
@@ -422,23 +411,41 @@ static int open_source(const char *path, bool *direct, bool *sparse, uint64_t *s
 		close(fd);
 		return rc;
 	}
-	/* SEEK_DATA works on every regular file: filesystems without hole
-	 * tracking report the whole file as data. */
-	*sparse = S_ISREG(st.st_mode);
 	return fd;
 }
 
-/* Note a change source that failed; the backup goes on as a manifest scan.
- * Only a source the user asked for earns a warning. */
-static void fall_back(struct backup *b, const char *source, const char *why, bool asked)
+/* Ask one change source which blocks may have changed; a failure leaves
+ * its reason in why. */
+static int ask_source(struct backup *b, const struct fy_cbt_ops *src, const char *arg, char *why, size_t whylen)
 {
+	struct fy_cbt_req req = {
+		.source = b->source_path,
+		.size = b->size,
+		.chunk_size = b->cs,
+		.parent_size = b->parent->size,
+		.arg = arg,
+	};
+
+	memset(b->want.w, 0, (b->want.nbits + 63) / 64 * sizeof(uint64_t));
+	int rc = src->changed(&req, &b->want, why, whylen);
+
+	if (rc == 0)
+		snprintf(b->res->change_source, sizeof(b->res->change_source), "%s", src->name);
+	return rc;
+}
+
+/* A change source failed: the backup goes on as a manifest scan.  Only a
+ * source the user asked for earns a warning. */
+static int fall_back(struct backup *b, const char *source, const char *why, bool asked)
+{
+	char why2[256];
+
 	if (asked)
 		snprintf(b->res->warning, sizeof(b->res->warning),
 			 "change source %s failed (%s): falling back to a manifest scan", source, why);
 	else if (b->o->verbose)
 		fprintf(stderr, "ferry: extent diff against the parent's source not possible (%s)\n", why);
-	fy_bitmap_free(&b->want);
-	b->have_want = false;
+	return ask_source(b, &fy_cbt_manifest_scan, NULL, why2, sizeof(why2));
 }
 
 /* Is base the very file the parent was read from, unmodified since?  Its
@@ -533,7 +540,6 @@ static int setup_parent(struct backup *b, char *err, size_t errlen)
 	}
 	memcpy(b->res->parent_id, pid, FY_SNAP_ID_LEN);
 	b->res->has_parent = true;
-	snprintf(b->res->change_source, sizeof(b->res->change_source), "manifest-scan");
 
 	uint64_t p_size = b->parent->size, common = b->size < p_size ? b->size : p_size;
 
@@ -552,17 +558,9 @@ static int setup_parent(struct backup *b, char *err, size_t errlen)
 		if (stat(b->parent->source, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == b->source_st.st_dev)
 			base = b->parent->source;
 	}
-	if (!o->changed_ranges && !base)
-		return 0;
-
-	const struct fy_cbt_ops *src = o->changed_ranges ? &fy_cbt_range_list : &fy_cbt_extent_diff;
-	struct fy_cbt_req req = {
-		.source = b->source_path,
-		.size = b->size,
-		.chunk_size = b->cs,
-		.parent_size = p_size,
-		.arg = o->changed_ranges ? o->changed_ranges : base,
-	};
+	const struct fy_cbt_ops *src = o->changed_ranges ? &fy_cbt_range_list
+				       : base		 ? &fy_cbt_extent_diff
+							 : &fy_cbt_manifest_scan;
 	char why[384];
 
 	if (fy_bitmap_init(&b->want, b->nblocks) < 0) {
@@ -570,20 +568,15 @@ static int setup_parent(struct backup *b, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	b->have_want = true;
-	if (base && check_base(b, base, why, sizeof(why)) < 0) {
-		fall_back(b, src->name, why, asked);
-		return 0;
-	}
-	rc = src->changed(&req, &b->want, why, sizeof(why));
-	if (rc == -ENOMEM) {
-		snprintf(err, errlen, "out of memory");
+	if (base && check_base(b, base, why, sizeof(why)) < 0)
+		rc = fall_back(b, src->name, why, asked);
+	else if ((rc = ask_source(b, src, o->changed_ranges ? o->changed_ranges : base, why, sizeof(why))) < 0 &&
+		 rc != -ENOMEM)
+		rc = fall_back(b, src->name, why, asked);
+	if (rc < 0) {
+		snprintf(err, errlen, rc == -ENOMEM ? "out of memory" : "the manifest scan cannot start: %s", why);
 		return rc;
 	}
-	if (rc < 0) {
-		fall_back(b, src->name, why, asked);
-		return 0;
-	}
-	snprintf(b->res->change_source, sizeof(b->res->change_source), "%s", src->name);
 	if (b->p_same < b->nblocks)
 		fy_bitmap_set_range(&b->want, b->p_same, b->nblocks - 1);
 	/* A chunk of the parent that is gone (damage, a prune outside the
@@ -677,7 +670,7 @@ int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backu
 	struct fy_io *io = NULL;
 	struct fy_lock *lk = NULL;
 	char why[256];
-	bool direct = false, sparse = false;
+	bool direct = false;
 	unsigned depth = o->queue_depth ? o->queue_depth : 8;
 	unsigned threads = o->threads ? o->threads : fy_online_cores();
 	unsigned uploaders = o->uploaders ? o->uploaders : fy_store_concurrency(r->store);
@@ -709,7 +702,7 @@ int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backu
 			snprintf(err, errlen, "I/O engine %s cannot run here: %s", o->io_engine, why);
 		goto out;
 	}
-	fd = open_source(o->source, &direct, &sparse, &b.size, err, errlen);
+	fd = open_source(o->source, &direct, &b.size, err, errlen);
 	if (fd < 0) {
 		rc = fd;
 		goto out;
@@ -761,13 +754,31 @@ int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backu
 	rc = setup_parent(&b, err, errlen);
 	if (rc < 0)
 		goto out;
+	{
+		/* Holes are never read.  Without a map (an error walking it),
+		 * every block is read: slower, never wrong. */
+		struct fy_cbt_req areq = { .source = b.source_path, .size = b.size, .chunk_size = b.cs };
+
+		if (fy_bitmap_init(&b.data, b.nblocks) < 0) {
+			snprintf(err, errlen, "out of memory");
+			rc = -ENOMEM;
+			goto out;
+		}
+		if (fy_cbt_alloc_map.changed(&areq, &b.data, why, sizeof(why)) < 0) {
+			if (o->verbose)
+				fprintf(stderr, "ferry: %s: reading every block\n", why);
+			if (b.nblocks)
+				fy_bitmap_set_range(&b.data, 0, b.nblocks - 1);
+		}
+	}
 	if (o->verbose) {
 		char hex[2 * FY_SNAP_ID_LEN + 1];
 
 		fy_hex(res->parent_id, FY_SNAP_ID_LEN, hex);
 		if (res->has_parent)
-			fprintf(stderr, "ferry: parent %.8s, change source %s%s\n", hex, res->change_source,
-				b.have_want ? "" : " (every block read, ids compared with the parent's)");
+			fprintf(stderr, "ferry: parent %.8s, change source %s (%llu of %llu blocks to read)\n", hex,
+				res->change_source, (unsigned long long)fy_bitmap_count(&b.want),
+				(unsigned long long)b.nblocks);
 		else
 			fprintf(stderr, "ferry: no parent: a full backup\n");
 	}
@@ -802,7 +813,7 @@ int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backu
 	if (nworkers == 0 || nuploaders == 0)
 		fail(&b, -EAGAIN, "cannot start threads");
 	else
-		read_volume(&b, io, fd, sparse, depth);
+		read_volume(&b, io, depth);
 
 	for (unsigned i = 0; i < nworkers; i++)
 		fy_queue_push(&b.work, NULL);
@@ -843,6 +854,7 @@ out:
 	free(b.crcs);
 	free(b.source_path);
 	fy_bitmap_free(&b.want);
+	fy_bitmap_free(&b.data);
 	if (b.parent)
 		ferry__v1__manifest__free_unpacked(b.parent, NULL);
 	pthread_mutex_destroy(&b.lock);

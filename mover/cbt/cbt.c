@@ -25,7 +25,7 @@ int fy_cbt_req_check(const struct fy_cbt_ops *ops, const char *argname, const st
 		fy_cbt_why(why, whylen, "%s: no request or no bitmap", ops->name);
 		return -EINVAL;
 	}
-	if (!req->arg || !*req->arg) {
+	if (argname && (!req->arg || !*req->arg)) {
 		fy_cbt_why(why, whylen, "%s: no %s given", ops->name, argname);
 		return -EINVAL;
 	}

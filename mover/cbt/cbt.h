@@ -38,7 +38,7 @@ struct fy_cbt_req {
 };
 
 struct fy_cbt_ops {
-	const char *name;       /* "range-list", "extent-diff" */
+	const char *name;       /* "range-list", "extent-diff", "manifest-scan", "allocation-map" */
 	/* Fill changed (already sized to ceil(size / chunk_size) bits, all clear).
 	 * Blocks at or past the parent's size, and the parent's last block when
 	 * the size changed, are set by the caller, not here. */
@@ -47,5 +47,13 @@ struct fy_cbt_ops {
 
 extern const struct fy_cbt_ops fy_cbt_range_list;  /* cbt/ranges.c */
 extern const struct fy_cbt_ops fy_cbt_extent_diff; /* cbt/extents.c */
+/* The manifest scan (cbt/scan.c): every block may have changed; the backup
+ * reads each and compares its keyed id with the parent's.  Takes no arg. */
+extern const struct fy_cbt_ops fy_cbt_manifest_scan;
+/* The allocation map (cbt/alloc.c), used on every backup, parent or not: a
+ * set bit means the block holds data (SEEK_DATA/SEEK_HOLE on a regular
+ * file; every block of a device); a clear bit, that the whole block is a
+ * hole, which reads as zeros and is never read.  Takes no arg. */
+extern const struct fy_cbt_ops fy_cbt_alloc_map;
 
 #endif

@@ -11,7 +11,7 @@
 void fy_cbt_why(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* The checks every source starts with: an argument (argname says what it
- * is, for the error), a chunk size, and a bitmap of exactly
+ * is, for the error; NULL: the source takes none), a chunk size, and a bitmap of exactly
  * ceil(size / chunk_size) bits.  0 or -EINVAL with why. */
 int fy_cbt_req_check(const struct fy_cbt_ops *ops, const char *argname, const struct fy_cbt_req *req,
 		     const struct fy_bitmap *changed, char *why, size_t whylen);
