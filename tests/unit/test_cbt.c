@@ -930,6 +930,53 @@ static int group_teardown(void **state)
 	return system(cmd) ? -1 : 0;
 }
 
+/* The allocation map: blocks with data set, whole holes clear; a device (or
+ * anything not a regular file) is all data.  The manifest scan: every block. */
+static void t_alloc_and_scan(void **state)
+{
+	const uint32_t cs = 1u << 20;
+	char path[128];
+	struct fy_bitmap b;
+	int fd;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/sparse.img", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 16 * (off_t)cs), 0);
+	assert_int_equal(pwrite(fd, "x", 1, 5 * (off_t)cs + 3), 1);
+	char page[4096];
+
+	memset(page, 0xab, sizeof(page));
+	/* 4 KiB straddling blocks 11 and 12 */
+	assert_int_equal(pwrite(fd, page, sizeof(page), 12 * (off_t)cs - 2048), (ssize_t)sizeof(page));
+	assert_int_equal(fsync(fd), 0);
+	close(fd);
+	assert_int_equal(run_source(&fy_cbt_alloc_map, path, NULL, 16ull * cs, 0, cs, &b), 0);
+	static const uint64_t want[] = { 5, 11, 12, UINT64_MAX };
+
+	expect_blocks(&b, want);
+	fy_bitmap_free(&b);
+
+	/* the same file seen as 13 blocks and a bit: the map stops at req->size */
+	assert_int_equal(run_source(&fy_cbt_alloc_map, path, NULL, 12ull * cs + 100, 0, cs, &b), 0);
+	expect_blocks(&b, want);
+	fy_bitmap_free(&b);
+
+	assert_int_equal(run_source(&fy_cbt_alloc_map, "/dev/null", NULL, 3ull * cs, 0, cs, &b), 0);
+	assert_int_equal(fy_bitmap_count(&b), 3);
+	fy_bitmap_free(&b);
+
+	assert_int_equal(run_source(&fy_cbt_manifest_scan, path, NULL, 16ull * cs + 1, 16ull * cs, cs, &b), 0);
+	assert_int_equal(fy_bitmap_count(&b), 17);
+	fy_bitmap_free(&b);
+
+	unlink(path);
+	assert_int_equal(run_source(&fy_cbt_alloc_map, path, NULL, 16ull * cs, 0, cs, &b), -ENOENT);
+	assert_non_null(strstr(why, "sparse.img: No such file or directory"));
+	fy_bitmap_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -941,6 +988,7 @@ int main(void)
 		cmocka_unit_test(t_ranges_bad),
 		cmocka_unit_test(t_ranges_bad_late),
 		cmocka_unit_test(t_ranges_files),
+		cmocka_unit_test(t_alloc_and_scan),
 		cmocka_unit_test(t_extents_refuse),
 		cmocka_unit_test(t_extents_tmpfs),
 		cmocka_unit_test(t_extents_no_sharing),
