@@ -515,7 +515,7 @@ static int setup_parent(struct backup *b, char *err, size_t errlen)
 	if (automatic) {
 		char e2[256];
 
-		rc = fy_snapshot_newest(b->repo, o->volume, pid, e2, sizeof(e2));
+		rc = fy_snapshot_newest(b->repo, o->volume, pid, &b->parent, e2, sizeof(e2));
 		if (rc == -ENOENT)
 			return 0; /* the volume's first snapshot */
 		if (rc < 0) {
@@ -526,10 +526,10 @@ static int setup_parent(struct backup *b, char *err, size_t errlen)
 		rc = fy_snapshot_resolve(b->repo, arg, pid, err, errlen);
 		if (rc < 0)
 			return rc;
+		rc = fy_manifest_read(b->repo, pid, &b->parent, err, errlen);
+		if (rc < 0)
+			return rc;
 	}
-	rc = fy_manifest_read(b->repo, pid, &b->parent, err, errlen);
-	if (rc < 0)
-		return rc;
 	if (b->parent->chunk_size != b->cs) {
 		char hex[2 * FY_SNAP_ID_LEN + 1];
 

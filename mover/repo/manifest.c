@@ -160,8 +160,8 @@ int fy_snapshot_ids(struct fy_repo *r, uint8_t **ids, size_t *n)
 	return 0;
 }
 
-int fy_snapshot_newest(struct fy_repo *r, const char *volume, uint8_t id[FY_SNAP_ID_LEN], char *err,
-		       size_t errlen)
+int fy_snapshot_newest(struct fy_repo *r, const char *volume, uint8_t id[FY_SNAP_ID_LEN],
+		       Ferry__V1__Manifest **keep, char *err, size_t errlen)
 {
 	uint8_t *ids = NULL;
 	size_t n = 0;
@@ -184,6 +184,12 @@ int fy_snapshot_newest(struct fy_repo *r, const char *volume, uint8_t id[FY_SNAP
 			best = m->created_unix_nano;
 			memcpy(id, ids + i * FY_SNAP_ID_LEN, FY_SNAP_ID_LEN);
 			found = true;
+			if (keep) {
+				if (*keep)
+					ferry__v1__manifest__free_unpacked(*keep, NULL);
+				*keep = m; /* the best so far: kept, not read again by the caller */
+				continue;
+			}
 		}
 		ferry__v1__manifest__free_unpacked(m, NULL);
 	}
@@ -210,7 +216,7 @@ int fy_snapshot_resolve(struct fy_repo *r, const char *arg, uint8_t id[FY_SNAP_I
 	}
 	if (strcmp(arg, "latest") == 0) {
 		free(ids);
-		return fy_snapshot_newest(r, NULL, id, err, errlen);
+		return fy_snapshot_newest(r, NULL, id, NULL, err, errlen);
 	}
 	if (len < 4 || len > 2 * FY_SNAP_ID_LEN || strspn(arg, "0123456789abcdef") != len) {
 		free(ids);

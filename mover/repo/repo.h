@@ -86,9 +86,10 @@ int fy_manifest_read(struct fy_repo *r, const uint8_t id[FY_SNAP_ID_LEN], Ferry_
 		     char *err, size_t errlen);
 /* All snapshot ids in the repository (malloc'd array of n * 16 bytes). */
 int fy_snapshot_ids(struct fy_repo *r, uint8_t **ids, size_t *n);
-/* The newest readable snapshot (of volume, or of any volume when NULL); -ENOENT if none. */
-int fy_snapshot_newest(struct fy_repo *r, const char *volume, uint8_t id[FY_SNAP_ID_LEN], char *err,
-		       size_t errlen);
+/* The newest readable snapshot (of volume, or of any volume when NULL); -ENOENT if none.
+ * With keep, *keep (NULL on entry) receives its decoded manifest, to free. */
+int fy_snapshot_newest(struct fy_repo *r, const char *volume, uint8_t id[FY_SNAP_ID_LEN],
+		       Ferry__V1__Manifest **keep, char *err, size_t errlen);
 /* Resolve a full id or a unique hex prefix (>= 4 digits) or "latest". */
 int fy_snapshot_resolve(struct fy_repo *r, const char *arg, uint8_t id[FY_SNAP_ID_LEN], char *err, size_t errlen);
 
