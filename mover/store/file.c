@@ -460,8 +460,10 @@ static int place(int dfd, const char *tmp, const char *base, bool noreplace)
 	return errno == EEXIST ? PLACED_EXISTED : -errno;
 }
 
-static int file_put(struct fy_store *s, const char *key, const void *buf, size_t len, unsigned flags)
+static int file_put(struct fy_store *s, const char *key, const void *buf, size_t len, unsigned flags,
+		    const struct fy_digest *dg)
 {
+	(void)dg;
 	struct file_store *fs = fs_of(s);
 	int rc = check_key(key);
 	if (rc)

@@ -9,9 +9,14 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/evp.h>
+
+#include "codec/codec.h"
+
 /* One line per backend; a plain path (no "://") opens the first entry. */
 static const struct fy_store_ops *const fy_store_backends[] = {
 	&fy_store_file_ops,
+	&fy_store_s3_ops,
 };
 
 #define FY_NBACKENDS (sizeof(fy_store_backends) / sizeof(fy_store_backends[0]))
@@ -118,4 +123,65 @@ void fy_store_keys_free(struct fy_store_keys *k)
 		free(k->keys[i]);
 	free(k->keys);
 	*k = (struct fy_store_keys){ 0 };
+}
+
+unsigned fy_store_digests(struct fy_store *s)
+{
+	return s->ops->digests ? s->ops->digests(s) : 0;
+}
+
+int fy_store_retention(struct fy_store *s, const char *key, int64_t *until)
+{
+	return s->ops->retention ? s->ops->retention(s, key, until) : 0;
+}
+
+long fy_store_cleanup(struct fy_store *s, int64_t min_age)
+{
+	return s->ops->cleanup ? s->ops->cleanup(s, min_age) : 0;
+}
+
+void fy_store_stats(struct fy_store *s, struct fy_store_stats *out)
+{
+	*out = (struct fy_store_stats){ 0 };
+	if (s->ops->stats)
+		s->ops->stats(s, out);
+}
+
+void fy_digest_compute(struct fy_digest *d, unsigned want, const void *buf, size_t len)
+{
+	unsigned int n = 0;
+
+	want &= ~d->have;
+	if (want & FY_DG_SHA256)
+		EVP_Digest(buf, len, d->sha256, &n, EVP_sha256(), NULL);
+	if (want & FY_DG_MD5)
+		EVP_Digest(buf, len, d->md5, &n, EVP_md5(), NULL);
+	if (want & FY_DG_CRC32C)
+		d->crc32c = fy_crc32c(0, buf, len);
+	d->have |= want;
+}
+
+static _Thread_local char err_detail[512];
+static _Thread_local int err_rc;
+
+int fy_store_fail(int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err_detail, sizeof(err_detail), fmt, ap);
+	va_end(ap);
+	err_rc = rc;
+	return rc;
+}
+
+void fy_store_clear_error(void)
+{
+	err_rc = 0;
+	err_detail[0] = '\0';
+}
+
+const char *fy_store_strerror(int rc)
+{
+	return rc < 0 && rc == err_rc && err_detail[0] ? err_detail : strerror(rc < 0 ? -rc : rc);
 }

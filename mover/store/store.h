@@ -28,13 +28,35 @@
 
 struct fy_store;
 
+/* Digests of an object's bytes that a caller may have computed already (a
+ * backup fanned out to several targets computes them once for all). */
+#define FY_DG_SHA256 1u
+#define FY_DG_CRC32C 2u
+#define FY_DG_MD5 4u
+struct fy_digest {
+	unsigned have; /* FY_DG_* */
+	uint8_t sha256[32];
+	uint32_t crc32c;
+	uint8_t md5[16];
+};
+void fy_digest_compute(struct fy_digest *d, unsigned want, const void *buf, size_t len);
+
+/* Counters of one store handle (all zero for the file store). */
+struct fy_store_stats {
+	uint64_t requests; /* HTTP requests sent, retries included */
+	uint64_t retries;  /* requests sent again after a retryable failure */
+	uint64_t bytes_up, bytes_down;
+};
+
 typedef int (*fy_store_list_cb)(const char *key, uint64_t size, void *arg);
 
 struct fy_store_ops {
 	const char *scheme; /* "file", "s3" */
 	/* url: the whole URL; errbuf receives one line naming what was wrong. */
 	int (*open)(const char *url, struct fy_store **st, char *errbuf, size_t errlen);
-	int (*put)(struct fy_store *st, const char *key, const void *buf, size_t len, unsigned flags);
+	/* dg: digests of buf already computed, or NULL. */
+	int (*put)(struct fy_store *st, const char *key, const void *buf, size_t len, unsigned flags,
+		   const struct fy_digest *dg);
 	/* Read len bytes from off (len == SIZE_MAX: to the end) into a malloc'd
 	 * buffer returned in *buf with its length in *got. */
 	int (*get)(struct fy_store *st, const char *key, uint64_t off, size_t len, void **buf, size_t *got);
@@ -48,6 +70,16 @@ struct fy_store_ops {
 	int (*sync)(struct fy_store *st);
 	void (*close)(struct fy_store *st);
 	unsigned (*concurrency)(struct fy_store *st);
+	/* Optional (NULL: nothing to say). */
+	/* Which FY_DG_* digests put() would compute itself. */
+	unsigned (*digests)(struct fy_store *st);
+	/* Object Lock: 1 and *until (Unix seconds) when key may not be deleted
+	 * yet, 0 when it may, -errno on error. */
+	int (*retention)(struct fy_store *st, const char *key, int64_t *until);
+	/* Remove what interrupted writers left (incomplete multipart uploads,
+	 * temp files older than min_age seconds); returns how many. */
+	long (*cleanup)(struct fy_store *st, int64_t min_age);
+	void (*stats)(struct fy_store *st, struct fy_store_stats *out);
 };
 
 /* Every store handle starts with this header. */
@@ -57,13 +89,17 @@ struct fy_store {
 };
 
 extern const struct fy_store_ops fy_store_file_ops;
+extern const struct fy_store_ops fy_store_s3_ops;
 
 /* Open by URL: "file:///abs/path", or a plain path (a file store).  An unknown
  * scheme is -EPROTONOSUPPORT with a line in errbuf naming it. */
 int fy_store_open(const char *url, struct fy_store **st, char *errbuf, size_t errlen);
 
 static inline int fy_store_put(struct fy_store *s, const char *k, const void *b, size_t n, unsigned f)
-{ return s->ops->put(s, k, b, n, f); }
+{ return s->ops->put(s, k, b, n, f, NULL); }
+static inline int fy_store_put_dg(struct fy_store *s, const char *k, const void *b, size_t n, unsigned f,
+				  const struct fy_digest *dg)
+{ return s->ops->put(s, k, b, n, f, dg); }
 static inline int fy_store_get(struct fy_store *s, const char *k, uint64_t off, size_t n, void **b, size_t *got)
 { return s->ops->get(s, k, off, n, b, got); }
 static inline int fy_store_exists(struct fy_store *s, const char *k, uint64_t *size)
@@ -77,6 +113,17 @@ static inline int fy_store_sync(struct fy_store *s)
 static inline unsigned fy_store_concurrency(struct fy_store *s)
 { return s->ops->concurrency(s); }
 void fy_store_close(struct fy_store *s);
+unsigned fy_store_digests(struct fy_store *s);
+int fy_store_retention(struct fy_store *s, const char *key, int64_t *until);
+long fy_store_cleanup(struct fy_store *s, int64_t min_age);
+void fy_store_stats(struct fy_store *s, struct fy_store_stats *out);
+
+/* The reason of the calling thread's last failed store operation returning
+ * rc (e.g. "HTTP 403 SignatureDoesNotMatch: ..."), else strerror(-rc). */
+const char *fy_store_strerror(int rc);
+/* For backends: record that reason; returns rc. */
+int fy_store_fail(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void fy_store_clear_error(void);
 
 /* Every key under prefix, collected (a list() for callers that read the
  * objects afterwards).  Free with fy_store_keys_free(). */
