@@ -48,6 +48,23 @@ struct uslot {
 	uint8_t *buf;
 	size_t len;
 	uint8_t id[FY_ID_LEN];
+	struct fy_digest dg;   /* computed once for every target */
+	_Atomic unsigned refs; /* targets still to put it */
+};
+
+struct backup;
+
+/* One repository written by this backup: the primary or a copy. */
+struct target {
+	struct backup *b;
+	struct fy_repo *repo;
+	bool optional;
+	struct fy_idset known; /* chunks it holds (listed, or put by this backup) */
+	struct fy_queue upload;
+	unsigned nup;          /* uploader threads */
+	struct fy_lock *lk;
+	_Atomic int failed;    /* an optional target dropped: -errno */
+	struct fy_target_result *tr;
 };
 
 struct backup {
@@ -73,10 +90,12 @@ struct backup {
 	unsigned nr;
 	struct uslot *uslots;
 	unsigned nu;
-	struct fy_queue rfree, work, ufree, upload;
+	struct fy_queue rfree, work, ufree;
+	struct target t[FY_MAX_TARGETS];
+	size_t nt;
+	unsigned digests;      /* FY_DG_* any target's store wants */
 
-	pthread_mutex_t lock;  /* known, stats, err */
-	struct fy_idset known;
+	pthread_mutex_t lock;  /* the targets' known sets, stats, err */
 	struct fy_backup_result *res;
 	_Atomic int failed;
 	char *err;
@@ -123,14 +142,47 @@ static size_t block_len(const struct backup *b, uint64_t i)
 
 static int collect_chunk(const char *key, uint64_t size, void *arg)
 {
-	struct backup *b = arg;
+	struct target *t = arg;
 	const char *name = strrchr(key, '/');
 	uint8_t id[FY_ID_LEN];
 
 	(void)size;
 	if (name && fy_unhex(name + 1, id, FY_ID_LEN) == 0)
-		return fy_idset_add(&b->known, id, 0, NULL) < 0 ? -ENOMEM : 0;
+		return fy_idset_add(&t->known, id, 0, NULL) < 0 ? -ENOMEM : 0;
 	return 0;
+}
+
+/* An optional target failed: drop it, keep its reason; a required one fails the backup. */
+static void target_failed(struct target *t, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void target_failed(struct target *t, int rc, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (!t->optional) {
+		fail(t->b, rc, "%s", msg);
+		return;
+	}
+	pthread_mutex_lock(&t->b->lock);
+	if (!t->failed) {
+		t->failed = rc;
+		t->tr->status = rc;
+		snprintf(t->tr->error, sizeof(t->tr->error), "%s", msg);
+	}
+	pthread_mutex_unlock(&t->b->lock);
+}
+
+/* Is the chunk held by every target still in the backup? */
+static bool held_by_all(struct backup *b, const uint8_t id[FY_ID_LEN])
+{
+	for (size_t i = 0; i < b->nt; i++)
+		if (!b->t[i].failed && !fy_idset_has(&b->t[i].known, id))
+			return false;
+	return true;
 }
 
 static void *worker(void *arg)
@@ -157,9 +209,24 @@ static void *worker(void *arg)
 			fail(b, -EIO, "computing a chunk id failed");
 			goto next;
 		}
-		pthread_mutex_lock(&b->lock);
-		int added = fy_idset_add(&b->known, id, 0, NULL);
+		/* The targets that lack this chunk get it; when none does, it is
+		 * the parent's block again or a duplicate. */
+		unsigned need = 0;
+		int added = 0;
 
+		pthread_mutex_lock(&b->lock);
+		for (size_t t = 0; t < b->nt && added >= 0; t++) {
+			if (b->t[t].failed)
+				continue;
+			int a = fy_idset_add(&b->t[t].known, id, 0, NULL);
+
+			if (a < 0)
+				added = a;
+			else if (a > 0)
+				need |= 1u << t;
+		}
+		if (added == 0 && need)
+			added = 1;
 		if (added == 0) {
 			if (b->parent && s->block < b->p_same &&
 			    memcmp(id, b->parent->chunk_ids.data + s->block * FY_ID_LEN, FY_ID_LEN) == 0) {
@@ -187,12 +254,17 @@ static void *worker(void *arg)
 		}
 		u->len = (size_t)n;
 		memcpy(u->id, id, FY_ID_LEN);
+		u->dg.have = 0;
+		fy_digest_compute(&u->dg, b->digests, u->buf, u->len);
 		pthread_mutex_lock(&b->lock);
 		b->res->bytes_new += s->len;
 		b->res->bytes_stored += (uint64_t)n;
 		b->res->chunks_new++;
 		pthread_mutex_unlock(&b->lock);
-		fy_queue_push(&b->upload, u);
+		atomic_store(&u->refs, (unsigned)__builtin_popcount(need));
+		for (size_t t = 0; t < b->nt; t++)
+			if (need & (1u << t))
+				fy_queue_push(&b->t[t].upload, u);
 next:
 		if (b->o->progress)
 			atomic_fetch_add(&b->o->progress->done, s->len);
@@ -207,41 +279,59 @@ next:
 
 static void *uploader(void *arg)
 {
-	struct backup *b = arg;
+	struct target *t = arg;
+	struct backup *b = t->b;
 	struct uslot *u;
 
-	while ((u = fy_queue_pop(&b->upload)) != NULL) {
-		if (!b->failed) {
+	while ((u = fy_queue_pop(&t->upload)) != NULL) {
+		if (!b->failed && !t->failed) {
 			char key[80], hex[2 * FY_ID_LEN + 1];
 			int rc;
 
 			fy_chunk_key(u->id, key);
-			rc = fy_store_put(b->repo->store, key, u->buf, u->len, FY_PUT_NOREPLACE);
+			rc = fy_store_put_dg(t->repo->store, key, u->buf, u->len, FY_PUT_NOREPLACE, &u->dg);
 			if (rc < 0) {
 				fy_hex(u->id, FY_ID_LEN, hex);
 				if (rc == -ENOSPC)
-					fail(b, rc, "repository %s is full: writing chunk %s: %s", b->repo->url, hex,
-					     strerror(-rc));
+					target_failed(t, rc, "repository %s is full: writing chunk %s: %s", t->repo->url,
+						      hex, fy_store_strerror(rc));
 				else
-					fail(b, rc, "writing chunk %s to %s: %s", hex, b->repo->url, strerror(-rc));
+					target_failed(t, rc, "writing chunk %s to %s: %s", hex, t->repo->url,
+						      fy_store_strerror(rc));
+			} else {
+				pthread_mutex_lock(&b->lock);
+				t->tr->chunks_new++;
+				t->tr->bytes_stored += u->len;
+				pthread_mutex_unlock(&b->lock);
 			}
 		}
-		fy_queue_push(&b->ufree, u);
+		if (atomic_fetch_sub(&u->refs, 1) == 1)
+			fy_queue_push(&b->ufree, u);
 	}
 	return NULL;
 }
 
-static int alloc_buffers(struct backup *b, unsigned depth, unsigned threads, unsigned uploaders)
+/* Object buffers: enough for the busiest target's puts in flight, the
+ * workers, and one more per target; a slow target holds buffers until its
+ * puts finish, so the others wait for it rather than memory growing. */
+static int alloc_buffers(struct backup *b, unsigned depth, unsigned threads)
 {
+	unsigned most = 0;
+
+	for (size_t t = 0; t < b->nt; t++)
+		most = b->t[t].nup > most ? b->t[t].nup : most;
 	b->nr = depth + threads;
-	b->nu = uploaders + threads;
+	b->nu = most + threads + (unsigned)b->nt;
 	b->rslots = calloc(b->nr, sizeof(*b->rslots));
 	b->uslots = calloc(b->nu, sizeof(*b->uslots));
 	if (!b->rslots || !b->uslots)
 		return -ENOMEM;
 	if (fy_queue_init(&b->rfree, b->nr) < 0 || fy_queue_init(&b->work, b->nr + threads) < 0 ||
-	    fy_queue_init(&b->ufree, b->nu) < 0 || fy_queue_init(&b->upload, b->nu + uploaders) < 0)
+	    fy_queue_init(&b->ufree, b->nu) < 0)
 		return -ENOMEM;
+	for (size_t t = 0; t < b->nt; t++)
+		if (fy_queue_init(&b->t[t].upload, b->nu + b->t[t].nup) < 0)
+			return -ENOMEM;
 	for (unsigned i = 0; i < b->nr; i++) {
 		b->rslots[i].buf = fy_buf_alloc(b->cs);
 		b->rslots[i].index = (int)i;
@@ -269,7 +359,8 @@ static void free_buffers(struct backup *b)
 	fy_queue_destroy(&b->rfree);
 	fy_queue_destroy(&b->work);
 	fy_queue_destroy(&b->ufree);
-	fy_queue_destroy(&b->upload);
+	for (size_t t = 0; t < b->nt; t++)
+		fy_queue_destroy(&b->t[t].upload);
 }
 
 /* Handle one completed read: hand it to the workers, or fail naming the offset. */
@@ -585,7 +676,7 @@ static int setup_parent(struct backup *b, char *err, size_t errlen)
 		const uint8_t *id = b->parent->chunk_ids.data + i * FY_ID_LEN;
 		static const uint8_t zero[FY_ID_LEN];
 
-		if (!fy_bitmap_test(&b->want, i) && memcmp(id, zero, FY_ID_LEN) != 0 && !fy_idset_has(&b->known, id))
+		if (!fy_bitmap_test(&b->want, i) && memcmp(id, zero, FY_ID_LEN) != 0 && !held_by_all(b, id))
 			fy_bitmap_set(&b->want, i);
 	}
 	return 0;
@@ -656,7 +747,33 @@ static int write_manifest(struct backup *b, int64_t started_ns, char *err, size_
 	st.change_source = b->res->change_source;
 	st.duration_nano = (uint64_t)(b->res->seconds * 1e9);
 	m.stats = &st;
-	rc = fy_manifest_write(b->repo, &m, err, errlen);
+	/* The same snapshot to every target still in the backup, primary first:
+	 * each target's chunks are durable (synced) before its manifest. */
+	rc = 0;
+	for (size_t t = 0; t < b->nt; t++) {
+		struct target *tg = &b->t[t];
+		char e2[512];
+		int r2;
+
+		if (tg->failed)
+			continue;
+		r2 = fy_manifest_write(tg->repo, &m, e2, sizeof(e2));
+		if (r2 < 0) {
+			if (tg->optional) {
+				tg->failed = r2;
+				tg->tr->status = r2;
+				snprintf(tg->tr->error, sizeof(tg->tr->error), "%s", e2);
+			} else if (rc == 0) {
+				rc = r2;
+				if (t == 0)
+					snprintf(err, errlen, "%s", e2);
+				else
+					snprintf(err, errlen, "copy %s: %s", tg->repo->url, e2);
+				if (t == 0)
+					break; /* no snapshot on the primary: none on the copies either */
+			}
+		}
+	}
 	free(entries);
 	free(ep);
 	return rc;
@@ -668,21 +785,50 @@ int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backu
 	struct backup b = { .repo = r, .o = o, .res = res, .err = err, .errlen = errlen, .cs = r->chunk_size };
 	const struct fy_io_ops *ops;
 	struct fy_io *io = NULL;
-	struct fy_lock *lk = NULL;
 	char why[256];
 	bool direct = false;
 	unsigned depth = o->queue_depth ? o->queue_depth : 8;
 	unsigned threads = o->threads ? o->threads : fy_online_cores();
-	unsigned uploaders = o->uploaders ? o->uploaders : fy_store_concurrency(r->store);
+	unsigned uploaders = 0;
 	pthread_t *tids = NULL;
 	void **bufs = NULL;
-	unsigned nworkers = 0, nuploaders = 0;
+	unsigned nworkers = 0, nstarted = 0;
 	double t0 = now_s();
 	struct timespec wall;
 	int fd = -1, rc;
 
 	memset(res, 0, sizeof(*res));
 	pthread_mutex_init(&b.lock, NULL);
+	if (o->ncopies >= FY_MAX_TARGETS) {
+		snprintf(err, errlen, "at most %d copies in one backup", FY_MAX_TARGETS - 1);
+		return -EINVAL;
+	}
+	b.nt = 1 + o->ncopies;
+	res->ntargets = b.nt;
+	for (size_t t = 0; t < b.nt; t++) {
+		struct target *tg = &b.t[t];
+
+		tg->b = &b;
+		tg->repo = t ? o->copies[t - 1] : r;
+		tg->optional = t && o->copy_optional && o->copy_optional[t - 1];
+		tg->tr = &res->targets[t];
+		tg->tr->optional = tg->optional;
+		snprintf(tg->tr->url, sizeof(tg->tr->url), "%s", tg->repo->url);
+		tg->nup = o->uploaders ? o->uploaders : fy_store_concurrency(tg->repo->store);
+		uploaders += tg->nup;
+		b.digests |= fy_store_digests(tg->repo->store);
+		if (t && !fy_repo_same(r, tg->repo)) {
+			snprintf(err, errlen, "%s is not a copy of %s (other keys): make it with 'ferry init --repo %s "
+				 "--copy-of %s'", tg->repo->url, r->url, tg->repo->url, r->url);
+			rc = -EINVAL;
+			goto out;
+		}
+		if (fy_idset_init(&tg->known, 1024) < 0) {
+			snprintf(err, errlen, "out of memory");
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
 	{
 		const char *k = getenv("FERRY_TEST_KILL_AFTER_BYTES");
 
@@ -724,29 +870,42 @@ int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backu
 	if (o->progress)
 		o->progress->total = b.size;
 	if (o->verbose)
-		fprintf(stderr, "ferry: I/O engine %s (%s), %s, queue depth %u, %u workers, %u uploaders\n",
+		fprintf(stderr, "ferry: I/O engine %s (%s), %s, queue depth %u, %u workers, %u uploaders to %zu target%s\n",
 			ops->name, why, direct ? "O_DIRECT" : "buffered (O_DIRECT refused)", depth, threads,
-			uploaders);
+			uploaders, b.nt, b.nt > 1 ? "s" : "");
 
 	b.nblocks = (b.size + b.cs - 1) / b.cs;
 	b.ids = calloc(b.nblocks ? b.nblocks : 1, FY_ID_LEN);
 	b.crcs = calloc(b.nblocks ? b.nblocks : 1, sizeof(uint32_t));
-	if (!b.ids || !b.crcs || fy_idset_init(&b.known, 1024) < 0 ||
-	    alloc_buffers(&b, depth, threads, uploaders) < 0) {
+	if (!b.ids || !b.crcs || alloc_buffers(&b, depth, threads) < 0) {
 		snprintf(err, errlen, "out of memory for %u buffers of %u bytes", b.nr + b.nu, b.cs);
 		rc = -ENOMEM;
 		goto out;
 	}
 	/* Shared lock from before the chunk listing until the manifest is durable:
 	 * prune (exclusive) cannot delete a chunk this backup dedupes against. */
-	rc = fy_lock_take(r, false, "backup", &lk, err, errlen);
-	if (rc < 0)
-		goto out;
-	rc = fy_store_list(r->store, "chunks/", collect_chunk, &b);
-	if (rc < 0) {
-		snprintf(err, errlen, "listing the chunks of %s: %s", r->url, strerror(-rc));
-		goto out;
+	for (size_t t = 0; t < b.nt; t++) {
+		struct target *tg = &b.t[t];
+		char e2[512];
+
+		rc = fy_lock_take(tg->repo, false, "backup", &tg->lk, e2, sizeof(e2));
+		if (rc == 0) {
+			rc = fy_store_list(tg->repo->store, "chunks/", collect_chunk, tg);
+			if (rc < 0)
+				snprintf(e2, sizeof(e2), "listing the chunks of %s: %s", tg->repo->url,
+					 fy_store_strerror(rc));
+		}
+		if (rc < 0 && tg->optional) {
+			target_failed(tg, rc, "%s", e2);
+		} else if (rc < 0) {
+			if (t)
+				snprintf(err, errlen, "copy %s: %s", tg->repo->url, e2);
+			else
+				snprintf(err, errlen, "%s", e2);
+			goto out;
+		}
 	}
+	rc = 0;
 	/* Test hook: FERRY_TEST_STOP_AT=listed stops the process here (SIGSTOP), lock
 	 * held and chunks listed, so tests/integration/t_prune.sh can race prune against it. */
 	if (getenv("FERRY_TEST_STOP_AT") && !strcmp(getenv("FERRY_TEST_STOP_AT"), "listed"))
@@ -807,10 +966,16 @@ int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backu
 	for (; nworkers < threads; nworkers++)
 		if (pthread_create(&tids[nworkers], NULL, worker, &b) != 0)
 			break;
-	for (; nuploaders < uploaders; nuploaders++)
-		if (pthread_create(&tids[threads + nuploaders], NULL, uploader, &b) != 0)
-			break;
-	if (nworkers == 0 || nuploaders == 0)
+	unsigned started[FY_MAX_TARGETS] = { 0 };
+	bool all_started = nworkers == threads;
+
+	for (size_t t = 0; t < b.nt && all_started; t++)
+		for (; started[t] < b.t[t].nup; started[t]++, nstarted++)
+			if (pthread_create(&tids[threads + nstarted], NULL, uploader, &b.t[t]) != 0) {
+				all_started = false;
+				break;
+			}
+	if (!all_started)
 		fail(&b, -EAGAIN, "cannot start threads");
 	else
 		read_volume(&b, io, depth);
@@ -819,26 +984,37 @@ int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backu
 		fy_queue_push(&b.work, NULL);
 	for (unsigned i = 0; i < nworkers; i++)
 		pthread_join(tids[i], NULL);
-	for (unsigned i = 0; i < nuploaders; i++)
-		fy_queue_push(&b.upload, NULL);
-	for (unsigned i = 0; i < nuploaders; i++)
+	for (size_t t = 0; t < b.nt; t++)
+		for (unsigned i = 0; i < started[t]; i++)
+			fy_queue_push(&b.t[t].upload, NULL);
+	for (unsigned i = 0; i < nstarted; i++)
 		pthread_join(tids[threads + i], NULL);
 	if (b.failed) {
 		rc = b.failed;
 		goto out;
 	}
-	/* Every chunk durable before the manifest that names them. */
-	rc = fy_store_sync(r->store);
-	if (rc < 0) {
-		snprintf(err, errlen, "%s: %s", rc == -ENOSPC ? "repository is full" : "syncing the repository",
-			 strerror(-rc));
-		goto out;
+	for (size_t t = 0; t < b.nt; t++) {
+		struct target *tg = &b.t[t];
+		char e2[512];
+
+		if (tg->failed)
+			continue;
+		/* Every chunk durable before the manifest that names them. */
+		rc = fy_store_sync(tg->repo->store);
+		if (rc < 0)
+			snprintf(e2, sizeof(e2), "%s %s: %s", rc == -ENOSPC ? "repository is full:" : "syncing",
+				 tg->repo->url, fy_store_strerror(rc));
+		/* A lock removed as stale (a backup paused for half an hour, skewed
+		 * clocks) no longer protects the chunks this manifest names. */
+		if (rc == 0)
+			rc = fy_lock_check(tg->lk, e2, sizeof(e2));
+		if (rc < 0 && tg->optional) {
+			target_failed(tg, rc, "%s", e2);
+		} else if (rc < 0) {
+			snprintf(err, errlen, "%s", e2);
+			goto out;
+		}
 	}
-	/* A lock removed as stale (a backup paused for half an hour, skewed
-	 * clocks) no longer protects the chunks this manifest names. */
-	rc = fy_lock_check(lk, err, errlen);
-	if (rc < 0)
-		goto out;
 	res->seconds = now_s() - t0;
 	rc = write_manifest(&b, (int64_t)wall.tv_sec * 1000000000 + wall.tv_nsec, err, errlen);
 	res->seconds = now_s() - t0;
@@ -849,7 +1025,11 @@ out:
 	if (fd >= 0)
 		close(fd);
 	free_buffers(&b);
-	fy_idset_free(&b.known);
+	for (size_t t = 0; t < b.nt; t++) {
+		fy_idset_free(&b.t[t].known);
+		fy_lock_release(b.t[t].lk);
+		fy_store_stats(b.t[t].repo->store, &res->targets[t].stats);
+	}
 	free(b.ids);
 	free(b.crcs);
 	free(b.source_path);
@@ -858,6 +1038,5 @@ out:
 	if (b.parent)
 		ferry__v1__manifest__free_unpacked(b.parent, NULL);
 	pthread_mutex_destroy(&b.lock);
-	fy_lock_release(lk);
 	return rc;
 }

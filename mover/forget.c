@@ -253,22 +253,40 @@ int fy_forget(struct fy_repo *r, const char *volume, const struct fy_forget_poli
 	}
 	for (size_t i = 0; i < res->n; i++) {
 		res->items[i].reasons = reasons[i];
-		if (reasons[i])
+		if (reasons[i]) {
 			res->kept++;
-		else
+			continue;
+		}
+		/* Object Lock: a manifest under retention is never sent a delete. */
+		char key[64];
+		int64_t until = 0;
+
+		fy_snap_key(res->items[i].id, key);
+		rc = fy_store_retention(r->store, key, &until);
+		if (rc < 0) {
+			snprintf(err, errlen, "reading the retention of %s in %s: %s", key, r->url, fy_store_strerror(rc));
+			goto out;
+		}
+		if (rc == 1) {
+			res->items[i].retained_until = until;
+			res->retained++;
+		} else {
 			res->removed++;
+		}
 	}
+	rc = 0;
 	if (dry_run || res->removed == 0)
 		goto out;
 	for (size_t i = 0; i < res->n; i++) {
 		char key[64];
 
-		if (res->items[i].reasons)
+		if (res->items[i].reasons || res->items[i].retained_until)
 			continue;
 		fy_snap_key(res->items[i].id, key);
 		rc = fy_store_del(r->store, key);
 		if (rc < 0 && rc != -ENOENT) {
-			snprintf(err, errlen, "removing snapshot manifest %s from %s: %s", key, r->url, strerror(-rc));
+			snprintf(err, errlen, "removing snapshot manifest %s from %s: %s", key, r->url,
+				 fy_store_strerror(rc));
 			goto out;
 		}
 	}

@@ -86,15 +86,30 @@ static void *deleter(void *arg)
 		char key[80];
 		int rc;
 
+		int64_t until = 0;
+
 		fy_chunk_key(p->doomed[i].id, key);
-		rc = fy_store_del(p->repo->store, key);
+		/* Object Lock: an object under retention is never sent a delete. */
+		rc = fy_store_retention(p->repo->store, key, &until);
+		if (rc == 1) {
+			pthread_mutex_lock(&p->mu);
+			p->res->chunks_retained++;
+			p->res->bytes_retained += p->doomed[i].size;
+			if (until > p->res->retained_until)
+				p->res->retained_until = until;
+			pthread_mutex_unlock(&p->mu);
+			continue;
+		}
+		if (rc == 0)
+			rc = fy_store_del(p->repo->store, key);
 		pthread_mutex_lock(&p->mu);
 		if (rc == 0 || rc == -ENOENT) {
 			p->res->chunks_removed++;
 			p->res->bytes_removed += p->doomed[i].size;
 		} else if (!p->del_err) {
 			p->del_err = rc;
-			snprintf(p->err, p->errlen, "deleting chunk %s from %s: %s", key, p->repo->url, strerror(-rc));
+			snprintf(p->err, p->errlen, "deleting chunk %s from %s: %s", key, p->repo->url,
+				 fy_store_strerror(rc));
 		}
 		pthread_mutex_unlock(&p->mu);
 	}
@@ -200,11 +215,19 @@ int fy_prune(struct fy_repo *r, const struct fy_prune_opts *o, struct fy_prune_r
 			res->bytes_removed += p.doomed[i].size;
 		goto out;
 	}
-	if (p.ndoomed == 0)
-		goto out;
 	/* Still ours?  If the lock was removed or went stale, a backup may be running. */
 	rc = fy_lock_check(lk, err, errlen);
 	if (rc < 0)
+		goto out;
+	/* Under the exclusive lock no writer is alive: what interrupted writers
+	 * left (incomplete multipart uploads, temp files) goes now. */
+	res->uploads_aborted = fy_store_cleanup(r->store, 0);
+	if (res->uploads_aborted < 0) {
+		rc = (int)res->uploads_aborted;
+		snprintf(err, errlen, "removing incomplete uploads from %s: %s", r->url, fy_store_strerror(rc));
+		goto out;
+	}
+	if (p.ndoomed == 0)
 		goto out;
 	rc = delete_doomed(&p, o);
 	if (rc < 0)

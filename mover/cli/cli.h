@@ -34,6 +34,9 @@ void cli_free(struct cli_common *c);
 /* cli_prepare, then open and unlock the repository and drop the secret;
  * 0 or an exit code (the error already printed). */
 int cli_repo(struct cli_common *c, const char *cmd, struct fy_repo **repo);
+/* The same, and more repositories (copies) opened with the same secret. */
+int cli_repos(struct cli_common *c, const char *cmd, struct fy_repo **repo, const char *const *more, size_t nmore,
+	      struct fy_repo **more_out);
 
 int cli_parse_size(const char *s, uint64_t *out);
 void cli_human(uint64_t bytes, char *out, size_t len);
@@ -54,10 +57,16 @@ int cmd_diff(int argc, char **argv);
 int cmd_forget(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 int cmd_unlock(int argc, char **argv);
+int cmd_copy(int argc, char **argv);
 
 /* Long options shared by the repository commands (append to each table). */
+#define CLI_OPT_S3_CA 0x1000 /* above every command's own option codes */
+#define CLI_OPT_S3_INSECURE 0x1001
+
 #define CLI_COMMON_LONGOPTS                                          \
 	{ "repo", required_argument, NULL, 'r' },                    \
+	{ "s3-ca-file", required_argument, NULL, CLI_OPT_S3_CA },    \
+	{ "s3-insecure", no_argument, NULL, CLI_OPT_S3_INSECURE },   \
 	{ "password-file", required_argument, NULL, 'P' },           \
 	{ "key-file", required_argument, NULL, 'K' },                \
 	{ "json", no_argument, NULL, 'j' },                          \
@@ -67,7 +76,10 @@ int cmd_unlock(int argc, char **argv);
 #define CLI_COMMON_SHORTOPTS "r:vqh"
 
 #define CLI_COMMON_HELP                                                                         \
-	"  -r, --repo URL          repository (file:///path or a path; env FERRY_REPO)\n"         \
+	"  -r, --repo URL          repository: file:///path, a path, or s3://BUCKET/PREFIX?...\n"  \
+	"                          (docs/store.md; env FERRY_REPO)\n"                             \
+	"      --s3-ca-file F      trust the CA certificates in F for https:// S3 endpoints\n"    \
+	"      --s3-insecure       do not verify S3 TLS certificates (tests only)\n"              \
 	"      --password-file F   read the password from F (first line); else FERRY_PASSWORD\n" \
 	"      --key-file F        a raw 32-byte key (binary, or 64 hex digits) instead of a password\n" \
 	"      --json              machine-readable output on stdout\n"                            \

@@ -29,13 +29,61 @@ static int parse_uint(const char *s, unsigned max, unsigned *out)
 
 static const char init_help[] =
 	"usage: ferry init --repo URL [--chunk-size SIZE] [--compression igzip:0..3|none]\n"
-	"                  [--insecure-no-encryption]\n\n"
+	"                  [--insecure-no-encryption]\n"
+	"       ferry init --repo URL --copy-of URL2\n\n"
 	"Create a repository.  It is encrypted (AES-256-GCM) with a master key wrapped by\n"
-	"the password (FERRY_PASSWORD or --password-file, scrypt) or by a raw --key-file.\n\n"
+	"the password (FERRY_PASSWORD or --password-file, scrypt) or by a raw --key-file.\n"
+	"With --copy-of, create a copy of the repository at URL2 (opened with the same\n"
+	"password): the same keys and chunk size, so 'ferry backup --copy-to URL' and\n"
+	"'ferry copy' can write the same sealed chunks to both.  An immutable S3 target\n"
+	"(lock=compliance|governance) is refused unless its bucket has Object Lock.\n\n"
+	"  --copy-of URL2             make a copy of the repository at URL2\n"
 	"  --chunk-size SIZE          block size, a power of two from 1M to 16M (default 4M)\n"
 	"  --compression C            igzip:0, igzip:1 (default), igzip:2, igzip:3, or none\n"
 	"  --insecure-no-encryption   store data unencrypted (tests and trusted storage only)\n"
 	CLI_COMMON_HELP;
+
+/* ferry init --repo URL --copy-of FROM */
+static int init_copy(struct cli_common *c, const char *from_url)
+{
+	struct fy_repo *from = NULL;
+	char err[512];
+	const char *to = c->repo ? c->repo : getenv("FERRY_REPO");
+	int rc;
+
+	if (!to || !*to)
+		return cli_usage_error("init", "no repository: give --repo URL or set FERRY_REPO");
+	/* Open the original with the secret, then wrap its keys with the same secret. */
+	c->repo = from_url;
+	rc = cli_prepare(c, "init", true);
+	if (rc) {
+		cli_free(c);
+		return rc;
+	}
+	struct fy_secret sec = { .password = c->password, .raw_key = c->have_raw_key ? c->raw_key : NULL };
+	const char *lg = getenv("FERRY_SCRYPT_LOG2N");
+
+	rc = fy_repo_open(from_url, &sec, &from, err, sizeof(err));
+	if (rc == 0)
+		rc = fy_repo_init_copy(to, from, &sec, lg ? (unsigned)atoi(lg) : 0, err, sizeof(err));
+	cli_free(c);
+	if (rc < 0) {
+		fy_repo_close(from);
+		cli_error("%s", err);
+		return 1;
+	}
+	if (c->json) {
+		printf("{\"repository\":");
+		cli_json_string(stdout, to);
+		printf(",\"copy_of\":");
+		cli_json_string(stdout, from_url);
+		printf(",\"chunk_size\":%u,\"encrypted\":%s}\n", from->chunk_size, from->encrypted ? "true" : "false");
+	} else if (!c->quiet) {
+		printf("created repository %s, a copy of %s (chunk size %u KiB)\n", to, from_url, from->chunk_size >> 10);
+	}
+	fy_repo_close(from);
+	return 0;
+}
 
 int cmd_init(int argc, char **argv)
 {
@@ -43,10 +91,13 @@ int cmd_init(int argc, char **argv)
 		{ "chunk-size", required_argument, NULL, 'c' },
 		{ "compression", required_argument, NULL, 'z' },
 		{ "insecure-no-encryption", no_argument, NULL, 'I' },
+		{ "copy-of", required_argument, NULL, 'C' },
 		CLI_COMMON_LONGOPTS,
 		{ 0 },
 	};
 	struct cli_common c = { 0 };
+	const char *copy_of = NULL;
+	bool shaped = false;
 	struct fy_init_opts o = { .chunk_size = FY_DEFAULT_CHUNK,
 				  .compression = FERRY__V1__COMPRESSION__COMPRESSION_DEFLATE,
 				  .level = 1 };
@@ -66,6 +117,10 @@ int cmd_init(int argc, char **argv)
 			if (cli_parse_size(optarg, &size) < 0 || size > UINT32_MAX)
 				return cli_usage_error("init", "--chunk-size wants a size such as 4M, not '%s'", optarg);
 			o.chunk_size = (uint32_t)size;
+			shaped = true;
+			break;
+		case 'C':
+			copy_of = optarg;
 			break;
 		case 'z':
 			if (!strcmp(optarg, "none")) {
@@ -76,9 +131,11 @@ int cmd_init(int argc, char **argv)
 			} else {
 				return cli_usage_error("init", "--compression wants igzip:0..3 or none, not '%s'", optarg);
 			}
+			shaped = true;
 			break;
 		case 'I':
 			o.insecure_no_encryption = true;
+			shaped = true;
 			break;
 		default:
 			return cli_usage_error("init", "bad option");
@@ -86,6 +143,10 @@ int cmd_init(int argc, char **argv)
 	}
 	if (optind != argc)
 		return cli_usage_error("init", "unexpected argument '%s'", argv[optind]);
+	if (copy_of && shaped)
+		return cli_usage_error("init", "--copy-of takes the chunk size, compression and encryption of the original");
+	if (copy_of)
+		return init_copy(&c, copy_of);
 	rc = cli_prepare(&c, "init", !o.insecure_no_encryption);
 	if (rc)
 		return rc;
@@ -137,7 +198,43 @@ static const char backup_help[] =
 	"  --queue-depth N      reads in flight (default 8)\n"
 	"  --threads N          hashing/compression/encryption workers (default: online cores)\n"
 	"  --uploaders N        writes to the repository in flight (default: the store's)\n"
+	"  --copy-to URL        also write the snapshot to URL, a copy of the repository made\n"
+	"                       with 'ferry init --repo URL --copy-of REPO' (repeatable; the\n"
+	"                       volume is read, compressed and sealed once); a failing copy\n"
+	"                       fails the backup\n"
+	"  --copy-to-optional URL  the same, but a failing copy is dropped and reported\n"
 	CLI_COMMON_HELP;
+
+/* One line (or JSON object) per target of a backup. */
+static void print_targets(const struct fy_backup_result *res, bool json)
+{
+	for (size_t t = 0; t < res->ntargets; t++) {
+		const struct fy_target_result *tr = &res->targets[t];
+		char st[32];
+
+		if (json) {
+			printf("%s{\"url\":", t ? "," : "");
+			cli_json_string(stdout, tr->url);
+			printf(",\"role\":\"%s\",\"optional\":%s,\"ok\":%s,\"error\":", t ? "copy" : "primary",
+			       tr->optional ? "true" : "false", tr->status ? "false" : "true");
+			cli_json_string(stdout, tr->error);
+			printf(",\"chunks_new\":%u,\"bytes_stored\":%llu,\"requests\":%llu,\"retries\":%llu,"
+			       "\"bytes_up\":%llu}",
+			       tr->chunks_new, (unsigned long long)tr->bytes_stored,
+			       (unsigned long long)tr->stats.requests, (unsigned long long)tr->stats.retries,
+			       (unsigned long long)tr->stats.bytes_up);
+			continue;
+		}
+		cli_human(tr->bytes_stored, st, sizeof(st));
+		if (tr->status)
+			fprintf(stderr, "  %s %s: FAILED (optional, dropped): %s\n", t ? "copy" : "primary", tr->url,
+				tr->error);
+		else
+			fprintf(stderr, "  %s %s: %u new chunks, %s stored, %llu requests, %llu retries\n",
+				t ? "copy" : "primary", tr->url, tr->chunks_new, st,
+				(unsigned long long)tr->stats.requests, (unsigned long long)tr->stats.retries);
+	}
+}
 
 int cmd_backup(int argc, char **argv)
 {
@@ -152,11 +249,17 @@ int cmd_backup(int argc, char **argv)
 		{ "changed-ranges", required_argument, NULL, 'R' },
 		{ "base-image", required_argument, NULL, 'B' },
 		{ "manifest-scan", no_argument, NULL, 'S' },
+		{ "copy-to", required_argument, NULL, 'c' },
+		{ "copy-to-optional", required_argument, NULL, 'o' },
 		CLI_COMMON_LONGOPTS,
 		{ 0 },
 	};
 	struct cli_common c = { 0 };
 	struct fy_backup_opts o = { .io_engine = "auto", .parent = "auto" };
+	const char *copy_urls[FY_MAX_TARGETS - 1];
+	bool copy_optional[FY_MAX_TARGETS - 1];
+	struct fy_repo *copies[FY_MAX_TARGETS - 1];
+	size_t ncopies = 0;
 	struct fy_label labels[64];
 	struct fy_progress prog = { 0 };
 	struct fy_backup_result res;
@@ -214,6 +317,13 @@ int cmd_backup(int argc, char **argv)
 		case 'S':
 			o.manifest_scan = true;
 			break;
+		case 'c':
+		case 'o':
+			if (ncopies == FY_MAX_TARGETS - 1)
+				return cli_usage_error("backup", "at most %d copies", FY_MAX_TARGETS - 1);
+			copy_urls[ncopies] = optarg;
+			copy_optional[ncopies++] = opt == 'o';
+			break;
 		default:
 			return cli_usage_error("backup", "bad option");
 		}
@@ -234,18 +344,26 @@ int cmd_backup(int argc, char **argv)
 	o.labels = labels;
 	o.verbose = c.verbose;
 	o.progress = &prog;
-	rc = cli_repo(&c, "backup", &repo);
+	rc = cli_repos(&c, "backup", &repo, copy_urls, ncopies, copies);
 	if (rc)
 		return rc;
+	o.copies = copies;
+	o.copy_optional = copy_optional;
+	o.ncopies = ncopies;
 	struct cli_progress *cp = cli_progress_start(&prog, "backup", c.quiet || c.json);
 
 	rc = fy_backup(repo, &o, &res, err, sizeof(err));
 	cli_progress_stop(cp);
 	fy_repo_close(repo);
+	for (size_t i = 0; i < ncopies; i++)
+		fy_repo_close(copies[i]);
 	if (rc < 0) {
 		cli_error("backup failed: %s", err);
 		return 1;
 	}
+	for (size_t t = 1; t < res.ntargets; t++)
+		if (res.targets[t].status)
+			cli_error("warning: optional copy %s dropped: %s", res.targets[t].url, res.targets[t].error);
 	/* A fallback is worth knowing even in quiet mode: it costs a full read. */
 	if (res.warning[0])
 		cli_error("warning: %s", res.warning);
@@ -264,12 +382,18 @@ int cmd_backup(int argc, char **argv)
 		printf(",\"size\":%llu,\"bytes_read\":%llu,\"bytes_new\":%llu,\"bytes_stored\":%llu,"
 		       "\"bytes_zero\":%llu,\"bytes_dedup\":%llu,\"bytes_reused\":%llu,\"bytes_same\":%llu,"
 		       "\"chunks_new\":%u,\"chunks_dedup\":%u,"
-		       "\"duration_s\":%.3f,\"throughput_mbps\":%.1f,\"io_engine\":\"%s\",\"direct\":%s}\n",
+		       "\"duration_s\":%.3f,\"throughput_mbps\":%.1f,\"io_engine\":\"%s\",\"direct\":%s,\"targets\":[",
 		       (unsigned long long)res.size, (unsigned long long)res.bytes_read,
 		       (unsigned long long)res.bytes_new, (unsigned long long)res.bytes_stored,
 		       (unsigned long long)res.bytes_zero, (unsigned long long)res.bytes_dedup,
 		       (unsigned long long)res.bytes_reused, (unsigned long long)res.bytes_same, res.chunks_new,
 		       res.chunks_dedup, res.seconds, mbps, res.engine, res.direct ? "true" : "false");
+		print_targets(&res, true);
+		uint64_t retries = 0;
+
+		for (size_t t = 0; t < res.ntargets; t++)
+			retries += res.targets[t].stats.retries;
+		printf("],\"retries\":%llu}\n", (unsigned long long)retries);
 		return 0;
 	}
 	printf("%s\n", hex);
@@ -290,6 +414,8 @@ int cmd_backup(int argc, char **argv)
 			fprintf(stderr, "snapshot %.8s of %s (full): %s volume, %s read, %s stored, %s zero/holes, "
 				"%s already in the repository, %.2f s, %.0f MB/s\n", hex, o.volume, sz, rd, st, zr,
 				dd, res.seconds, mbps);
+		if (res.ntargets > 1 || res.targets[0].stats.requests)
+			print_targets(&res, false);
 	}
 	return 0;
 }

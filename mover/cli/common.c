@@ -58,6 +58,13 @@ int cli_common_opt(struct cli_common *c, int opt, const char *arg)
 	case 'q':
 		c->quiet = true;
 		return 1;
+	case CLI_OPT_S3_CA:
+		/* Read by the s3:// store of every repository this command opens. */
+		setenv("FERRY_S3_CA_FILE", arg, 1);
+		return 1;
+	case CLI_OPT_S3_INSECURE:
+		setenv("FERRY_S3_INSECURE", "1", 1);
+		return 1;
 	}
 	return 0;
 }
@@ -157,11 +164,13 @@ void cli_free(struct cli_common *c)
 	OPENSSL_cleanse(c->raw_key, sizeof(c->raw_key));
 }
 
-int cli_repo(struct cli_common *c, const char *cmd, struct fy_repo **repo)
+int cli_repos(struct cli_common *c, const char *cmd, struct fy_repo **repo, const char *const *more, size_t nmore,
+	      struct fy_repo **more_out)
 {
 	char err[512];
 	int rc = cli_prepare(c, cmd, true);
 
+	*repo = NULL;
 	if (rc) {
 		cli_free(c);
 		return rc;
@@ -169,12 +178,29 @@ int cli_repo(struct cli_common *c, const char *cmd, struct fy_repo **repo)
 	struct fy_secret sec = { .password = c->password, .raw_key = c->have_raw_key ? c->raw_key : NULL };
 
 	rc = fy_repo_open(c->repo, &sec, repo, err, sizeof(err));
-	cli_free(c); /* the repository holds its keys now: drop the secret */
+	for (size_t i = 0; i < nmore && rc == 0; i++) {
+		char e2[512];
+
+		rc = fy_repo_open(more[i], &sec, &more_out[i], e2, sizeof(e2));
+		if (rc < 0) {
+			snprintf(err, sizeof(err), "%s", e2);
+			while (i--)
+				fy_repo_close(more_out[i]);
+			fy_repo_close(*repo);
+			*repo = NULL;
+		}
+	}
+	cli_free(c); /* the repositories hold their keys now: drop the secret */
 	if (rc < 0) {
 		cli_error("%s", err);
 		return 1;
 	}
 	return 0;
+}
+
+int cli_repo(struct cli_common *c, const char *cmd, struct fy_repo **repo)
+{
+	return cli_repos(c, cmd, repo, NULL, 0, NULL);
 }
 
 int cli_parse_size(const char *s, uint64_t *out)

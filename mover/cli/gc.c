@@ -63,8 +63,8 @@ static const char forget_help[] =
 
 static void forget_json(const struct fy_forget_result *res, bool dry_run)
 {
-	printf("{\"dry_run\":%s,\"kept\":%zu,\"removed\":%zu,\"volumes\":[", dry_run ? "true" : "false", res->kept,
-	       res->removed);
+	printf("{\"dry_run\":%s,\"kept\":%zu,\"removed\":%zu,\"retained\":%zu,\"volumes\":[",
+	       dry_run ? "true" : "false", res->kept, res->removed, res->retained);
 	for (size_t a = 0, b; a < res->n; a = b) {
 		for (b = a; b < res->n && !strcmp(res->items[a].volume, res->items[b].volume); b++)
 			;
@@ -92,6 +92,12 @@ static void forget_json(const struct fy_forget_result *res, bool dry_run)
 							printf("%s\"%s\"", k++ ? "," : "", fy_keep_reason_name(1u << j));
 					putchar(']');
 				}
+				if (it->retained_until) {
+					char u[40];
+
+					cli_time(it->retained_until * 1000000000, u, sizeof(u), true);
+					printf(",\"retained_until\":\"%s\"", u);
+				}
 				putchar('}');
 			}
 			putchar(']');
@@ -113,13 +119,20 @@ static void forget_table(const struct fy_forget_result *res, bool dry_run)
 		printf("  %-8s %-10s %-19s  %10s  %s\n", "Action", "ID", "Time", "Size", "Reasons");
 		for (size_t i = a; i < b; i++) {
 			const struct fy_forget_item *it = &res->items[i];
-			char hex[2 * FY_SNAP_ID_LEN + 1], t[40], sz[32], why[64];
+			char hex[2 * FY_SNAP_ID_LEN + 1], t[40], sz[32], why[96];
 
 			fy_hex(it->id, FY_SNAP_ID_LEN, hex);
 			cli_time(it->created_unix_nano, t, sizeof(t), false);
 			cli_human(it->size, sz, sizeof(sz));
 			fy_keep_reasons(it->reasons, why, sizeof(why));
-			printf("  %-8s %-10.8s %-19s  %10s%s%s\n", it->reasons ? "keep" : "remove", hex, t, sz,
+			if (it->retained_until) {
+				char u[40];
+
+				cli_time(it->retained_until * 1000000000, u, sizeof(u), false);
+				snprintf(why, sizeof(why), "Object Lock retains it until %s", u);
+			}
+			printf("  %-8s %-10.8s %-19s  %10s%s%s\n",
+			       it->reasons ? "keep" : it->retained_until ? "retained" : "remove", hex, t, sz,
 			       why[0] ? "  " : "", why);
 		}
 	}
@@ -128,6 +141,9 @@ static void forget_table(const struct fy_forget_result *res, bool dry_run)
 	else
 		printf("%zu kept, %zu removed%s\n", res->kept, res->removed,
 		       res->removed ? " (their chunks stay until 'ferry prune')" : "");
+	if (res->retained)
+		printf("%zu snapshot%s to remove %s under Object Lock retention: left in place, not deleted\n",
+		       res->retained, res->retained == 1 ? "" : "s", res->retained == 1 ? "is" : "are");
 }
 
 int cmd_forget(int argc, char **argv)
@@ -270,10 +286,11 @@ int cmd_prune(int argc, char **argv)
 	if (c.json) {
 		printf("{\"dry_run\":%s,\"snapshots\":%zu,\"chunks_referenced\":%zu,\"chunks_present\":%zu,"
 		       "\"chunks_missing\":%zu,\"chunks_kept\":%zu,\"chunks_removed\":%zu,\"bytes_kept\":%llu,"
-		       "\"bytes_removed\":%llu}\n",
+		       "\"bytes_removed\":%llu,\"chunks_retained\":%zu,\"bytes_retained\":%llu,\"uploads_aborted\":%ld}\n",
 		       o.dry_run ? "true" : "false", res.snapshots, res.chunks_referenced, res.chunks_present,
 		       res.chunks_missing, res.chunks_kept, res.chunks_removed, (unsigned long long)res.bytes_kept,
-		       (unsigned long long)res.bytes_removed);
+		       (unsigned long long)res.bytes_removed, res.chunks_retained, (unsigned long long)res.bytes_retained,
+		       res.uploads_aborted);
 	} else if (!c.quiet) {
 		char kept[32], freed[32];
 
@@ -282,6 +299,16 @@ int cmd_prune(int argc, char **argv)
 		printf("%zu snapshots: kept %zu chunks (%s), %s %zu chunks (%s%s)\n", res.snapshots, res.chunks_kept,
 		       kept, o.dry_run ? "would remove" : "removed", res.chunks_removed, freed,
 		       o.dry_run ? "; dry run, nothing was deleted" : " freed");
+		if (res.chunks_retained) {
+			char rb[32], u[40];
+
+			cli_human(res.bytes_retained, rb, sizeof(rb));
+			cli_time(res.retained_until * 1000000000, u, sizeof(u), false);
+			printf("%zu unreferenced chunks (%s) are under Object Lock retention (until %s at the latest): "
+			       "left in place, not deleted\n", res.chunks_retained, rb, u);
+		}
+		if (res.uploads_aborted)
+			printf("removed %ld incomplete uploads left by interrupted writers\n", res.uploads_aborted);
 	}
 	if (res.chunks_missing)
 		cli_error("%zu chunks named by snapshots are missing from %s: run 'ferry check'", res.chunks_missing,

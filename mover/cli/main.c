@@ -18,6 +18,7 @@ static const struct {
 	{ "forget", cmd_forget, "remove snapshots by a retention policy (--keep-daily 7 ...)" },
 	{ "prune", cmd_prune, "delete the chunks no snapshot names" },
 	{ "unlock", cmd_unlock, "remove stale repository locks" },
+	{ "copy", cmd_copy, "send snapshots to a copy of the repository (another bucket, region, account)" },
 };
 
 static void usage(FILE *f)

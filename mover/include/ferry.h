@@ -22,6 +22,21 @@ struct fy_label {
 	const char *key, *value;
 };
 
+/* One backup writes to its repository and to up to FY_MAX_TARGETS - 1
+ * copies of it (repositories made with fy_repo_init_copy: same keys, so a
+ * block is read, compressed and sealed once and the same bytes go to each). */
+#define FY_MAX_TARGETS 8
+
+struct fy_target_result {
+	char url[512];
+	bool optional;
+	int status;             /* 0, or the -errno that dropped this (optional) target */
+	char error[512];        /* why it was dropped */
+	uint32_t chunks_new;    /* chunks this target did not have */
+	uint64_t bytes_stored;  /* their sealed bytes */
+	struct fy_store_stats stats; /* requests and retries (S3) */
+};
+
 struct fy_backup_opts {
 	const char *source;     /* image file or block device */
 	const char *volume;     /* volume name recorded in the manifest */
@@ -40,6 +55,11 @@ struct fy_backup_opts {
 	const char *changed_ranges; /* a ranges file (docs/cbt.md); needs an explicit parent */
 	const char *base_image;     /* the reflink clone the parent was read from */
 	bool manifest_scan;         /* ignore change sources: read everything, compare with the parent */
+	/* Copies written in the same pass (the repository given to fy_backup is
+	 * the primary).  A failing copy fails the backup unless optional[i]. */
+	struct fy_repo *const *copies;
+	const bool *copy_optional;
+	size_t ncopies;
 };
 
 struct fy_backup_result {
@@ -56,6 +76,8 @@ struct fy_backup_result {
 	bool direct;
 	char change_source[16]; /* "full", "manifest-scan", "range-list", "extent-diff" */
 	char warning[512];      /* a change source that failed and why (the backup fell back), or "" */
+	struct fy_target_result targets[FY_MAX_TARGETS]; /* [0]: the primary, then the copies */
+	size_t ntargets;
 };
 
 int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backup_result *res,
@@ -105,6 +127,26 @@ struct fy_diff_result {
 
 int fy_diff(struct fy_repo *r, const uint8_t a[FY_SNAP_ID_LEN], const uint8_t b[FY_SNAP_ID_LEN],
 	    struct fy_diff_result *res, char *err, size_t errlen);
+
+/* copy: send the snapshots of from (ids: n * 16 bytes, or NULL for every
+ * snapshot) that to lacks, each with the chunks to lacks, verified on the
+ * way; to must be a copy of from (fy_repo_init_copy).  Per snapshot: chunks,
+ * sync, manifest (the commit point), so an interrupted copy resumes. */
+struct fy_copy_opts {
+	unsigned threads;       /* objects in flight; 0: the target store's concurrency */
+	struct fy_progress *progress;
+};
+
+struct fy_copy_result {
+	size_t snapshots_copied, snapshots_present;
+	size_t chunks_copied, chunks_present; /* present: on the target before the copy */
+	uint64_t bytes_copied;
+	double seconds;
+	struct fy_store_stats from_stats, to_stats;
+};
+
+int fy_copy(struct fy_repo *from, struct fy_repo *to, const uint8_t *ids, size_t nids, const struct fy_copy_opts *o,
+	    struct fy_copy_result *res, char *err, size_t errlen);
 
 unsigned fy_online_cores(void);
 

@@ -52,11 +52,14 @@ struct fy_forget_item {
 	int64_t created_unix_nano;
 	uint64_t size;
 	unsigned reasons;       /* 0: removed (or, with dry_run, would be) */
+	int64_t retained_until; /* > 0: the policy removes it, but Object Lock retains its
+				 * manifest until then (Unix seconds): kept, not deleted */
 };
 
 struct fy_forget_result {
 	struct fy_forget_item *items; /* by volume, then newest first */
 	size_t n, kept, removed;
+	size_t retained;        /* removed by the policy but under Object Lock: left in place */
 };
 
 /* Apply the policy to the snapshots of volume (every volume when NULL) and
@@ -85,6 +88,10 @@ struct fy_prune_result {
 	size_t chunks_missing;     /* referenced but absent (ferry check names them) */
 	size_t chunks_kept, chunks_removed;
 	uint64_t bytes_kept, bytes_removed;
+	size_t chunks_retained;    /* unreferenced, but under Object Lock: left in place */
+	uint64_t bytes_retained;
+	int64_t retained_until;    /* the latest retention among them (Unix seconds) */
+	long uploads_aborted;      /* incomplete multipart uploads (S3) or temp files removed */
 };
 
 /* Delete every chunk that no manifest names, under the exclusive lock.  A

@@ -227,7 +227,7 @@ ssize_t fy_chunk_read(const struct fy_repo *r, const uint8_t id[FY_ID_LEN], void
 		return rc;
 	}
 	if (rc < 0) {
-		snprintf(err, errlen, "reading chunk %s: %s", hex, strerror(-rc));
+		snprintf(err, errlen, "reading chunk %s: %s", hex, fy_store_strerror(rc));
 		return rc;
 	}
 	ssize_t n = fy_obj_open(r, "FYC1", id, FY_ID_LEN, obj, objlen, plain, cap, scratch, why, sizeof(why));

@@ -65,8 +65,8 @@ static int put_message(struct fy_store *st, const char *key, const ProtobufCMess
 	return rc;
 }
 
-int fy_repo_init(const char *url, const struct fy_init_opts *o, const struct fy_secret *sec,
-		 char *err, size_t errlen)
+static int init_repo(const char *url, const struct fy_init_opts *o, const struct fy_repo *from,
+		     const struct fy_secret *sec, char *err, size_t errlen)
 {
 	struct fy_store *st = NULL;
 	uint8_t master[MASTER_LEN], wk[FY_KEY_LEN], salt[16], kid[8], aad[25];
@@ -102,7 +102,7 @@ int fy_repo_init(const char *url, const struct fy_init_opts *o, const struct fy_
 		if (rc > 0)
 			snprintf(err, errlen, "a repository already exists at %s", url);
 		else
-			snprintf(err, errlen, "cannot read %s: %s", url, strerror(-rc));
+			snprintf(err, errlen, "cannot read %s: %s", url, fy_store_strerror(rc));
 		rc = rc > 0 ? -EEXIST : rc;
 		goto out;
 	}
@@ -114,6 +114,12 @@ int fy_repo_init(const char *url, const struct fy_init_opts *o, const struct fy_
 	    (rc = fy_random(salt, sizeof(salt))) < 0 || (rc = fy_random(kid, sizeof(kid))) < 0) {
 		snprintf(err, errlen, "no random bytes: %s", strerror(-rc));
 		goto out;
+	}
+	if (from) {
+		/* A copy: the same repository in another place (FORMAT.md, "Copies"). */
+		memcpy(repo_id, from->repo_id, sizeof(repo_id));
+		memcpy(master, from->data_key, FY_KEY_LEN);
+		memcpy(master + FY_KEY_LEN, from->id_key, FY_KEY_LEN);
 	}
 	cfg.repo_id.data = repo_id;
 	cfg.repo_id.len = sizeof(repo_id);
@@ -161,12 +167,43 @@ int fy_repo_init(const char *url, const struct fy_init_opts *o, const struct fy_
 	if (rc == 0)
 		rc = put_message(st, "config", &cfg.base); /* config last: it says "a repository is here" */
 	if (rc < 0)
-		snprintf(err, errlen, "writing the repository at %s: %s", url, strerror(-rc));
+		snprintf(err, errlen, "writing the repository at %s: %s", url, fy_store_strerror(rc));
 out:
 	OPENSSL_cleanse(master, sizeof(master));
 	OPENSSL_cleanse(wk, sizeof(wk));
 	fy_store_close(st);
 	return rc;
+}
+
+int fy_repo_init(const char *url, const struct fy_init_opts *o, const struct fy_secret *sec,
+		 char *err, size_t errlen)
+{
+	return init_repo(url, o, NULL, sec, err, errlen);
+}
+
+int fy_repo_init_copy(const char *url, const struct fy_repo *from, const struct fy_secret *sec,
+		      unsigned scrypt_log2n, char *err, size_t errlen)
+{
+	struct fy_init_opts o = {
+		.chunk_size = from->chunk_size,
+		.compression = from->compression,
+		.level = from->level,
+		.insecure_no_encryption = !from->encrypted,
+		.scrypt_log2n = scrypt_log2n,
+	};
+
+	if (!strcmp(url, from->url)) {
+		snprintf(err, errlen, "a repository cannot be a copy of itself (%s)", url);
+		return -EINVAL;
+	}
+	return init_repo(url, &o, from, sec, err, errlen);
+}
+
+bool fy_repo_same(const struct fy_repo *a, const struct fy_repo *b)
+{
+	return !memcmp(a->repo_id, b->repo_id, sizeof(a->repo_id)) && a->chunk_size == b->chunk_size &&
+	       a->encrypted == b->encrypted && !CRYPTO_memcmp(a->data_key, b->data_key, FY_KEY_LEN) &&
+	       !CRYPTO_memcmp(a->id_key, b->id_key, FY_KEY_LEN);
 }
 
 /* Try each key object; 0 and the master key on success. */
@@ -178,7 +215,7 @@ static int unlock(struct fy_repo *r, const struct fy_secret *sec, uint8_t master
 	bool any_usable = false;
 
 	if (rc < 0) {
-		snprintf(err, errlen, "listing the keys of %s: %s", r->url, strerror(-rc));
+		snprintf(err, errlen, "listing the keys of %s: %s", r->url, fy_store_strerror(rc));
 		goto out;
 	}
 	rc = -EACCES;
@@ -243,7 +280,7 @@ int fy_repo_open(const char *url, const struct fy_secret *sec, struct fy_repo **
 		goto fail;
 	}
 	if (rc < 0) {
-		snprintf(err, errlen, "reading the config of %s: %s", url, strerror(-rc));
+		snprintf(err, errlen, "reading the config of %s: %s", url, fy_store_strerror(rc));
 		goto fail;
 	}
 	cfg = ferry__v1__repo_config__unpack(NULL, len, buf);

@@ -50,6 +50,13 @@ struct fy_init_opts {
 /* Create a new repository at url.  Refuses (-EEXIST) when one exists. */
 int fy_repo_init(const char *url, const struct fy_init_opts *o, const struct fy_secret *sec,
 		 char *err, size_t errlen);
+/* Make url a copy of an open repository: the same repository id, keys and
+ * chunk size (so sealed objects are valid in both), its key file wrapped
+ * with sec.  Refuses (-EEXIST) when a repository exists at url. */
+int fy_repo_init_copy(const char *url, const struct fy_repo *from, const struct fy_secret *sec,
+		      unsigned scrypt_log2n, char *err, size_t errlen);
+/* Are a and b the same repository (copies of each other)? */
+bool fy_repo_same(const struct fy_repo *a, const struct fy_repo *b);
 /* Open and unlock.  -ENOENT: no repository there; -EACCES: wrong password/key. */
 int fy_repo_open(const char *url, const struct fy_secret *sec, struct fy_repo **repo,
 		 char *err, size_t errlen);

@@ -14,6 +14,7 @@
 #include "store/store.h"
 
 #include <dirent.h>
+#include <ftw.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -801,6 +802,37 @@ static int file_sync(struct fy_store *s)
 	return rc;
 }
 
+/* Temp files of puts that never finished (a killed writer): older than
+ * min_age seconds, they belong to nobody. */
+static _Thread_local struct {
+	time_t before;
+	long removed;
+	int err;
+} sweep;
+
+static int sweep_one(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+	if (type == FTW_F && !strncmp(path + ftw->base, TMP_PREFIX, TMP_PREFIX_LEN) && sb->st_mtime <= sweep.before) {
+		if (unlink(path) == 0)
+			sweep.removed++;
+		else if (errno != ENOENT)
+			sweep.err = -errno;
+	}
+	return 0;
+}
+
+static long file_cleanup(struct fy_store *s, int64_t min_age)
+{
+	struct file_store *fs = fs_of(s);
+
+	sweep.before = time(NULL) - (time_t)min_age;
+	sweep.removed = 0;
+	sweep.err = 0;
+	if (nftw(fs->root, sweep_one, 16, FTW_PHYS) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	return sweep.err ? sweep.err : sweep.removed;
+}
+
 static unsigned file_concurrency(struct fy_store *s)
 {
 	(void)s;
@@ -818,4 +850,5 @@ const struct fy_store_ops fy_store_file_ops = {
 	.sync = file_sync,
 	.close = file_close,
 	.concurrency = file_concurrency,
+	.cleanup = file_cleanup,
 };

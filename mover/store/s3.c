@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -820,6 +821,11 @@ static int put_multipart(struct s3_store *s, const char *key, const uint8_t *buf
 		rc = s3_call(s, &c);
 		if (rc == 0 && c.status / 100 != 2)
 			rc = status_error(s, &c, key);
+		/* Test hook (FERRY_TEST_KILL_IN_MULTIPART): die like a killed pod with
+		 * a multipart upload begun and not completed, for
+		 * tests/integration/t_s3_faults.sh to show prune removes it. */
+		if (rc == 0 && getenv("FERRY_TEST_KILL_IN_MULTIPART"))
+			raise(SIGKILL);
 		if (rc == 0 && !c.etag[0])
 			rc = fy_store_fail(-EIO, "s3://%s/%s%s: part %zu: no ETag in the answer", s->bucket, s->prefix,
 					   key, i + 1);

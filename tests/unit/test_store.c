@@ -503,7 +503,7 @@ static void test_unknown_scheme(void **state)
 	struct fy_store *st = (struct fy_store *)1;
 	assert_int_equal(fy_store_open("xyz://bucket/path", &st, err, sizeof(err)), -EPROTONOSUPPORT);
 	assert_null(st);
-	assert_string_equal(err, "unknown repository URL scheme 'xyz' in 'xyz://bucket/path' (supported: file)");
+	assert_string_equal(err, "unknown repository URL scheme 'xyz' in 'xyz://bucket/path' (supported: file, s3)");
 
 	/* a truncated error buffer still ends in NUL; a NULL one is allowed */
 	char small[12];
