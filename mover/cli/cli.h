@@ -37,6 +37,10 @@ int cli_repo(struct cli_common *c, const char *cmd, struct fy_repo **repo);
 /* The same, and more repositories (copies) opened with the same secret. */
 int cli_repos(struct cli_common *c, const char *cmd, struct fy_repo **repo, const char *const *more, size_t nmore,
 	      struct fy_repo **more_out);
+/* The same; an optional[i] repository that cannot be opened is left NULL
+ * in more_out[i] with the reason in why[i] instead of failing. */
+int cli_repos_opt(struct cli_common *c, const char *cmd, struct fy_repo **repo, const char *const *more,
+		  const bool *optional, size_t nmore, struct fy_repo **more_out, char (*why)[512]);
 
 int cli_parse_size(const char *s, uint64_t *out);
 void cli_human(uint64_t bytes, char *out, size_t len);

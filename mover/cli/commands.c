@@ -344,18 +344,29 @@ int cmd_backup(int argc, char **argv)
 	o.labels = labels;
 	o.verbose = c.verbose;
 	o.progress = &prog;
-	rc = cli_repos(&c, "backup", &repo, copy_urls, ncopies, copies);
+	char dropped[FY_MAX_TARGETS - 1][512];
+
+	rc = cli_repos_opt(&c, "backup", &repo, copy_urls, copy_optional, ncopies, copies, dropped);
 	if (rc)
 		return rc;
+	/* Optional copies that could not be opened are reported and left out. */
+	for (size_t i = 0, j = 0; i < ncopies; i++) {
+		if (!copies[i]) {
+			cli_error("warning: optional copy %s dropped: %s", copy_urls[i], dropped[i]);
+			continue;
+		}
+		copies[j] = copies[i];
+		copy_optional[j++] = copy_optional[i];
+		o.ncopies = j;
+	}
 	o.copies = copies;
 	o.copy_optional = copy_optional;
-	o.ncopies = ncopies;
 	struct cli_progress *cp = cli_progress_start(&prog, "backup", c.quiet || c.json);
 
 	rc = fy_backup(repo, &o, &res, err, sizeof(err));
 	cli_progress_stop(cp);
 	fy_repo_close(repo);
-	for (size_t i = 0; i < ncopies; i++)
+	for (size_t i = 0; i < o.ncopies; i++)
 		fy_repo_close(copies[i]);
 	if (rc < 0) {
 		cli_error("backup failed: %s", err);

@@ -167,6 +167,12 @@ void cli_free(struct cli_common *c)
 int cli_repos(struct cli_common *c, const char *cmd, struct fy_repo **repo, const char *const *more, size_t nmore,
 	      struct fy_repo **more_out)
 {
+	return cli_repos_opt(c, cmd, repo, more, NULL, nmore, more_out, NULL);
+}
+
+int cli_repos_opt(struct cli_common *c, const char *cmd, struct fy_repo **repo, const char *const *more,
+		  const bool *optional, size_t nmore, struct fy_repo **more_out, char (*why)[512])
+{
 	char err[512];
 	int rc = cli_prepare(c, cmd, true);
 
@@ -181,11 +187,19 @@ int cli_repos(struct cli_common *c, const char *cmd, struct fy_repo **repo, cons
 	for (size_t i = 0; i < nmore && rc == 0; i++) {
 		char e2[512];
 
+		more_out[i] = NULL;
 		rc = fy_repo_open(more[i], &sec, &more_out[i], e2, sizeof(e2));
+		if (rc < 0 && optional && optional[i]) {
+			/* An optional copy that cannot even be opened is dropped. */
+			snprintf(why[i], sizeof(why[i]), "%s", e2);
+			more_out[i] = NULL;
+			rc = 0;
+			continue;
+		}
 		if (rc < 0) {
 			snprintf(err, sizeof(err), "%s", e2);
 			while (i--)
-				fy_repo_close(more_out[i]);
+				fy_repo_close(more_out[i]); /* NULL for dropped ones: a no-op */
 			fy_repo_close(*repo);
 			*repo = NULL;
 		}

@@ -425,6 +425,17 @@ static size_t on_read(char *p, size_t sz, size_t n, void *arg)
 	return len;
 }
 
+/* curl rewinds the body when it must send it again on a new connection. */
+static int on_seek(void *arg, curl_off_t off, int origin)
+{
+	struct call *c = arg;
+
+	if (origin != SEEK_SET || off < 0 || (size_t)off > c->blen)
+		return CURL_SEEKFUNC_CANTSEEK;
+	c->sent = (size_t)off;
+	return CURL_SEEKFUNC_OK;
+}
+
 static int hdr_cmp(const void *a, const void *b)
 {
 	return strcmp(((const struct fy_sig_header *)a)->name, ((const struct fy_sig_header *)b)->name);
@@ -483,6 +494,7 @@ static bool retryable_curl(CURLcode e)
 	case CURLE_HTTP2:
 	case CURLE_HTTP2_STREAM:
 	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_SEND_FAIL_REWIND:
 		return true;
 	default:
 		return false;
@@ -599,6 +611,8 @@ static int s3_call(struct s3_store *s, struct call *c)
 			curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
 			curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
 			curl_easy_setopt(h, CURLOPT_READDATA, c);
+			curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
+			curl_easy_setopt(h, CURLOPT_SEEKDATA, c);
 			curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)c->blen);
 		} else if (!strcmp(c->method, "POST")) {
 			curl_easy_setopt(h, CURLOPT_POST, 1L);

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# A flaky network between ferry and RGW: tests/s3/faultproxy.py fails 10% of
+# requests with 503 SlowDown, resets 2% in mid-body and delays 5% by 3 s.
+# The backup completes, counts its retries, restores byte-identical.  Then a
+# backup killed in the middle of a multipart upload: the rerun completes and
+# prune leaves no incomplete upload behind.
+source "$(dirname "$0")/lib.sh"
+need_rgw
+: "${FERRY_SRC:?FERRY_SRC must name the source tree}"
+
+proxy_pid=
+stop_proxy() { [ -z "$proxy_pid" ] || { kill "$proxy_pid" 2>/dev/null; wait "$proxy_pid" 2>/dev/null || true; }; }
+trap 'stop_proxy; cleanup' EXIT
+
+/usr/bin/python3 "$FERRY_SRC/tests/s3/faultproxy.py" --listen 127.0.0.1:0 --upstream "${RGW_HTTP#http://}" \
+  --port-file "$T/port" --stats-file "$T/stats.json" --seed 7 \
+  --fail-rate 0.10 --reset-rate 0.02 --delay-rate 0.05 --delay-seconds 3 2>"$T/proxy.log" &
+proxy_pid=$!
+for _ in $(seq 100); do [ -s "$T/port" ] && break; kill -0 "$proxy_pid" || fail "the proxy died: $(cat "$T/proxy.log")"; sleep 0.1; done
+[ -s "$T/port" ] || fail "the proxy did not start listening"
+PX="http://127.0.0.1:$(cat "$T/port")"
+
+F="s3://ferry-primary/$S3P?endpoint=$PX&connections=4"
+img=$T/vol.img
+make_fs_image "$img" 128 11
+prand $((40 << 20)) 12 | dd of="$img" bs=1M seek=70 conv=notrunc status=none
+
+"$FERRY" init --repo "$F" >/dev/null
+"$FERRY" backup --repo "$F" --volume vol --json "$img" >"$T/b.json" || fail "backup through the faults failed"
+retries=$(json_get "$T/b.json" .retries)
+"$FERRY" restore --repo "$F" latest "$T/r.img" >/dev/null
+cmp "$img" "$T/r.img" || fail "restore through the faults differs"
+"$FERRY" check --repo "$F" --read-data >/dev/null || fail "check --read-data through the faults"
+s503=$(json_get "$T/stats.json" .fail_503)
+sreset=$(json_get "$T/stats.json" .reset)
+sdelay=$(json_get "$T/stats.json" .delayed)
+[ "$s503" -gt 0 ] && [ "$sreset" -gt 0 ] || fail "the proxy injected too little: $(cat "$T/stats.json")"
+[ "$retries" -gt 0 ] || fail "the backup reports no retries: $(cat "$T/b.json")"
+ok "through $s503 injected 503s, $sreset resets, $sdelay delays: backup retried $retries times, restore identical, check passes"
+
+# Multipart: 16 MiB chunks go up in 5 MiB parts; the process dies after a part.
+stop_proxy
+M="s3://ferry-primary/$S3P-mp?endpoint=$RGW_HTTP&multipart-threshold=5MiB&part-size=5MiB"
+"$FERRY" init --repo "$M" --chunk-size 16M >/dev/null
+rc=0
+FERRY_TEST_KILL_IN_MULTIPART=1 "$FERRY" backup --repo "$M" --volume vol "$img" >/dev/null 2>&1 || rc=$?
+[ "$rc" = 137 ] || fail "the backup killed mid-upload exited $rc, not 137"
+uploads() { awsq s3api list-multipart-uploads --bucket ferry-primary --prefix "$S3P-mp/" --query 'Uploads[].UploadId' --output text | grep -v '^None$' | wc -w; }
+n=$(uploads)
+[ "$n" -ge 1 ] || fail "no incomplete multipart upload after the kill"
+"$FERRY" snapshots --repo "$M" --json | jq -e 'length == 0' >/dev/null || fail "the killed backup left a snapshot"
+"$FERRY" backup --repo "$M" --volume vol "$img" >/dev/null 2>"$T/b2.err" || fail "rerun: $(cat "$T/b2.err")"
+"$FERRY" prune --repo "$M" --json >"$T/p.json"
+[ "$(json_get "$T/p.json" .uploads_aborted)" -ge 1 ] || fail "prune aborted no upload: $(cat "$T/p.json")"
+n=$(uploads)
+[ "$n" = 0 ] || fail "$n incomplete uploads left after prune"
+"$FERRY" restore --repo "$M" latest "$T/r2.img" >/dev/null
+cmp "$img" "$T/r2.img" || fail "restore of the multipart backup differs"
+"$FERRY" check --repo "$M" --read-data >/dev/null || fail "check of the multipart repository"
+ok "killed mid-multipart: the rerun completes, prune aborted $(json_get "$T/p.json" .uploads_aborted) incomplete upload(s), none left, restore identical"

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Object Lock (the immutable copy of 3-2-1-1) on a real RGW: init refuses a
+# bucket without Object Lock; every object ferry writes to the lock bucket is
+# retained (the server refuses to delete it); forget and prune report the
+# retention instead of failing or deleting; once retention has passed they
+# delete, and what remains still checks and restores.
+source "$(dirname "$0")/lib.sh"
+need_rgw
+
+RET=20 # seconds of retention: short, so the test can watch it pass
+P="s3://ferry-primary/$S3P?endpoint=$RGW_HTTP"
+L="s3://ferry-lock/$S3P?endpoint=$RGW_HTTP&lock=compliance&lock-seconds=$RET"
+N="s3://ferry-nolock/$S3P?endpoint=$RGW_HTTP&lock=compliance&lock-days=30"
+
+"$FERRY" init --repo "$P" >/dev/null
+expect_fail "immutable target on a bucket without Object Lock" "ferry-nolock does not have Object Lock enabled" \
+  "$FERRY" init --repo "$N" --copy-of "$P"
+expect_fail "lock without a retention" "needs lock-days" \
+  "$FERRY" init --repo "s3://ferry-lock/$S3P?endpoint=$RGW_HTTP&lock=compliance" --copy-of "$P"
+"$FERRY" init --repo "$L" --copy-of "$P" >/dev/null
+ok "init: the lock bucket accepted as an immutable copy"
+
+img=$T/vol.img
+make_fs_image "$img" 64 5
+"$FERRY" backup --repo "$P" --copy-to "$L" --volume vol --json "$img" >"$T/b1.json"
+id1=$(json_get "$T/b1.json" .snapshot_id)
+prand $((6 << 20)) 6 | dd of="$img" bs=1M seek=30 conv=notrunc status=none
+"$FERRY" backup --repo "$P" --copy-to "$L" --volume vol --json "$img" >"$T/b2.json"
+id2=$(json_get "$T/b2.json" .snapshot_id)
+# A backup killed before its manifest leaves unreferenced chunks behind.
+prand $((12 << 20)) 7 | dd of="$T/other.img" status=none
+rc=0
+FERRY_TEST_KILL_AFTER_BYTES=$((12 << 20)) "$FERRY" backup --repo "$P" --copy-to "$L" --volume other \
+  "$T/other.img" >/dev/null 2>&1 || rc=$?
+[ "$rc" = 137 ] || fail "the killed backup exited $rc, not 137"
+until_epoch=$(( $(date +%s) + RET ))
+
+# The server enforces the retention ferry asked for.
+key=$(awsq s3api list-objects-v2 --bucket ferry-lock --prefix "$S3P/chunks/" --query 'Contents[0].Key' --output text)
+ver=$(awsq s3api list-object-versions --bucket ferry-lock --prefix "$key" --query 'Versions[0].VersionId' --output text)
+mode=$(awsq s3api head-object --bucket ferry-lock --key "$key" --query ObjectLockMode --output text)
+[ "$mode" = COMPLIANCE ] || fail "chunk $key has lock mode '$mode'"
+if awsq s3api delete-object --bucket ferry-lock --key "$key" --version-id "$ver" >"$T/del.out" 2>&1; then
+  fail "RGW deleted a retained version of $key"
+fi
+awsq s3api head-object --bucket ferry-lock --key "$key" >/dev/null || fail "$key is gone"
+ok "RGW refuses to delete $key (COMPLIANCE): $(tr '\n' ' ' <"$T/del.out" | head -c 150)"
+
+# forget and prune report the retention; nothing is deleted, nothing fails.
+"$FERRY" forget --repo "$L" --keep-last 1 --json >"$T/f1.json" || fail "forget failed under retention"
+[ "$(json_get "$T/f1.json" .retained)" = 1 ] && [ "$(json_get "$T/f1.json" .removed)" = 0 ] ||
+  fail "forget: $(cat "$T/f1.json")"
+"$FERRY" prune --repo "$L" --json >"$T/p1.json" || fail "prune failed under retention"
+[ "$(json_get "$T/p1.json" .chunks_retained)" -gt 0 ] && [ "$(json_get "$T/p1.json" .chunks_removed)" = 0 ] ||
+  fail "prune: $(cat "$T/p1.json")"
+"$FERRY" prune --repo "$L" >"$T/p1.txt"
+grep -q "under Object Lock retention" "$T/p1.txt" || fail "prune does not say why: $(cat "$T/p1.txt")"
+[ "$("$FERRY" snapshots --repo "$L" --json | jq length)" = 2 ] || fail "a snapshot went missing"
+ok "forget keeps $(json_get "$T/f1.json" .retained) retained snapshot, prune leaves $(json_get "$T/p1.json" .chunks_retained) retained chunks and says so"
+
+# Once the retention has passed (the clock, not a sleep, decides), they delete.
+deadline=$(( until_epoch + 60 ))
+while [ "$(date +%s)" -le "$until_epoch" ]; do
+  [ "$(date +%s)" -lt "$deadline" ] || fail "the clock did not pass the retention"
+  sleep 1
+done
+"$FERRY" forget --repo "$L" --keep-last 1 --json >"$T/f2.json"
+[ "$(json_get "$T/f2.json" .removed)" = 1 ] && [ "$(json_get "$T/f2.json" .retained)" = 0 ] ||
+  fail "forget after retention: $(cat "$T/f2.json")"
+"$FERRY" prune --repo "$L" --json >"$T/p2.json"
+[ "$(json_get "$T/p2.json" .chunks_removed)" -gt 0 ] && [ "$(json_get "$T/p2.json" .chunks_retained)" = 0 ] ||
+  fail "prune after retention: $(cat "$T/p2.json")"
+left=$(awsq s3api list-object-versions --bucket ferry-lock --prefix "$S3P/snapshots/" --query 'length(Versions)' --output text)
+[ "$left" = 1 ] || fail "$left manifest versions left in the lock bucket, want 1"
+"$FERRY" check --repo "$L" --read-data >/dev/null || fail "check after prune"
+"$FERRY" restore --repo "$L" "$id2" "$T/r.img" >/dev/null
+cmp "$img" "$T/r.img" || fail "restore from the lock bucket differs"
+ok "after retention: forget removed $id1, prune removed $(json_get "$T/p2.json" .chunks_removed) chunks (every version); $id2 restores identical"
