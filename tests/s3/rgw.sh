@@ -24,7 +24,7 @@ PRIMARY_SK=ferry-primary-secret-key-0000000000000001
 REPLICA_AK=FERRYREPLICAAK000002
 REPLICA_SK=ferry-replica-secret-key-0000000000000002
 REGION=us-east-1
-AWS=${AWS:-/usr/bin/aws}
+AWS=/usr/bin/aws
 PY=/usr/bin/python3
 READY_SECONDS=${RGW_READY_SECONDS:-90}   # bound of every readiness wait
 
@@ -38,6 +38,7 @@ usage() { echo "usage: rgw.sh start|stop|status DIR" >&2; exit 2; }
 cmd=$1
 DIR=$(realpath -m -- "$2")
 [ "$DIR" != / ] || die "refusing DIR=/"
+case $DIR in *[[:space:]]*) die "DIR must not contain white space (it goes into ceph.conf)" ;; esac
 CONF=$DIR/ceph.conf
 
 # ---------------------------------------------------------------- daemons
@@ -273,7 +274,10 @@ start() {
     die "$DIR exists, is not empty and was not made by rgw.sh: refusing to wipe it"
   fi
   if [ -e "$DIR/$MARKER" ]; then
-    stop_all   # a cluster left running (or half-started) in DIR: replace it
+    # a cluster left running (or half-started) in DIR: replace it
+    [ -z "$(pid_of mon.a)$(pid_of osd.0)$(pid_of client.rgw)" ] ||
+      say "stopping the cluster already running in $DIR, to start a fresh one"
+    stop_all
     rm -rf "$DIR"
   fi
   mkdir -p "$DIR"
