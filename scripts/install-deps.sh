@@ -9,6 +9,9 @@ pkgs=(
   libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev
   libcmocka-dev zlib1g-dev
   util-linux e2fsprogs xfsprogs kmod fio time jq python3 openssl bsdutils
+  # the S3 store (libcurl, libxml2) and its tests against a real RADOS gateway
+  libcurl4-openssl-dev libxml2-dev curl
+  radosgw ceph-mon ceph-osd ceph-common awscli
 )
 if [ "${1:-}" = "--bench" ]; then
   pkgs+=(restic borgbackup python3-matplotlib)
