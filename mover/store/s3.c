@@ -793,6 +793,29 @@ static int abort_upload(struct s3_store *s, const char *key, const char *upload_
 	return c.status / 100 == 2 || c.status == 404 ? 0 : status_error(s, &c, key);
 }
 
+/* PUT ?retention on one version (or the current one when version is ""). */
+static int set_retention(struct s3_store *s, const char *key, const char *version, const char *until)
+{
+	char body[512], q[1200], enc[1100];
+	struct body_hdrs bh;
+	int rc;
+
+	snprintf(body, sizeof(body),
+		 "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>%s</Mode>"
+		 "<RetainUntilDate>%s</RetainUntilDate></Retention>",
+		 s->lock == LOCK_COMPLIANCE ? "COMPLIANCE" : "GOVERNANCE", until);
+	fy_s3_uri_encode(version, strlen(version), 0, enc, sizeof(enc));
+	snprintf(q, sizeof(q), version[0] ? "retention=&versionId=%s" : "retention=", enc);
+	struct call c = { .method = "PUT", .key = key, .query = q, .body = (const uint8_t *)body, .blen = strlen(body) };
+
+	body_headers(s, &c, key, c.body, c.blen, NULL, true, &bh); /* Content-MD5, which PutObjectRetention wants */
+	rc = s3_call(s, &c);
+	if (rc == 0 && c.status / 100 != 2)
+		rc = status_error(s, &c, key);
+	free(c.resp.p);
+	return rc;
+}
+
 /* Multipart: initiate, parts in order, complete; abort on any failure. */
 static int put_multipart(struct s3_store *s, const char *key, const uint8_t *buf, size_t len)
 {
@@ -869,6 +892,10 @@ static int put_multipart(struct s3_store *s, const char *key, const uint8_t *buf
 			c.status = 500; /* S3 may report a failed complete inside a 200 */
 			rc = status_error(s, &c, key);
 		}
+		/* Ceph RGW ignores the Object Lock headers of CreateMultipartUpload:
+		 * set the retention of the version just completed explicitly. */
+		if (rc == 0 && locked_key(s, key))
+			rc = set_retention(s, key, c.version, until);
 		free(c.resp.p);
 	}
 	free(xml);

@@ -73,24 +73,5 @@ make_fs_image() {
   rm -rf "$d"
 }
 
-# need_rgw: the Ceph RGW started by the ctest fixture s3/rgw_start
-# (tests/s3/rgw.sh); exports its endpoints and the primary user's keys, and
-# S3P, a key prefix of this test's own in every bucket.
-need_rgw() {
-  : "${RGW_DIR:?RGW_DIR must name the directory of the gateway, set by the s3/rgw_start fixture}"
-  [ -f "$RGW_DIR/env" ] || fail "no RGW at $RGW_DIR (the s3/rgw_start fixture did not start it: see its log)"
-  # shellcheck disable=SC1091
-  source "$RGW_DIR/env"
-  export AWS_ACCESS_KEY_ID=$RGW_PRIMARY_AK AWS_SECRET_ACCESS_KEY=$RGW_PRIMARY_SK
-  unset AWS_SESSION_TOKEN AWS_PROFILE
-  S3P="$(basename "$0" .sh)-$$-$(date +%s%N)"
-}
-
-# awsq ARGS...: Debian's awscli against the gateway (plain HTTP), as the primary user.
-awsq() {
-  AWS_CONFIG_FILE=$RGW_AWS_CONFIG AWS_SHARED_CREDENTIALS_FILE=$RGW_CREDS \
-    /usr/bin/aws --profile "${AWSQ_PROFILE:-primary}" --endpoint-url "$RGW_HTTP" "$@"
-}
-
 # json_get FILE EXPR: a value from a JSON document (jq).
 json_get() { jq -r "$2" "$1"; }

@@ -5,20 +5,12 @@
 # backup killed in the middle of a multipart upload: the rerun completes and
 # prune leaves no incomplete upload behind.
 source "$(dirname "$0")/lib.sh"
-need_rgw
-: "${FERRY_SRC:?FERRY_SRC must name the source tree}"
-
-proxy_pid=
-stop_proxy() { [ -z "$proxy_pid" ] || { kill "$proxy_pid" 2>/dev/null; wait "$proxy_pid" 2>/dev/null || true; }; }
-trap 'stop_proxy; cleanup' EXIT
-
-/usr/bin/python3 "$FERRY_SRC/tests/s3/faultproxy.py" --listen 127.0.0.1:0 --upstream "${RGW_HTTP#http://}" \
-  --port-file "$T/port" --stats-file "$T/stats.json" --seed 7 \
-  --fail-rate 0.10 --reset-rate 0.02 --delay-rate 0.05 --delay-seconds 3 2>"$T/proxy.log" &
-proxy_pid=$!
-for _ in $(seq 100); do [ -s "$T/port" ] && break; kill -0 "$proxy_pid" || fail "the proxy died: $(cat "$T/proxy.log")"; sleep 0.1; done
-[ -s "$T/port" ] || fail "the proxy did not start listening"
-PX="http://127.0.0.1:$(cat "$T/port")"
+source "$(dirname "$0")/../s3/lib.sh"
+# ferry signs as the primary user (awscli takes --profile)
+export AWS_ACCESS_KEY_ID=$RGW_PRIMARY_AK AWS_SECRET_ACCESS_KEY=$RGW_PRIMARY_SK
+S3P=$S3_RUN
+start_faultproxy flaky --seed 7 --fail-rate 0.10 --reset-rate 0.02 --delay-rate 0.05 --delay-seconds 3
+PX=$FP_URL
 
 F="s3://ferry-primary/$S3P?endpoint=$PX&connections=4"
 img=$T/vol.img
@@ -31,21 +23,20 @@ retries=$(json_get "$T/b.json" .retries)
 "$FERRY" restore --repo "$F" latest "$T/r.img" >/dev/null
 cmp "$img" "$T/r.img" || fail "restore through the faults differs"
 "$FERRY" check --repo "$F" --read-data >/dev/null || fail "check --read-data through the faults"
-s503=$(json_get "$T/stats.json" .fail_503)
-sreset=$(json_get "$T/stats.json" .reset)
-sdelay=$(json_get "$T/stats.json" .delayed)
-[ "$s503" -gt 0 ] && [ "$sreset" -gt 0 ] || fail "the proxy injected too little: $(cat "$T/stats.json")"
+s503=$(fp_stat fail_503)
+sreset=$(fp_stat reset)
+sdelay=$(fp_stat delayed)
+[ "$s503" -gt 0 ] && [ "$sreset" -gt 0 ] || fail "the proxy injected too little: $(cat "$FP_STATS")"
 [ "$retries" -gt 0 ] || fail "the backup reports no retries: $(cat "$T/b.json")"
 ok "through $s503 injected 503s, $sreset resets, $sdelay delays: backup retried $retries times, restore identical, check passes"
 
 # Multipart: 16 MiB chunks go up in 5 MiB parts; the process dies after a part.
-stop_proxy
 M="s3://ferry-primary/$S3P-mp?endpoint=$RGW_HTTP&multipart-threshold=5MiB&part-size=5MiB"
 "$FERRY" init --repo "$M" --chunk-size 16M >/dev/null
 rc=0
 FERRY_TEST_KILL_IN_MULTIPART=1 "$FERRY" backup --repo "$M" --volume vol "$img" >/dev/null 2>&1 || rc=$?
 [ "$rc" = 137 ] || fail "the backup killed mid-upload exited $rc, not 137"
-uploads() { awsq s3api list-multipart-uploads --bucket ferry-primary --prefix "$S3P-mp/" --query 'Uploads[].UploadId' --output text | grep -v '^None$' | wc -w; }
+uploads() { awsp primary s3api list-multipart-uploads --bucket ferry-primary --prefix "$S3P-mp/" --query 'Uploads[].UploadId' --output text | { grep -v '^None$' || true; } | wc -w; }
 n=$(uploads)
 [ "$n" -ge 1 ] || fail "no incomplete multipart upload after the kill"
 "$FERRY" snapshots --repo "$M" --json | jq -e 'length == 0' >/dev/null || fail "the killed backup left a snapshot"

@@ -5,7 +5,10 @@
 # bad inputs (wrong secret, unknown CA, missing bucket, a target that is not
 # a copy, optional and required copies that fail).
 source "$(dirname "$0")/lib.sh"
-need_rgw
+source "$(dirname "$0")/../s3/lib.sh"
+# ferry signs as the primary user (awscli takes --profile)
+export AWS_ACCESS_KEY_ID=$RGW_PRIMARY_AK AWS_SECRET_ACCESS_KEY=$RGW_PRIMARY_SK
+S3P=$S3_RUN
 
 P="s3://ferry-primary/$S3P?endpoint=$RGW_HTTP"
 PS="s3://ferry-primary/$S3P?endpoint=$RGW_HTTPS"
@@ -54,8 +57,8 @@ ok "https: certificate verified against the CA (UNSIGNED-PAYLOAD + x-amz-checksu
 
 # 4. An independent client reads what ferry wrote: awscli lists and downloads
 #    the whole repository, which is then a valid file repository.
-nobj=$(awsq s3 ls --recursive "s3://ferry-primary/$S3P/" | wc -l)
-awsq s3 cp --recursive --quiet "s3://ferry-primary/$S3P/" "$T/dl/"
+nobj=$(awsp primary s3 ls --recursive "s3://ferry-primary/$S3P/" | wc -l)
+awsp primary s3 cp --recursive --quiet "s3://ferry-primary/$S3P/" "$T/dl/"
 nfile=$(find "$T/dl" -type f | wc -l)
 [ "$nobj" -gt 10 ] && [ "$nobj" = "$nfile" ] || fail "awscli listed $nobj objects, downloaded $nfile"
 "$FERRY" check --repo "$T/dl" --read-data >/dev/null || fail "the downloaded repository does not check"
