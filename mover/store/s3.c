@@ -66,6 +66,7 @@ struct s3_store {
 	int64_t lock_secs;
 	char *storage_class;
 	unsigned conns, retries;
+	unsigned list_page;  /* max-keys of a listing page; 0: the server's (1000) */
 	size_t mp_threshold, part_size;
 	long low_speed_secs;
 
@@ -992,9 +993,12 @@ static int list_entry(const struct fy_s3xml_entry *e, void *arg)
 static int list_pages(struct s3_store *s, const char *kind, const char *prefix, fy_s3xml_cb cb, void *arg)
 {
 	char full[S3_KEY_MAX + 1], penc[3 * S3_KEY_MAX + 1], m1[1100] = "", m2[1100] = "", e1[3300], e2[3300];
-	char q[16384];
+	char q[16384], mk[16] = "";
 	bool more = true;
 	int rc = 0;
+
+	if (s->list_page)
+		snprintf(mk, sizeof(mk), "%u", s->list_page);
 
 	snprintf(full, sizeof(full), "%s%s", s->prefix, prefix);
 	fy_s3_uri_encode(full, strlen(full), 0, penc, sizeof(penc));
@@ -1002,8 +1006,8 @@ static int list_pages(struct s3_store *s, const char *kind, const char *prefix, 
 		fy_s3_uri_encode(m1, strlen(m1), 0, e1, sizeof(e1));
 		fy_s3_uri_encode(m2, strlen(m2), 0, e2, sizeof(e2));
 		if (!strcmp(kind, "objects"))
-			snprintf(q, sizeof(q), "%s%s%slist-type=2&prefix=%s", m1[0] ? "continuation-token=" : "", e1,
-				 m1[0] ? "&" : "", penc);
+			snprintf(q, sizeof(q), "%s%s%slist-type=2%s%s&prefix=%s", m1[0] ? "continuation-token=" : "", e1,
+				 m1[0] ? "&" : "", s->list_page ? "&max-keys=" : "", mk, penc);
 		else if (!strcmp(kind, "uploads"))
 			snprintf(q, sizeof(q), "%s%s%sprefix=%s%s%s%s&uploads=", m1[0] ? "key-marker=" : "", e1,
 				 m1[0] ? "&" : "", penc, m2[0] ? "&upload-id-marker=" : "", e2, "");
@@ -1376,6 +1380,8 @@ static int s3_open(const char *url, struct fy_store **out, char *errbuf, size_t 
 			s->storage_class = strdup(v);
 		else if (!strcmp(tok, "connections") && parse_uint(v, S3_MAX_CONNS, &u) == 0 && u > 0)
 			s->conns = (unsigned)u;
+		else if (!strcmp(tok, "list-page") && parse_uint(v, 1000, &u) == 0 && u > 0)
+			s->list_page = (unsigned)u;
 		else if (!strcmp(tok, "retries") && parse_uint(v, 30, &u) == 0)
 			s->retries = (unsigned)u;
 		else if (!strcmp(tok, "timeout") && parse_uint(v, 3600, &u) == 0 && u > 0)

@@ -77,7 +77,19 @@ ok "awscli lists $nobj objects and downloads them; the download checks and resto
 cmp "$T/vol1.img" "$T/r5.img" || fail "restore from the ferry copy differs"
 ok "ferry copy: $(json_get "$T/c1.json" .chunks_copied) chunks sent once, a rerun sends none, restore identical"
 
-# 6. Bad input: one clear line, a non-zero exit, nothing lost.
+# 6. Other ways in: a Kubernetes Secret mounted as files, listings in pages
+#    of 5 keys (continuation tokens), TLS without verification (tests only).
+mkdir -p "$T/secret"
+printf '%s\n' "$RGW_REPLICA_AK" >"$T/secret/AWS_ACCESS_KEY_ID"
+printf '%s\n' "$RGW_REPLICA_SK" >"$T/secret/AWS_SECRET_ACCESS_KEY"
+RS="s3://ferry-replica/$S3P?endpoint=$RGW_HTTP&secret-dir=$T/secret&list-page=5"
+AWS_ACCESS_KEY_ID=wrong AWS_SECRET_ACCESS_KEY=wrong "$FERRY" check --repo "$RS" --read-data -v \
+  >"$T/sd.out" 2>&1 || fail "secret-dir: $(cat "$T/sd.out")"
+grep -q "2 snapshots.*no problems" "$T/sd.out" || fail "secret-dir check: $(cat "$T/sd.out")"
+"$FERRY" snapshots --repo "$PS&insecure=1" --json | jq -e 'length == 2' >/dev/null || fail "insecure=1"
+ok "secret-dir (a mounted Kubernetes Secret), paged listings (list-page=5), insecure=1"
+
+# 7. Bad input: one clear line, a non-zero exit, nothing lost.
 AWS_SECRET_ACCESS_KEY=not-the-secret expect_fail "wrong secret key" "403 SignatureDoesNotMatch" \
   "$FERRY" backup --repo "$P" --volume vol "$img"
 AWS_ACCESS_KEY_ID=NOSUCHKEY expect_fail "unknown access key" "403 InvalidAccessKeyId" \
@@ -101,3 +113,11 @@ ok "failures left the primary with its 2 snapshots, checked"
 grep -q "optional copy .*127.0.0.1:9.* dropped" "$T/b3.err" || fail "no warning for the dropped copy"
 [ "$(json_get "$T/b3.json" .snapshot_id)" != null ] || fail "no snapshot"
 ok "an optional copy that fails is dropped with a warning: $(head -c 200 "$T/b3.err")"
+
+# No secret key in anything ferry printed during this test.
+for sk in "$RGW_PRIMARY_SK" "$RGW_REPLICA_SK"; do
+  if grep -rlF -- "$sk" "$T"/*.json "$T"/*.out "$T"/err "$T"/out 2>/dev/null | grep -v '/secret/'; then
+    fail "a secret key appears in ferry's output"
+  fi
+done
+ok "no secret key in any output of ferry"
