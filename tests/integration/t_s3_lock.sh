@@ -30,10 +30,14 @@ id1=$(json_get "$T/b1.json" .snapshot_id)
 prand $((6 << 20)) 6 | dd of="$img" bs=1M seek=30 conv=notrunc status=none
 "$FERRY" backup --repo "$P" --copy-to "$L" --volume vol --json "$img" >"$T/b2.json"
 id2=$(json_get "$T/b2.json" .snapshot_id)
-# A backup killed before its manifest leaves unreferenced chunks behind.
-prand $((12 << 20)) 7 | dd of="$T/other.img" status=none
+# A backup killed before its manifest leaves unreferenced chunks behind.  A
+# worker seals a chunk only into a free object buffer, and a buffer is free
+# again only once every target has stored its chunk: with 12 buffers (8
+# uploaders + 2 workers + 2 targets), 24 chunks sealed means at least 12
+# stored on the lock target when the process dies.
+prand $((100 << 20)) 7 | dd of="$T/other.img" status=none
 rc=0
-FERRY_TEST_KILL_AFTER_BYTES=$((12 << 20)) "$FERRY" backup --repo "$P" --copy-to "$L" --volume other \
+FERRY_TEST_KILL_AFTER_BYTES=$((96 << 20)) "$FERRY" backup --repo "$P" --copy-to "$L" --volume other --threads 2 --uploaders 8 \
   "$T/other.img" >/dev/null 2>&1 || rc=$?
 [ "$rc" = 137 ] || fail "the killed backup exited $rc, not 137"
 until_epoch=$(( $(date +%s) + RET ))
