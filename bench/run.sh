@@ -1014,7 +1014,8 @@ s3_gc() {
 		echo "run.sh: warning: radosgw-admin gc process failed (logs/s3-admin.log)" >&2
 }
 
-# The last round's locked copy, once its retention has passed.
+# The last round's locked copy, once its retention has passed: called just before the
+# next locked copy is written, a round later (the last one goes with the cluster).
 s3_lock_wipe() {
 	[ -n "$S3_LOCK_PENDING" ] || return 0
 	local p until now
@@ -1257,6 +1258,7 @@ run_s3_fanout() {
 	u1=$(s3_url ferry-primary "$p")
 	u2=$(s3_url ferry-replica "$p" "credentials=$RGW_CREDS" "profile=replica")
 	if [ "$locked" = 1 ]; then
+		s3_lock_wipe
 		u3=$(s3_url ferry-lock "$p" "lock=compliance" "lock-seconds=$S3_LOCK_SECS")
 	else
 		u3=$(s3_url ferry-primary "$p-copy")
@@ -1292,7 +1294,6 @@ run_s3() {
 		fi
 		return
 	fi
-	s3_lock_wipe
 	run_s3_ceiling "$r"
 	run_s3_ferry "$r"
 	if [ "$SKIP_PEERS" = 1 ]; then
