@@ -36,14 +36,25 @@ INCR_ROWS = [
     ("ferry_incr_100g_nochange", "ferry incr, 100 GiB no change", "incremental", "incremental"),
     ("ferry_diff_100g", "ferry diff, 100 GiB", "incremental", "incremental"),
 ]
+# The S3 set (run.sh --only s3): a Ceph RGW on loopback; its own table and targets.
+S3_ROWS = [
+    ("s3_ceiling", "RGW ingest ceiling (curl x8)", "ceiling", "s3"),
+    ("ferry_s3", "ferry backup to S3", "ferry", "s3"),
+    ("restic_s3", "restic backup to S3", "restic", "s3"),
+    ("ferry_s3_fanout", "ferry backup, 3 targets", "ferry", "s3"),
+    ("ferry_s3_fanout_lock", "ferry backup, 3 targets, 1 locked", "ferry", "s3"),
+]
 MAIN_SETS = ("ceiling", "ferry", "peers", "memory")
-LABEL = {r[0]: r[1] for r in ROWS + INCR_ROWS}
+LABEL = {r[0]: r[1] for r in ROWS + INCR_ROWS + S3_ROWS}
 RSS_LIMIT_MIB = 256.0
 INCR_READ_MAX = 0.02       # extent diff / range list: read <= 2% of the volume
 INCR_WALL_MAX = 0.05       # ... in <= 5% of the full backup's wall time
 INCR_X_RESTIC = 20.0       # ... and >= 20x faster than restic's incremental
 SCAN_X_READ = 1.10         # manifest scan wall <= 110% of just reading the volume
 BIG_WALL_MAX_S = 1.0       # 100 GiB no-change incremental, and diff: < 1 s
+S3_X_CEILING = 0.70        # ferry backup to S3 >= 70% of RGW's ingest ceiling
+S3_X_RESTIC = 3.0          # ... and >= 3x restic's backup to the same RGW
+S3_FANOUT_CPU = 1.20       # CPU of a backup to 3 targets <= 1.2x that of 1 target
 COLORS = {"ceiling": "#8c8c8c", "ferry": "#1f77b4", "restic": "#ff7f0e",
           "borg": "#2ca02c", "memory": "#9467bd"}
 
@@ -62,7 +73,10 @@ def median(vals):
 
 def summarise(raw, skip_peers=False):
     rows = {}
-    for rid, label, group, kind in ROWS + INCR_ROWS:
+    def ext(ok, key):
+        return median([r["extra"].get(key) for r in ok if isinstance(r.get("extra"), dict)])
+
+    for rid, label, group, kind in ROWS + INCR_ROWS + S3_ROWS:
         runs = [r for r in raw if r["row"] == rid]
         ok = [r for r in runs if r["status"] == "ok"]
         if ok:
@@ -96,6 +110,10 @@ def summarise(raw, skip_peers=False):
                 # ferry backup's own duration_s (no start-up, key derivation or final sync)
                 "self_s": median([r["extra"].get("duration_s") for r in ok
                                   if isinstance(r.get("extra"), dict)]),
+                # S3 rows: bytes sent to the gateway (all targets), and the CPU seconds
+                # the Ceph daemons (mon, osd, radosgw) used during the timed command
+                "bytes_up": ext(ok, "bytes_up"),
+                "rgw_cpu_s": ext(ok, "rgw_cpu_s"),
             },
             "max_rss_mib": max([v for v in rss if v is not None], default=None),
             # what ferry says about itself (backup --json), next to the harness's figure
@@ -309,6 +327,89 @@ def incr_checks(rows, meta):
     return out
 
 
+def s3_checks(rows):
+    out = []
+    c_mb, c_up = med(rows, "s3_ceiling"), med(rows, "s3_ceiling", "bytes_up")
+    f_mb, f_up = med(rows, "ferry_s3"), med(rows, "ferry_s3", "bytes_up")
+    name = f"ferry backup to S3 >= {100 * S3_X_CEILING:g}% of RGW's ingest ceiling"
+    if f_mb is None or c_mb is None:
+        out.append(tag(unavailable(name, rows, "ferry_s3", "s3_ceiling"), "ferry_s3", "x ceiling ?"))
+    else:
+        same = "" if c_up is None or f_up is None else \
+            f"; the ceiling sent {c_up / 1e6:,.1f} MB, ferry {f_up / 1e6:,.1f} MB"
+        out.append(tag(check(name, f_mb >= S3_X_CEILING * c_mb,
+                             f"{f_mb:.0f} MB/s vs {S3_X_CEILING:g} x {c_mb:.0f} = {S3_X_CEILING * c_mb:.0f} MB/s "
+                             f"({100 * f_mb / c_mb:.0f}%; both image bytes / wall{same})"),
+                       "ferry_s3", f"{100 * f_mb / c_mb:.0f}% of ceiling >= {100 * S3_X_CEILING:g}%"))
+    r_mb = med(rows, "restic_s3")
+    name = f"ferry backup to S3 >= {S3_X_RESTIC:g}x restic backup to S3"
+    if f_mb is None or r_mb is None:
+        out.append(tag(unavailable(name, rows, "ferry_s3", "restic_s3"), "ferry_s3", "x restic ?"))
+    else:
+        out.append(tag(check(name, f_mb >= S3_X_RESTIC * r_mb,
+                             f"{f_mb:.0f} MB/s vs {S3_X_RESTIC:g} x {r_mb:.0f} = {S3_X_RESTIC * r_mb:.0f} MB/s "
+                             f"({f_mb / r_mb:.2f}x)"),
+                       "ferry_s3", f"{f_mb / r_mb:.2f}x restic >= {S3_X_RESTIC:g}x"))
+    one = med(rows, "ferry_s3", "cpu_s")
+    for rid in ("ferry_s3_fanout", "ferry_s3_fanout_lock"):
+        three = med(rows, rid, "cpu_s")
+        name = f"{LABEL[rid]}: ferry CPU <= {S3_FANOUT_CPU:g}x that of 1 target"
+        if one is None or three is None:
+            out.append(tag(unavailable(name, rows, rid, "ferry_s3"), rid, "x 1 target ?"))
+        else:
+            out.append(tag(check(name, three <= S3_FANOUT_CPU * one,
+                                 f"{three:.1f} s vs {S3_FANOUT_CPU:g} x {one:.1f} s = {S3_FANOUT_CPU * one:.1f} s "
+                                 f"({three / one:.2f}x)"),
+                           rid, f"CPU {three / one:.2f}x 1 target <= {S3_FANOUT_CPU:g}x"))
+    fr = [r[0] for r in S3_ROWS if r[0].startswith("ferry")]
+    peaks = [(rows[r]["max_rss_mib"], r) for r in fr if rows[r]["max_rss_mib"] is not None]
+    name = f"ferry backups to S3: peak RSS < {RSS_LIMIT_MIB:.0f} MiB (every run)"
+    if not peaks:
+        out.append(unavailable(name, rows, *fr))
+    else:
+        top, rid = max(peaks)
+        out.append(check(name, top < RSS_LIMIT_MIB, f"max {top:.1f} MiB ({LABEL[rid]})"))
+    return out
+
+
+def s3_table(rows, meta, checks):
+    s3 = meta.get("s3") or {}
+    lines = []
+    what = f"{human_size(meta['size_bytes'])} mixed image (seed {meta['seed']})"
+    if s3:
+        what += (f" to a Ceph RGW on loopback ({'https' if s3.get('tls') else 'plain http'}, "
+                 f"{s3['connections']} connections); the ceiling uploads ferry's {s3['ceiling_objects']} "
+                 f"chunk objects ({s3['ceiling_object_bytes'] / 1e6:,.1f} MB)")
+    lines.append(f"ferry bench, s3: {what}; median of {meta['runs']} run(s), "
+                 f"{meta['nproc']} CPU(s), {meta['date']}")
+    hdr = f"{'row':<34} {'wall s':>7} {'MB/s':>6} {'up MB/s':>7} {'CPU s':>6} {'RGW CPU':>7} {'cores':>5} " \
+          f"{'RSS MiB':>7} {'stored bytes':>15}  {'runs':<5} targets"
+    lines.append(hdr)
+    lines.append("-" * (len(hdr) + 40))
+    for rid, label, group, kind in S3_ROWS:
+        row = rows[rid]
+        if group == "restic" and meta.get("skip_peers"):
+            continue
+        if row["status"] != "ok":
+            lines.append(f"{label:<34} {row['status']:>7}")
+            continue
+        m = row["median"]
+        up = None if m["bytes_up"] is None or not m["wall_s"] else m["bytes_up"] / m["wall_s"] / 1e6
+        cores = None
+        if m["cpu_s"] is not None and m["rgw_cpu_s"] is not None and m["wall_s"]:
+            cores = (m["cpu_s"] + m["rgw_cpu_s"]) / m["wall_s"]
+        targets = "; ".join(f"{c['short']} {c['status']}" for c in checks if c.get("row") == rid)
+        lines.append(f"{label:<34} {fmt(m['wall_s'], '.2f'):>7} {fmt(m['mbps'], '.0f'):>6} {fmt(up, '.0f'):>7} "
+                     f"{fmt(m['cpu_s'], '.1f'):>6} {fmt(m['rgw_cpu_s'], '.1f'):>7} {fmt(cores, '.2f'):>5} "
+                     f"{fmt(m['rss_mib'], '.1f'):>7} {fmt(m['stored_bytes'], ',.0f'):>15}  "
+                     f"{row['runs_ok']}/{row['runs_total']:<3} {targets}")
+    lines.append("MB/s = image bytes / wall; up MB/s = bytes sent to the gateway (all targets) / wall; "
+                 "CPU s = the tool's user + sys;")
+    lines.append("RGW CPU = the Ceph daemons' (radosgw, osd, mon) user + sys during the run; "
+                 "cores = (CPU s + RGW CPU) / wall")
+    return lines
+
+
 def fmt(v, spec, none="-"):
     return none if v is None else format(v, spec)
 
@@ -455,6 +556,7 @@ def main():
     sets = meta.get("sets", ["all"])          # reports of runs before --only: everything
     main_ran = "all" in sets or any(s in sets for s in MAIN_SETS)
     incr_ran = "all" in sets or "incremental" in sets
+    s3_ran = "all" in sets or "s3" in sets
     fio_r, codec = med(rows, "fio_read"), med(rows, "codec")
     parts = [v for v in (fio_r, codec) if v is not None]
     ceiling = min(parts) if parts else None
@@ -464,7 +566,8 @@ def main():
     add_ratios(rows, ceiling)
     main_checks = checks_for(rows, ceiling, ceiling_note) if main_ran else []
     inc_checks = incr_checks(rows, meta) if incr_ran else []
-    checks = main_checks + inc_checks + general_checks(rows)
+    s3c = s3_checks(rows) if s3_ran else []
+    checks = main_checks + inc_checks + s3c + general_checks(rows)
 
     lines = []
     if main_ran:
@@ -472,6 +575,9 @@ def main():
         lines.append("")
     if incr_ran:
         lines += incr_table(rows, meta, inc_checks)
+        lines.append("")
+    if s3_ran:
+        lines += s3_table(rows, meta, s3c)
         lines.append("")
     lines.append("targets:")
     for c in checks:
@@ -505,7 +611,9 @@ def main():
                   "cpu_s": "user + system CPU seconds",
                   "stored_bytes": "du -sb of the repository (incremental rows: its growth)",
                   "bytes_read": "bytes the tool read: ferry's and fio's own count, restic's bytes processed",
-                  "wall_s": "wall seconds (GNU time %e)"},
+                  "wall_s": "wall seconds (GNU time %e)",
+                  "bytes_up": "S3 rows: bytes sent to the gateway, all targets (ferry's bytes_up; curl's size_upload)",
+                  "rgw_cpu_s": "S3 rows: user + system CPU seconds of the Ceph daemons during the timed command"},
         "ceiling": {"mbps": ceiling, "fio_read_mbps": fio_r, "codec_mbps": codec,
                     "note": ceiling_note.lstrip("; ")},
         "rows": rows,
@@ -517,6 +625,13 @@ def main():
                         "min_x_restic": INCR_X_RESTIC, "scan_max_x_read": SCAN_X_READ,
                         "big_wall_max_s": BIG_WALL_MAX_S},
             "checks": inc_checks,
+        },
+        "s3": None if not s3_ran else {
+            "setup": meta.get("s3"),
+            "rows": [r[0] for r in S3_ROWS],
+            "targets": {"min_x_ceiling": S3_X_CEILING, "min_x_restic": S3_X_RESTIC,
+                        "max_fanout_cpu_x_one_target": S3_FANOUT_CPU},
+            "checks": s3c,
         },
         "runs": raw,
         "chart": png if have_chart else None,

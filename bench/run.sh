@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh — ferry throughput harness: the machine ceiling, ferry, restic and
-# borg on the same generated image, in one run; and incremental backups on a
-# reflink XFS. See bench/README.md.
+# borg on the same generated image, in one run; incremental backups on a
+# reflink XFS; and backups to S3 (a Ceph RGW on loopback). See bench/README.md.
 #
 # usage: bench/run.sh [--size 4G] [--runs 3] [--out bench/out] [--ferry PATH]
 #                     [--codec-bench PATH] [--seed N] [--skip-peers] [--quick]
@@ -20,7 +20,7 @@ SEED=1
 SKIP_PEERS=0
 QUICK=0
 ONLY=all
-SETS_KNOWN="all ceiling ferry peers memory incremental"
+SETS_KNOWN="all ceiling ferry peers memory incremental s3"
 PASSWORD="ferry-bench-password"
 GEN_VERSION=1          # bump when gen_mixed.c changes its output: invalidates cached images
 
@@ -42,8 +42,10 @@ usage: bench/run.sh [options]
                          memory       ferry backup of sparse 1 GiB and 64 GiB images
                          incremental  incremental backups on a reflink XFS, restic's
                                       incremental, 100 GiB no-change incremental, diff
+                         s3           a Ceph RGW on loopback: its ingest ceiling (curl),
+                                      ferry backup to S3 with 1 and 3 targets, restic
   -h, --help           this text
-Must run as root (drop_caches, tmpfs and loop mounts).
+Must run as root (drop_caches, tmpfs and loop mounts, the Ceph daemons).
 EOF
 }
 
@@ -86,6 +88,8 @@ RUN_PEERS=0
 if has peers && [ "$SKIP_PEERS" = 0 ]; then RUN_PEERS=1; fi
 INCR=0
 has incremental && INCR=1
+S3=0
+has s3 && S3=1
 
 # ---------------------------------------------------------------- prerequisites
 missing=()
@@ -101,7 +105,7 @@ if [ ! -x /usr/bin/time ] || ! /usr/bin/time --version 2>&1 | grep -q GNU; then
 	missing+=("/usr/bin/time, GNU time (apt-get install -y time)")
 fi
 [ -x /usr/bin/python3 ] || missing+=("/usr/bin/python3 (apt-get install -y python3)")
-if [ "$SKIP_PEERS" = 0 ] && { [ "$RUN_PEERS" = 1 ] || [ "$INCR" = 1 ]; }; then
+if [ "$SKIP_PEERS" = 0 ] && { [ "$RUN_PEERS" = 1 ] || [ "$INCR" = 1 ] || [ "$S3" = 1 ]; }; then
 	need restic "apt-get install -y restic, or pass --skip-peers"
 fi
 [ "$RUN_PEERS" = 0 ] || need borg "apt-get install -y borgbackup, or pass --skip-peers"
@@ -109,6 +113,14 @@ if [ "$INCR" = 1 ]; then
 	need mkfs.xfs "apt-get install -y xfsprogs"
 	need losetup "util-linux"
 	need cmp "diffutils"
+fi
+if [ "$S3" = 1 ]; then
+	need curl "apt-get install -y curl"
+	need sha256sum "coreutils"
+	need cmp "diffutils"
+	need radosgw "apt-get install -y radosgw ceph-mon ceph-osd (scripts/install-deps.sh)"
+	need radosgw-admin "apt-get install -y radosgw"
+	[ -x /usr/bin/aws ] || missing+=("/usr/bin/aws, awscli v2 (scripts/install-deps.sh)")
 fi
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "run.sh: missing prerequisites:" >&2
@@ -134,6 +146,8 @@ LOGS="$OUT/logs"              # every tool's stdout/stderr/time, per run
 RAW="$OUT/raw.jsonl"
 XFS_FILE="$SCRATCH/xfs.img"    # sparse backing file of the incremental rows' XFS
 XFS="$SCRATCH/xfs"            # its mount point
+RGW_DIR="$SCRATCH/rgw"         # the s3 set's Ceph cluster (tests/s3/rgw.sh)
+RGW_SH="$ROOT/tests/s3/rgw.sh"
 mkdir -p "$CACHE"
 export FERRY_PASSWORD=$PASSWORD
 
@@ -151,9 +165,18 @@ xfs_teardown() {
 	fi
 }
 
+# Stop the s3 set's Ceph daemons (by their pid files, tests/s3/rgw.sh stop).
+rgw_teardown() {
+	if [ -e "$RGW_DIR/ceph.conf" ]; then
+		bash "$RGW_SH" stop "$RGW_DIR" >>"$LOGS/rgw.log" 2>&1 ||
+			echo "run.sh: warning: rgw.sh stop $RGW_DIR failed (see $LOGS/rgw.log)" >&2
+	fi
+}
+
 cleanup() {
 	local rc=$?
 	set +e
+	rgw_teardown
 	if mountpoint -q "$TMPFS" 2>/dev/null; then
 		umount "$TMPFS" 2>/dev/null || umount -l "$TMPFS"
 	fi
@@ -170,9 +193,12 @@ trap cleanup EXIT
 trap 'echo "run.sh: interrupted" >&2; exit 130' INT
 trap 'echo "run.sh: terminated" >&2; exit 143' TERM
 
-# A previous run killed hard may have left its tmpfs or its XFS mounted.
+# A previous run killed hard may have left its tmpfs or its XFS mounted, or its
+# Ceph daemons running.
 if mountpoint -q "$TMPFS" 2>/dev/null; then umount "$TMPFS"; fi
 xfs_teardown
+mkdir -p "$LOGS"
+rgw_teardown
 ! mountpoint -q "$XFS" 2>/dev/null || die "$XFS is still mounted from an earlier run: unmount it first"
 rm -rf "$SCRATCH" "$LOGS"
 mkdir -p "$SCRATCH" "$LOGS"
@@ -182,14 +208,23 @@ mkdir -p "$SCRATCH" "$LOGS"
 # restored copy (or the fio scratch file) at a time. Incremental set: the XFS's
 # sparse backing file, which may fill up to its size (3x the image: the volume and
 # its clones, a ferry and a restic repository), + one restored copy outside it.
-# The sets run one after the other, so the larger of the two counts.
+# S3 set: the OSD's sparse bluestore file, which may fill up to its size (it holds
+# up to four repositories of the image at once: the three targets of a fan-out and
+# the locked copy of the round before, which cannot be deleted sooner), + the
+# ceiling's file repository of the image + one restored copy.
+# The sets run one after the other, so the largest counts.
 IMG="$CACHE/mixed-v$GEN_VERSION-$SIZE_BYTES-s$SEED.img"
 XFS_BYTES=$((SIZE_BYTES * 3))
 [ "$XFS_BYTES" -ge $((1 << 30)) ] || XFS_BYTES=$((1 << 30))
+OSD_BYTES=$((SIZE_BYTES * 3))
+[ "$OSD_BYTES" -ge $((16 << 30)) ] || OSD_BYTES=$((16 << 30))
 need_bytes=0
 [ "$MAIN" = 0 ] || need_bytes=$((SIZE_BYTES * 2 + SIZE_BYTES / 2))
 if [ "$INCR" = 1 ] && [ $((XFS_BYTES + SIZE_BYTES)) -gt "$need_bytes" ]; then
 	need_bytes=$((XFS_BYTES + SIZE_BYTES))
+fi
+if [ "$S3" = 1 ] && [ $((OSD_BYTES + SIZE_BYTES * 2)) -gt "$need_bytes" ]; then
+	need_bytes=$((OSD_BYTES + SIZE_BYTES * 2))
 fi
 need_bytes=$((need_bytes + (1 << 30)))
 [ -f "$IMG" ] || need_bytes=$((need_bytes + SIZE_BYTES))
@@ -322,7 +357,7 @@ fi
 version_of() { "$@" 2>&1 | head -n 1 | cut -c1-120 || true; }
 FIO_VER=$(version_of fio --version)
 RESTIC_VER="" BORG_VER=""
-if [ "$SKIP_PEERS" = 0 ] && { [ "$RUN_PEERS" = 1 ] || [ "$INCR" = 1 ]; }; then
+if [ "$SKIP_PEERS" = 0 ] && { [ "$RUN_PEERS" = 1 ] || [ "$INCR" = 1 ] || [ "$S3" = 1 ]; }; then
 	RESTIC_VER=$(version_of restic version)
 fi
 [ "$RUN_PEERS" = 0 ] || BORG_VER=$(version_of borg --version)
@@ -363,7 +398,7 @@ warm_up() { # FILE NAME
 		>"$LOGS/warmup.$2.fio.json" 2>"$LOGS/warmup.$2.fio.err" ||
 		die "fio warm-up failed: $(cat "$LOGS/warmup.$2.fio.err")"
 }
-if [ "$MAIN" = 1 ]; then
+if [ "$MAIN" = 1 ] || [ "$S3" = 1 ]; then
 	say "warm-up: buffered and O_DIRECT reads of the image (untimed)"
 	warm_up "$IMG" image
 fi
@@ -898,6 +933,378 @@ run_incr_100g() {
 	rm -rf "$repo"
 }
 
+# ---------------------------------------------------------------- S3 (Ceph RGW)
+# One single-node Ceph cluster with a radosgw on loopback (tests/s3/rgw.sh) for the
+# whole set, under OUT/scratch/rgw, stopped at exit; plain HTTP. Every timed run
+# writes under a fresh key prefix, deleted after the run. The same machine's two
+# cores run the gateway and the tool: what the gateway needs is part of the ceiling.
+S3_ROWS="s3_ceiling ferry_s3 restic_s3 ferry_s3_fanout ferry_s3_fanout_lock"
+S3_CONNS=8                     # requests in flight: ferry's default (connections=8), and curl's
+S3_LOCK_SECS=60                # retention of the locked copy (lock-seconds=)
+S3_MISSING=""                  # why the S3 rows cannot run, if they cannot
+S3_ID="bench-$(date +%Y%m%dT%H%M%S)-$$"  # key prefix of this harness run
+S3_SRC="$SCRATCH/s3-src-repo"  # a ferry file repository of the image: the ceiling uploads its chunks
+S3_OBJS="$SCRATCH/s3-objects"  # "PATH SHA256" of each of its chunk objects
+S3_OBJ_COUNT=0
+S3_OBJ_BYTES=0
+S3_LOCK_PENDING=""             # the last locked copy: "PREFIX EPOCH" (deletable from EPOCH on)
+S3_SNAP=""
+S3_JSON=""
+
+# awsc PROFILE ARGS...: awscli as user PROFILE (primary, replica) against the gateway,
+# with rgw.sh's config and credentials files (never ~/.aws, never the environment's keys).
+awsc() {
+	local prof=$1
+	shift
+	env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN -u AWS_PROFILE \
+		AWS_CONFIG_FILE="$RGW_AWS_CONFIG" AWS_SHARED_CREDENTIALS_FILE="$RGW_CREDS" \
+		AWS_EC2_METADATA_DISABLED=true AWS_PAGER="" \
+		/usr/bin/aws --profile "$prof" --endpoint-url "$RGW_HTTP" "$@"
+}
+
+# s3_url BUCKET PREFIX [PARAM=VALUE...]: a ferry repository URL on the gateway.
+s3_url() {
+	local b=$1 p=$2 q x
+	shift 2
+	q="endpoint=$RGW_HTTP&connections=$S3_CONNS"
+	for x in "$@"; do q="$q&$x"; done
+	echo "s3://$b/$p?$q"
+}
+
+# s3_size BUCKET PREFIX PROFILE: bytes of the objects listed under PREFIX/.
+s3_size() {
+	local n
+	n=$(awsc "$3" s3api list-objects-v2 --bucket "$1" --prefix "$2/" --output json 2>>"$LOGS/s3-admin.log" |
+		jq '[(.Contents // [])[].Size] | add // 0' 2>/dev/null) || true
+	[[ "$n" =~ ^[0-9]+$ ]] && echo "$n" || echo null
+}
+
+# s3_wipe BUCKET PREFIX PROFILE: delete every object version and delete marker under
+# PREFIX/, 1000 per DeleteObjects request. Versions still under retention stay (warned).
+s3_wipe() {
+	local b=$1 p=$2 prof=$3 f="$SCRATCH/s3-wipe" n i e left=0
+	echo "s3_wipe s3://$b/$p/" >>"$LOGS/s3-admin.log"
+	if ! awsc "$prof" s3api list-object-versions --bucket "$b" --prefix "$p/" --output json \
+		>"$f.list" 2>>"$LOGS/s3-admin.log"; then
+		echo "run.sh: warning: listing s3://$b/$p/ to delete it failed (logs/s3-admin.log)" >&2
+		return 0
+	fi
+	n=$(jq '[(.Versions // [])[], (.DeleteMarkers // [])[]] | length' "$f.list" 2>/dev/null) || n=0
+	for ((i = 0; i < n; i += 1000)); do
+		jq -c --argjson i "$i" '{Quiet: true, Objects: ([(.Versions // [])[], (.DeleteMarkers // [])[]][$i:$i + 1000]
+			| map(if (.VersionId // "null") == "null" then {Key} else {Key, VersionId} end))}' \
+			"$f.list" >"$f.del"
+		if awsc "$prof" s3api delete-objects --bucket "$b" --delete "file://$f.del" --output json \
+			>"$f.out" 2>>"$LOGS/s3-admin.log"; then
+			e=$(jq -s 'map(.Errors // [] | length) | add // 0' "$f.out" 2>/dev/null) || e=0
+		else
+			e=$((n - i < 1000 ? n - i : 1000))
+		fi
+		left=$((left + e))
+	done
+	rm -f "$f.list" "$f.del" "$f.out"
+	echo "  $n versions, $left not deleted" >>"$LOGS/s3-admin.log"
+	[ "$left" = 0 ] || echo "run.sh: warning: s3://$b/$p/: $left of $n object versions not deleted" >&2
+}
+
+# Objects larger than RGW's head (4 MiB: restic's packs) leave tails for RGW's
+# garbage collector, which by default waits hours: collect them now.
+s3_gc() {
+	radosgw-admin -c "$RGW_DIR/ceph.conf" gc process --include-all >>"$LOGS/s3-admin.log" 2>&1 ||
+		echo "run.sh: warning: radosgw-admin gc process failed (logs/s3-admin.log)" >&2
+}
+
+# The last round's locked copy, once its retention has passed: called just before the
+# next locked copy is written, a round later (the last one goes with the cluster).
+s3_lock_wipe() {
+	[ -n "$S3_LOCK_PENDING" ] || return 0
+	local p until now
+	read -r p until <<<"$S3_LOCK_PENDING"
+	now=$(date +%s)
+	if [ "$now" -lt "$until" ]; then
+		say "s3: waiting $((until - now)) s for the last locked copy's retention to pass (untimed)"
+		sleep $((until - now))
+	fi
+	s3_wipe ferry-lock "$p" primary
+	S3_LOCK_PENDING=""
+}
+
+# CPU seconds (user + system) the Ceph daemons (mon, osd, radosgw) have used so far.
+rgw_cpu() {
+	local n pid ticks=0 t
+	for n in mon.a osd.0 client.rgw; do
+		pid=$(tr -dc 0-9 2>/dev/null <"$RGW_DIR/run/$n.pid") || true
+		if [ -z "$pid" ] || ! t=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}'); then
+			echo null
+			return
+		fi
+		ticks=$((ticks + t))
+	done
+	awk -v t="$ticks" -v h="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t / h}'
+}
+cpu_delta() { # BEFORE AFTER
+	if [ "$1" = null ] || [ "$2" = null ]; then echo null; else awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b - a}'; fi
+}
+
+s3_setup() {
+	local rc=0 j
+	say "s3: starting a Ceph RGW under $RGW_DIR (tests/s3/rgw.sh, ~25 s)"
+	RGW_OSD_BYTES=$OSD_BYTES bash "$RGW_SH" start "$RGW_DIR" >>"$LOGS/rgw.log" 2>&1 || rc=$?
+	if [ "$rc" = 77 ]; then
+		S3_MISSING="Ceph RGW is not installed (scripts/install-deps.sh)"
+		return 1
+	elif [ "$rc" != 0 ]; then
+		S3_MISSING="tests/s3/rgw.sh start failed (rc=$rc): $(grep -v '^----' "$LOGS/rgw.log" | tail -n 1 | cut -c1-200)"
+		return 1
+	fi
+	# shellcheck disable=SC1091 # written by rgw.sh start
+	. "$RGW_DIR/env"
+	# ferry and restic take the primary user's keys from the environment.
+	export AWS_ACCESS_KEY_ID=$RGW_PRIMARY_AK AWS_SECRET_ACCESS_KEY=$RGW_PRIMARY_SK
+	unset AWS_SESSION_TOKEN AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SHARED_CREDENTIALS_FILE AWS_CONFIG_FILE
+
+	say "s3: the ceiling's objects: a ferry file repository of the image (untimed)"
+	rm -rf "$S3_SRC"
+	if ! "$FERRY" init --repo "$S3_SRC" >"$LOGS/s3-src.init.out" 2>"$LOGS/s3-src.init.err" ||
+		! "$FERRY" backup --repo "$S3_SRC" --volume bench --json "$IMG" >"$LOGS/s3-src.out" 2>"$LOGS/s3-src.err"; then
+		S3_MISSING="the ceiling's file repository: ferry failed: $(tail -n 1 "$LOGS/s3-src.init.err" "$LOGS/s3-src.err" 2>/dev/null | tr '\n' ' ' | cut -c1-200)"
+		return 1
+	fi
+	(cd "$S3_SRC" && find chunks -type f -print0 | sort -z | xargs -0 sha256sum) |
+		awk '{print $2, $1}' >"$S3_OBJS"
+	S3_OBJ_COUNT=$(wc -l <"$S3_OBJS")
+	S3_OBJ_BYTES=$(cd "$S3_SRC" && find chunks -type f -printf '%s\n' | awk '{s += $1} END {printf "%.0f", s}')
+	j=$(json_of "$LOGS/s3-src.out")
+	if [ "$S3_OBJ_COUNT" != "$(jq -r '.chunks_new' <<<"${j:-null}")" ] ||
+		[ "$S3_OBJ_BYTES" != "$(jq -r '.bytes_stored' <<<"${j:-null}")" ]; then
+		S3_MISSING="the ceiling's file repository holds $S3_OBJ_COUNT chunk objects of $S3_OBJ_BYTES bytes, ferry says $(jq -c '{chunks_new, bytes_stored}' <<<"${j:-null}")"
+		return 1
+	fi
+	local s3
+	s3=$(jq -n --arg endpoint "$RGW_HTTP" --argjson connections "$S3_CONNS" \
+		--argjson objects "$S3_OBJ_COUNT" --argjson object_bytes "$S3_OBJ_BYTES" \
+		--argjson osd_bytes "$OSD_BYTES" --argjson lock_seconds "$S3_LOCK_SECS" \
+		--arg prefix "$S3_ID" --arg radosgw "$(version_of radosgw --version)" \
+		--arg curl "$(version_of curl --version)" --arg aws "$(version_of /usr/bin/aws --version)" \
+		'{endpoint: $endpoint, tls: false, connections: $connections, ceiling_objects: $objects,
+		  ceiling_object_bytes: $object_bytes, osd_bytes: $osd_bytes, lock_seconds: $lock_seconds,
+		  prefix: $prefix, versions: {radosgw: $radosgw, curl: $curl, aws: $aws}}')
+	jq --argjson s3 "$s3" '. + {s3: $s3}' "$OUT/meta.json" >"$OUT/meta.json.tmp" &&
+		mv "$OUT/meta.json.tmp" "$OUT/meta.json"
+
+	# The first writes to a fresh cluster are slower (pools, bucket indexes, the
+	# OSD's allocator): one untimed upload of the ceiling's objects first.
+	say "s3 warm-up: one untimed upload of the ceiling's objects"
+	s3_ceiling_config "$S3_ID/warmup" "$SCRATCH/s3-warmup.curl"
+	curl --config "$SCRATCH/s3-warmup.curl" >"$LOGS/s3-warmup.out" 2>"$LOGS/s3-warmup.err" ||
+		echo "run.sh: warning: the S3 warm-up upload failed: $(tail -n 1 "$LOGS/s3-warmup.err")" >&2
+	rm -f "$SCRATCH/s3-warmup.curl"
+	s3_wipe ferry-primary "$S3_ID/warmup" primary
+}
+
+# curl's config for the ceiling: one PUT per chunk object of S3_SRC, at most S3_CONNS
+# at a time over reused connections, signed with SigV4 over the payload's SHA-256 (as
+# ferry signs over plain HTTP; RGW checks it), hashed beforehand. It holds the access
+# key pair: mode 600, in the scratch directory, deleted after the run.
+s3_ceiling_config() { # PREFIX FILE
+	local p=$1 cfg=$2 path h first=1
+	(
+		umask 077
+		{
+		printf 'parallel\nparallel-max = %d\nno-progress-meter\nsilent\nshow-error\n' "$S3_CONNS"
+		while read -r path h; do
+			[ "$first" = 1 ] || echo next
+			first=0
+			printf 'aws-sigv4 = "aws:amz:%s:s3"\nuser = "%s:%s"\n' "$RGW_REGION" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY"
+			printf 'header = "x-amz-content-sha256: %s"\nheader = "Content-Type: application/octet-stream"\n' "$h"
+			printf 'upload-file = "%s"\nurl = "%s/ferry-primary/%s/%s"\n' "$S3_SRC/$path" "$RGW_HTTP" "$p" "$path"
+			printf 'output = /dev/null\nwrite-out = "%%{http_code} %%{size_upload}\\n"\n'
+		done <"$S3_OBJS"
+		} >"$cfg"
+	)
+}
+
+# The ceiling: curl uploads the chunk objects ferry stores for this image (the same
+# keys, sizes and count, from the page cache). MB/s = image size / wall, what the
+# upload alone would give a backup of the image; upload_mbps = bytes sent / wall.
+run_s3_ceiling() {
+	local r=$1 cfg="$SCRATCH/s3-ceiling.curl" p a b n up extra
+	p="$S3_ID/r$r-ceiling"
+	s3_ceiling_config "$p" "$cfg"
+	(cd "$S3_SRC" && cut -d' ' -f1 "$S3_OBJS" | xargs cat >/dev/null)
+	a=$(rgw_cpu)
+	timed s3_ceiling "$r" "$OUT" "" curl --config "$cfg"
+	b=$(rgw_cpu)
+	rm -f "$cfg"
+	n=$(grep -c '^200 ' "$LOGS/s3_ceiling.$r.out" || true)
+	up=$(awk '$1 == 200 {s += $2} END {printf "%.0f", s}' "$LOGS/s3_ceiling.$r.out")
+	extra=$(jq -nc --argjson objects "$n" --argjson bytes_up "$up" --argjson rgw "$(cpu_delta "$a" "$b")" \
+		--argjson upload_mbps "$(mbps_of "$up" "$T_WALL")" \
+		'{objects: $objects, bytes_up: $bytes_up, upload_mbps: $upload_mbps, rgw_cpu_s: $rgw}')
+	if [ "$T_RC" = 0 ] && [ "$n" = "$S3_OBJ_COUNT" ] && [ "$up" = "$S3_OBJ_BYTES" ]; then
+		record s3_ceiling "$r" ok "$(mbps_of "$SIZE_BYTES" "$T_WALL")" "$(s3_size ferry-primary "$p" primary)" "$extra"
+	else
+		record s3_ceiling "$r" failed null null "$extra" \
+			"rc=$T_RC; $n of $S3_OBJ_COUNT PUTs answered 200 ($up of $S3_OBJ_BYTES bytes) $(errtail s3_ceiling "$r")"
+	fi
+	s3_wipe ferry-primary "$p" primary
+}
+
+# s3_ferry_backup ROW RUN URL [COPY_URL...]: init URL and its copies (untimed),
+# cold cache, timed backup to URL and --copy-to each copy. On success sets S3_SNAP,
+# and S3_JSON (ferry's JSON + bytes_up of all targets + the daemons' CPU); otherwise
+# records the failure and returns 1. Every target must report ok.
+s3_ferry_backup() {
+	local row=$1 r=$2 url=$3
+	shift 3
+	local args=() c a b j snap want=$(($# + 1)) good
+	S3_SNAP="" S3_JSON=""
+	if ! "$FERRY" init --repo "$url" >"$LOGS/$row.$r.init.out" 2>"$LOGS/$row.$r.init.err"; then
+		no_input "$row" "$r" "init: $(tail -n 2 "$LOGS/$row.$r.init.err" | tr '\n' ' ')"
+		return 1
+	fi
+	for c in "$@"; do
+		if ! "$FERRY" init --repo "$c" --copy-of "$url" >>"$LOGS/$row.$r.init.out" 2>>"$LOGS/$row.$r.init.err"; then
+			no_input "$row" "$r" "init --copy-of: $(tail -n 2 "$LOGS/$row.$r.init.err" | tr '\n' ' ')"
+			return 1
+		fi
+		args+=(--copy-to "$c")
+	done
+	drop_caches
+	a=$(rgw_cpu)
+	timed "$row" "$r" "$OUT" "" "$FERRY" backup --repo "$url" "${args[@]}" --volume bench --json "$IMG"
+	b=$(rgw_cpu)
+	j=$(json_of "$LOGS/$row.$r.out")
+	snap=$(jq -r '.snapshot_id // empty' <<<"${j:-null}" 2>/dev/null || true)
+	if [ "$T_RC" != 0 ] || [ -z "$snap" ]; then
+		record "$row" "$r" failed null null "${j:-null}" "rc=$T_RC $(errtail "$row" "$r")"
+		return 1
+	fi
+	good=$(jq '. as $j | [.targets[] | select(.ok and .chunks_new == $j.chunks_new)] | length' <<<"$j")
+	if [ "$good" != "$want" ]; then
+		record "$row" "$r" failed null null "$j" \
+			"$good of $want targets ok with every chunk: $(jq -c '[.targets[] | {role, ok, chunks_new, error}]' <<<"$j" | cut -c1-300)"
+		return 1
+	fi
+	S3_SNAP=$snap
+	S3_JSON=$(jq -c --argjson rgw "$(cpu_delta "$a" "$b")" \
+		'. + {rgw_cpu_s: $rgw, bytes_up: ([.targets[].bytes_up] | add)}' <<<"$j")
+}
+
+# s3_verify ROW RUN URL SNAPSHOT: restore the snapshot (untimed), compare with the image.
+s3_verify() {
+	local row=$1 r=$2 url=$3 snap=$4 target="$SCRATCH/s3-restore.img" ok=false
+	rm -f "$target"
+	if "$FERRY" restore --repo "$url" "$snap" "$target" \
+		>"$LOGS/$row.$r.restore.out" 2>"$LOGS/$row.$r.restore.err"; then
+		ok=$(verify_restore "$row" "$r" "$target")
+	else
+		echo "run.sh: warning: $row run $r: restore failed: $(tail -n 1 "$LOGS/$row.$r.restore.err")" >&2
+	fi
+	rm -f "$target"
+	echo "$ok"
+}
+
+# ferry's backup to one fresh repository on the gateway; run 1 is restored and compared.
+run_s3_ferry() {
+	local r=$1 p url extra ok
+	p="$S3_ID/r$r-ferry"
+	url=$(s3_url ferry-primary "$p")
+	if s3_ferry_backup ferry_s3 "$r" "$url"; then
+		extra=$S3_JSON
+		if [ "$r" = 1 ]; then
+			ok=$(s3_verify ferry_s3 "$r" "$url" "$S3_SNAP")
+			extra=$(jq -c --argjson v "$ok" '. + {verified: $v}' <<<"$extra")
+		fi
+		record ferry_s3 "$r" ok "$(mbps_of "$SIZE_BYTES" "$T_WALL")" "$(s3_size ferry-primary "$p" primary)" "$extra"
+	fi
+	s3_wipe ferry-primary "$p" primary
+}
+
+# restic 0.14's backup of the image to a fresh repository on the gateway.
+run_s3_restic() {
+	local r=$1 p repo a b
+	p="$S3_ID/r$r-restic"
+	repo="s3:$RGW_HTTP/ferry-primary/$p"
+	export RESTIC_PASSWORD=$PASSWORD RESTIC_CACHE_DIR="$SCRATCH/restic-cache"
+	rm -rf "$RESTIC_CACHE_DIR"
+	if ! restic --repo "$repo" init >"$LOGS/restic_s3.$r.init.out" 2>"$LOGS/restic_s3.$r.init.err"; then
+		no_input restic_s3 "$r" "init: $(tail -n 2 "$LOGS/restic_s3.$r.init.err" | tr '\n' ' ')"
+	else
+		drop_caches
+		a=$(rgw_cpu)
+		timed restic_s3 "$r" "$OUT" "" restic --repo "$repo" backup "$IMG"
+		b=$(rgw_cpu)
+		if [ "$T_RC" = 0 ]; then
+			record restic_s3 "$r" ok "$(mbps_of "$SIZE_BYTES" "$T_WALL")" "$(s3_size ferry-primary "$p" primary)" \
+				"{\"rgw_cpu_s\": $(cpu_delta "$a" "$b")}"
+		else
+			record restic_s3 "$r" failed null null null "rc=$T_RC $(errtail restic_s3 "$r")"
+		fi
+	fi
+	rm -rf "$RESTIC_CACHE_DIR"
+	s3_wipe ferry-primary "$p" primary
+	s3_gc
+}
+
+# run_s3_fanout ROW RUN LOCKED: one backup to three targets: the primary (ferry-primary),
+# a copy in ferry-replica with the replica user's credentials (from rgw.sh's shared
+# credentials file), and a third: another prefix of ferry-primary, or (LOCKED=1) an
+# immutable copy in ferry-lock (COMPLIANCE, lock-seconds=S3_LOCK_SECS). Run 1 of the
+# unlocked row restores from the replica copy and compares.
+run_s3_fanout() {
+	local row=$1 r=$2 locked=$3 p u1 u2 u3 extra ok stored s
+	p="$S3_ID/r$r-$row"
+	u1=$(s3_url ferry-primary "$p")
+	u2=$(s3_url ferry-replica "$p" "credentials=$RGW_CREDS" "profile=replica")
+	if [ "$locked" = 1 ]; then
+		s3_lock_wipe
+		u3=$(s3_url ferry-lock "$p" "lock=compliance" "lock-seconds=$S3_LOCK_SECS")
+	else
+		u3=$(s3_url ferry-primary "$p-copy")
+	fi
+	if s3_ferry_backup "$row" "$r" "$u1" "$u2" "$u3"; then
+		extra=$S3_JSON
+		if [ "$r" = 1 ] && [ "$locked" = 0 ]; then
+			ok=$(s3_verify "$row" "$r" "$u2" "$S3_SNAP")
+			extra=$(jq -c --argjson v "$ok" '. + {verified: $v}' <<<"$extra")
+		fi
+		stored=0
+		for s in "$(s3_size ferry-primary "$p" primary)" "$(s3_size ferry-replica "$p" replica)" \
+			"$(if [ "$locked" = 1 ]; then s3_size ferry-lock "$p" primary; else s3_size ferry-primary "$p-copy" primary; fi)"; do
+			if [ "$s" = null ] || [ "$stored" = null ]; then stored=null; else stored=$((stored + s)); fi
+		done
+		record "$row" "$r" ok "$(mbps_of "$SIZE_BYTES" "$T_WALL")" "$stored" "$extra"
+	fi
+	s3_wipe ferry-primary "$p" primary
+	s3_wipe ferry-replica "$p" replica
+	if [ "$locked" = 1 ]; then
+		S3_LOCK_PENDING="$p $(($(date +%s) + S3_LOCK_SECS + 2))"
+	else
+		s3_wipe ferry-primary "$p-copy" primary
+	fi
+}
+
+# One round of the S3 rows, in this order.
+run_s3() {
+	local r=$1 row
+	if [ -n "$S3_MISSING" ]; then
+		if [ "$r" = 1 ]; then
+			for row in $S3_ROWS; do record_missing "$row" "$S3_MISSING"; done
+		fi
+		return
+	fi
+	run_s3_ceiling "$r"
+	run_s3_ferry "$r"
+	if [ "$SKIP_PEERS" = 1 ]; then
+		[ "$r" != 1 ] || record_missing restic_s3 "skipped: --skip-peers"
+	else
+		run_s3_restic "$r"
+	fi
+	run_s3_fanout ferry_s3_fanout "$r" 0
+	run_s3_fanout ferry_s3_fanout_lock "$r" 1
+}
+
 # ---------------------------------------------------------------- the runs
 # Configurations are interleaved round by round so that drift in the shared disk's
 # speed hits every row alike.
@@ -944,6 +1351,20 @@ if [ "$INCR" = 1 ]; then
 		run_incr_100g "$r"
 	done
 	xfs_teardown
+fi
+
+if [ "$S3" = 1 ]; then
+	S3_MISSING=$FERRY_MISSING
+	if [ -z "$S3_MISSING" ] && ! s3_setup; then
+		say "s3: $S3_MISSING"
+	fi
+	for r in $(seq 1 "$RUNS"); do
+		say "round $r/$RUNS: s3 (RGW ceiling, ferry, restic, ferry to 3 targets, ferry to 3 with a locked copy)"
+		run_s3 "$r"
+	done
+	say "s3: stopping the Ceph RGW"
+	rgw_teardown
+	rm -rf "$RGW_DIR" "$S3_SRC"
 fi
 
 say "report"

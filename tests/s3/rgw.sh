@@ -14,6 +14,10 @@
 # profiles [primary] and [replica]), RGW_AWS_CONFIG (an AWS_CONFIG_FILE: path
 # style, us-east-1), RGW_REGION and RGW_DIR.
 #
+# Environment: RGW_READY_SECONDS (bound of each readiness wait, 90),
+# RGW_OSD_BYTES (size of the OSD's sparse bluestore file, 16 GiB: what the
+# cluster can hold; the file fills up as objects are written).
+#
 # Exit status of start: 0 up, 77 the Ceph binaries are not installed (skip),
 # anything else a failure (with the tail of the log of what did not come up).
 set -euo pipefail
@@ -27,6 +31,7 @@ REGION=us-east-1
 AWS=/usr/bin/aws
 PY=/usr/bin/python3
 READY_SECONDS=${RGW_READY_SECONDS:-90}   # bound of every readiness wait
+OSD_BYTES=${RGW_OSD_BYTES:-17179869184}   # size of the OSD's sparse bluestore file (16 GiB)
 
 MARKER=.ferry-rgw   # a DIR we made: only such a DIR is ever wiped
 
@@ -39,6 +44,8 @@ cmd=$1
 DIR=$(realpath -m -- "$2")
 [ "$DIR" != / ] || die "refusing DIR=/"
 case $DIR in *[[:space:]]*) die "DIR must not contain white space (it goes into ceph.conf)" ;; esac
+[[ "$OSD_BYTES" =~ ^[1-9][0-9]*$ ]] && [ "$OSD_BYTES" -ge $((1 << 30)) ] ||
+  die "RGW_OSD_BYTES must be a number of bytes, at least 1 GiB: '$OSD_BYTES'"
 CONF=$DIR/ceph.conf
 
 # ---------------------------------------------------------------- daemons
@@ -220,7 +227,7 @@ mon data = $DIR/mon/\$cluster-\$id
 osd data = $DIR/osd/\$cluster-\$id
 osd objectstore = bluestore
 bluestore block create = true
-bluestore block size = 17179869184
+bluestore block size = $OSD_BYTES
 osd memory target = 536870912
 osd memory base = 268435456
 osd memory cache min = 67108864
