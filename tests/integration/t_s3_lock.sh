@@ -10,7 +10,8 @@ source "$(dirname "$0")/../s3/lib.sh"
 export AWS_ACCESS_KEY_ID=$RGW_PRIMARY_AK AWS_SECRET_ACCESS_KEY=$RGW_PRIMARY_SK
 S3P=$S3_RUN
 
-RET=20 # seconds of retention: short, so the test can watch it pass
+RET=90 # seconds of retention: short, so the test can watch it pass, and long
+       # enough that the checks under retention finish first on a loaded machine
 P="s3://ferry-primary/$S3P?endpoint=$RGW_HTTP"
 L="s3://ferry-lock/$S3P?endpoint=$RGW_HTTP&lock=compliance&lock-seconds=$RET"
 N="s3://ferry-nolock/$S3P?endpoint=$RGW_HTTP&lock=compliance&lock-days=30"
@@ -22,6 +23,7 @@ expect_fail "lock without a retention" "needs lock-days" \
   "$FERRY" init --repo "s3://ferry-lock/$S3P?endpoint=$RGW_HTTP&lock=compliance" --copy-of "$P"
 "$FERRY" init --repo "$L" --copy-of "$P" >/dev/null
 ok "init: the lock bucket accepted as an immutable copy"
+first_write=$(date +%s)
 
 img=$T/vol.img
 make_fs_image "$img" 64 5
@@ -53,23 +55,8 @@ fi
 awsp primary s3api head-object --bucket ferry-lock --key "$key" >/dev/null || fail "$key is gone"
 ok "RGW refuses to delete $key (COMPLIANCE): $(tr '\n' ' ' <"$T/del.out" | head -c 150)"
 
-# A chunk that goes up in parts is retained too (RGW ignores the lock headers
-# of CreateMultipartUpload: ferry sets the retention after completing it).
-PM="s3://ferry-primary/$S3P-mp?endpoint=$RGW_HTTP"
-LM="s3://ferry-lock/$S3P-mp?endpoint=$RGW_HTTP&lock=compliance&lock-seconds=$RET&multipart-threshold=5MiB&part-size=5MiB"
-"$FERRY" init --repo "$PM" --chunk-size 16M >/dev/null
-"$FERRY" init --repo "$LM" --copy-of "$PM" >/dev/null
-"$FERRY" backup --repo "$PM" --copy-to "$LM" --volume other "$T/other.img" >/dev/null
-big=$(awsp primary s3api list-objects-v2 --bucket ferry-lock --prefix "$S3P-mp/chunks/" \
-  --query 'sort_by(Contents, &Size)[-1].[Key,Size]' --output text)
-[ "${big##*[[:space:]]}" -gt $((5 << 20)) ] || fail "no chunk above the multipart threshold: $big"
-mode=$(awsp primary s3api head-object --bucket ferry-lock --key "${big%%[[:space:]]*}" --query ObjectLockMode --output text)
-[ "$mode" = COMPLIANCE ] || fail "multipart chunk ${big%%[[:space:]]*} has lock mode '$mode'"
-"$FERRY" restore --repo "$LM" latest "$T/rm.img" >/dev/null
-cmp "$T/other.img" "$T/rm.img" || fail "restore of the multipart lock copy differs"
-ok "a chunk uploaded in parts (${big##*[[:space:]]} bytes) is COMPLIANCE-retained too, and restores"
-
 # forget and prune report the retention; nothing is deleted, nothing fails.
+[ $(( $(date +%s) - first_write )) -lt "$RET" ] || fail "too slow: the retention passed before it could be tested"
 "$FERRY" forget --repo "$L" --keep-last 1 --json >"$T/f1.json" || fail "forget failed under retention"
 [ "$(json_get "$T/f1.json" .retained)" = 1 ] && [ "$(json_get "$T/f1.json" .removed)" = 0 ] ||
   fail "forget: $(cat "$T/f1.json")"
@@ -99,3 +86,19 @@ left=$(awsp primary s3api list-object-versions --bucket ferry-lock --prefix "$S3
 "$FERRY" restore --repo "$L" "$id2" "$T/r.img" >/dev/null
 cmp "$img" "$T/r.img" || fail "restore from the lock bucket differs"
 ok "after retention: forget removed $id1, prune removed $(json_get "$T/p2.json" .chunks_removed) chunks (every version); $id2 restores identical"
+
+# A chunk that goes up in parts is retained too (RGW ignores the lock headers
+# of CreateMultipartUpload: ferry sets the retention after completing it).
+PM="s3://ferry-primary/$S3P-mp?endpoint=$RGW_HTTP"
+LM="s3://ferry-lock/$S3P-mp?endpoint=$RGW_HTTP&lock=compliance&lock-seconds=$RET&multipart-threshold=5MiB&part-size=5MiB"
+"$FERRY" init --repo "$PM" --chunk-size 16M >/dev/null
+"$FERRY" init --repo "$LM" --copy-of "$PM" >/dev/null
+"$FERRY" backup --repo "$PM" --copy-to "$LM" --volume other "$T/other.img" >/dev/null
+big=$(awsp primary s3api list-objects-v2 --bucket ferry-lock --prefix "$S3P-mp/chunks/" \
+  --query 'sort_by(Contents, &Size)[-1].[Key,Size]' --output text)
+[ "${big##*[[:space:]]}" -gt $((5 << 20)) ] || fail "no chunk above the multipart threshold: $big"
+mode=$(awsp primary s3api head-object --bucket ferry-lock --key "${big%%[[:space:]]*}" --query ObjectLockMode --output text)
+[ "$mode" = COMPLIANCE ] || fail "multipart chunk ${big%%[[:space:]]*} has lock mode '$mode'"
+"$FERRY" restore --repo "$LM" latest "$T/rm.img" >/dev/null
+cmp "$T/other.img" "$T/rm.img" || fail "restore of the multipart lock copy differs"
+ok "a chunk uploaded in parts (${big##*[[:space:]]} bytes) is COMPLIANCE-retained too, and restores"
