@@ -747,25 +747,32 @@ static void body_headers(struct s3_store *s, struct call *c, const char *key, co
 		c->extra[c->nextra++] = (struct fy_sig_header){ "x-amz-storage-class", s->storage_class };
 }
 
-static int s3_exists(struct fy_store *st, const char *key, uint64_t *size)
+/* HEAD key into c: 1 present, 0 absent, -errno (the reason recorded). */
+static int head_object(struct s3_store *s, const char *key, struct call *c)
 {
-	struct s3_store *s = s3_of(st);
-	struct call c = { .method = "HEAD", .key = key, .query = "" };
 	int rc;
 
+	*c = (struct call){ .method = "HEAD", .key = key, .query = "" };
 	if (check_key(key))
 		return -EINVAL;
-	rc = s3_call(s, &c);
-	free(c.resp.p);
+	rc = s3_call(s, c);
+	free(c->resp.p);
+	c->resp.p = NULL;
 	if (rc < 0)
 		return rc;
-	if (c.status == 404)
+	if (c->status == 404)
 		return 0;
-	if (c.status / 100 != 2)
-		return status_error(s, &c, key);
-	if (size)
+	return c->status / 100 == 2 ? 1 : status_error(s, c, key);
+}
+
+static int s3_exists(struct fy_store *st, const char *key, uint64_t *size)
+{
+	struct call c;
+	int rc = head_object(s3_of(st), key, &c);
+
+	if (rc == 1 && size)
 		*size = c.clen;
-	return 1;
+	return rc;
 }
 
 static int put_simple(struct s3_store *s, const char *key, const void *buf, size_t len, const struct fy_digest *dg)
@@ -1130,21 +1137,14 @@ static int64_t parse_iso8601(const char *t)
 static int s3_retention(struct fy_store *st, const char *key, int64_t *until)
 {
 	struct s3_store *s = s3_of(st);
-	struct call c = { .method = "HEAD", .key = key, .query = "" };
+	struct call c;
 	int rc;
 
 	if (s->lock == LOCK_NONE)
 		return 0;
-	if (check_key(key))
-		return -EINVAL;
-	rc = s3_call(s, &c);
-	free(c.resp.p);
-	if (rc < 0)
+	rc = head_object(s, key, &c);
+	if (rc <= 0)
 		return rc;
-	if (c.status == 404)
-		return 0;
-	if (c.status / 100 != 2)
-		return status_error(s, &c, key);
 	int64_t u = c.retain[0] ? parse_iso8601(c.retain) : -1;
 
 	if (u > (int64_t)time(NULL)) {
