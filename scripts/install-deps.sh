@@ -12,6 +12,8 @@ pkgs=(
   # the S3 store (libcurl, libxml2) and its tests against a real RADOS gateway
   libcurl4-openssl-dev libxml2-dev curl
   radosgw ceph-mon ceph-osd ceph-common awscli
+  # the CSI agent (gRPC C core, SQLite catalog) and its tests with a real Python gRPC client
+  libgrpc-dev libsqlite3-dev python3-grpcio python3-grpc-tools
 )
 if [ "${1:-}" = "--bench" ]; then
   pkgs+=(restic borgbackup python3-matplotlib)
