@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "agent.h"
 
 static const struct {
 	const char *name;
@@ -19,6 +20,7 @@ static const struct {
 	{ "prune", cmd_prune, "delete the chunks no snapshot names" },
 	{ "unlock", cmd_unlock, "remove stale repository locks" },
 	{ "copy", cmd_copy, "send snapshots to a copy of the repository (another bucket, region, account)" },
+	{ "agent", fy_agent_main, "run the CSI node plugin (gRPC on a unix socket)" },
 };
 
 static void usage(FILE *f)
