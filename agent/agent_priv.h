@@ -76,6 +76,8 @@ bool fy_safe_token(const char *s, size_t max);
 bool fy_our_id(const char *s, const char *prefix);
 void fy_vol_path(const struct fy_agent *a, const char *id, char *path, size_t len);
 void fy_snap_path(const struct fy_agent *a, const char *id, char *path, size_t len);
+/* The Kubernetes names a volume was created with ("key=value" lines). */
+void fy_vol_labels_path(const struct fy_agent *a, const char *id, char *path, size_t len);
 grpc_status_code fy_errno_status(int err);
 int64_t fy_now_ns(void);
 /* Map lookup in a protobuf-c map (repeated key/value entries). */

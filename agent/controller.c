@@ -99,6 +99,41 @@ static void reply_volume(struct fy_rpc_call *call, const struct fy_agent *a, con
 	fy_rpc_reply(call, MSG(&resp));
 }
 
+/* The Kubernetes names CreateVolume was given (PVC name and namespace, PV
+ * name, with the provisioner's --extra-create-metadata) beside the image, in
+ * "key=value" lines: every snapshot of the volume records them as labels. */
+static int save_k8s_labels(struct fy_agent *a, const char *id, const Csi__V1__CreateVolumeRequest *req)
+{
+	char path[1024], tmp[1100];
+	FILE *f;
+	bool any = false;
+
+	for (size_t i = 0; i < req->n_parameters; i++)
+		any |= !strncmp(req->parameters[i]->key, FY_P_K8S_PREFIX, strlen(FY_P_K8S_PREFIX));
+	if (!any)
+		return 0;
+	fy_vol_labels_path(a, id, path, sizeof(path));
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "we");
+	if (!f)
+		return -errno;
+	for (size_t i = 0; i < req->n_parameters; i++) {
+		const char *k = req->parameters[i]->key, *v = req->parameters[i]->value;
+
+		if (!strncmp(k, FY_P_K8S_PREFIX, strlen(FY_P_K8S_PREFIX)) && !strpbrk(k, "=\n") && !strchr(v, '\n'))
+			fprintf(f, "%s=%s\n", k, v);
+	}
+	if (fflush(f) || fsync(fileno(f))) {
+		int e = -errno;
+
+		fclose(f);
+		unlink(tmp);
+		return e;
+	}
+	fclose(f);
+	return rename(tmp, path) ? -errno : 0;
+}
+
 static void create_volume(struct fy_rpc_call *call, const ProtobufCMessage *req_, void *ctx)
 {
 	const Csi__V1__CreateVolumeRequest *req = (const Csi__V1__CreateVolumeRequest *)req_;
@@ -224,12 +259,16 @@ static void create_volume(struct fy_rpc_call *call, const ProtobufCMessage *req_
 	if (!ret && (*src_snap || *src_vol))
 		ret = fy_img_grow(path, size, why, sizeof(why));
 	if (!ret)
+		ret = save_k8s_labels(a, v.id, req);
+	if (!ret)
 		ret = fy_cat_volume_put(a->cat, &v, why, sizeof(why));
 	pthread_mutex_unlock(nl);
 	if (ret) {
 		char e2[256];
 
 		fy_img_remove(path, e2, sizeof(e2));
+		fy_vol_labels_path(a, v.id, path, sizeof(path));
+		unlink(path);
 		return fy_rpc_fail(call, fy_errno_status(ret), "CreateVolume '%s': %s", req->name, why);
 	}
 	fy_log_info("CreateVolume '%s': %s, %llu bytes%s%s", v.name, v.id, (unsigned long long)v.size,
@@ -280,8 +319,12 @@ static void delete_volume(struct fy_rpc_call *call, const ProtobufCMessage *req_
 	ret = release_volume(a, &v, path, why, sizeof(why));
 	if (!ret)
 		ret = fy_img_remove(path, why, sizeof(why));
-	if (!ret)
+	if (!ret) {
+		fy_vol_labels_path(a, v.id, path, sizeof(path));
+		unlink(path);
+		fy_pub_clear(a, v.id);
 		ret = fy_cat_volume_delete(a->cat, v.id, why, sizeof(why));
+	}
 	pthread_mutex_unlock(vl);
 	if (ret)
 		return fy_rpc_fail(call, ret == -EBUSY ? GRPC_STATUS_FAILED_PRECONDITION : fy_errno_status(ret),

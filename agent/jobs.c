@@ -185,6 +185,9 @@ static int upload(struct fy_agent *a, struct fy_cat_snapshot *s, atomic_bool *ca
 	char *copy_list = NULL, *opt_list = NULL, *urls[FY_MAX_TARGETS], dir[1024], sub[1100], src[1024],
 	     base[1024], parent_hex[40], shown[512];
 	struct fy_label labels[32];
+	char vl_buf[8][512];
+	size_t nvl = 0;
+	FILE *vol_labels;
 	struct fy_cat_snapshot parent;
 	struct fy_backup_opts o = { 0 };
 	struct fy_backup_result res;
@@ -237,6 +240,22 @@ static int upload(struct fy_agent *a, struct fy_cat_snapshot *s, atomic_bool *ca
 			optional[ncopies++] = i >= nreq;
 		}
 	}
+	/* The volume's Kubernetes names (PVC, PV), saved at CreateVolume. */
+	fy_vol_labels_path(a, s->volume_id, sub, sizeof(sub));
+	vol_labels = fopen(sub, "re");
+	while (vol_labels && nl < 24 && nvl < 8 && fgets(vl_buf[nvl], sizeof(vl_buf[nvl]), vol_labels)) {
+		char *eq = strchr(vl_buf[nvl], '='), *e = strchr(vl_buf[nvl], '\n');
+
+		if (e)
+			*e = 0;
+		if (!eq)
+			continue;
+		*eq = 0;
+		add_label(labels, &nl, 24, vl_buf[nvl], eq + 1);
+		nvl++;
+	}
+	if (vol_labels)
+		fclose(vol_labels);
 	add_label(labels, &nl, 32, "ferry.csi.dev/snapshot-id", s->id);
 	add_label(labels, &nl, 32, "ferry.csi.dev/snapshot-name", s->name);
 	add_label(labels, &nl, 32, "ferry.csi.dev/node", a->conf.node_id);

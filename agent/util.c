@@ -63,6 +63,11 @@ void fy_vol_path(const struct fy_agent *a, const char *id, char *path, size_t le
 	snprintf(path, len, "%s/%s.img", a->vol_dir, id);
 }
 
+void fy_vol_labels_path(const struct fy_agent *a, const char *id, char *path, size_t len)
+{
+	snprintf(path, len, "%s/%s.labels", a->vol_dir, id);
+}
+
 void fy_snap_path(const struct fy_agent *a, const char *id, char *path, size_t len)
 {
 	snprintf(path, len, "%s/%s.img", a->snap_dir, id);
