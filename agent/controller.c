@@ -290,9 +290,13 @@ static int release_volume(struct fy_agent *a, const struct fy_cat_volume *v, con
 		snprintf(why, len, "it is published at %d target%s: unpublish first", n, n > 1 ? "s" : "");
 		return -EBUSY;
 	}
-	if (fy_loop_find(img, dev, sizeof(dev)))
-		return 0;
-	return fy_loop_detach(dev, why, len);
+	for (int i = 0; i < 4 && !fy_loop_find(img, dev, sizeof(dev)); i++) { /* read-write and read-only */
+		int ret = fy_loop_detach(dev, why, len);
+
+		if (ret)
+			return ret;
+	}
+	return 0;
 }
 
 static void delete_volume(struct fy_rpc_call *call, const ProtobufCMessage *req_, void *ctx)

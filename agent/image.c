@@ -138,7 +138,7 @@ int fy_img_create(const char *path, uint64_t size, char *err, size_t errlen)
 	return ret;
 }
 
-static int im_loop_lookup(const struct stat *st, unsigned *num, uint32_t *flags);
+static int im_loop_lookup(const struct stat *st, int want_ro, unsigned *num, uint32_t *flags);
 
 int fy_img_grow(const char *path, uint64_t size, char *err, size_t errlen)
 {
@@ -181,7 +181,7 @@ int fy_img_grow(const char *path, uint64_t size, char *err, size_t errlen)
 	}
 	/* An attached image: its loop device takes the new size too (also
 	 * when the file had grown already, so that a retry finishes the job). */
-	if (im_loop_lookup(&st, &num, &flags))
+	if (im_loop_lookup(&st, -1, &num, &flags))
 		goto out;
 	snprintf(dev, sizeof(dev), "/dev/loop%u", num);
 	lfd = open(dev, O_RDONLY | O_CLOEXEC);
@@ -505,7 +505,9 @@ static bool im_lo_dev_is(uint64_t lo, dev_t dev)
  * st_dev and st_ino, as LOOP_GET_STATUS64 reports them): 0 with its number
  * and flags, or -ENOENT.  /sys/block says which devices are bound, so that
  * only those are opened; without sysfs every /dev/loopN is asked. */
-static int im_loop_lookup(const struct stat *st, unsigned *num, uint32_t *flags)
+/* The lowest loop device bound to the file st: any binding (want_ro < 0),
+ * only read-write ones (0) or only read-only ones (1). */
+static int im_loop_lookup(const struct stat *st, int want_ro, unsigned *num, uint32_t *flags)
 {
 	bool sys = true;
 	DIR *d = opendir("/sys/block");
@@ -537,7 +539,8 @@ static int im_loop_lookup(const struct stat *st, unsigned *num, uint32_t *flags)
 			continue;
 		memset(&info, 0, sizeof(info));
 		if (!ioctl(fd, LOOP_GET_STATUS64, &info) && im_lo_dev_is(info.lo_device, st->st_dev) &&
-		    info.lo_inode == (uint64_t)st->st_ino) {
+		    info.lo_inode == (uint64_t)st->st_ino &&
+		    (want_ro < 0 || !!(info.lo_flags & LO_FLAGS_READ_ONLY) == want_ro)) {
 			best = n;
 			*flags = info.lo_flags;
 		}
@@ -563,7 +566,7 @@ int fy_loop_find(const char *img, char *dev, size_t devlen)
 		return -errno;
 	if (!S_ISREG(st.st_mode))
 		return -ENOENT;
-	ret = im_loop_lookup(&st, &num, &flags);
+	ret = im_loop_lookup(&st, -1, &num, &flags);
 	if (ret)
 		return ret;
 	if (snprintf(dev, devlen, "/dev/loop%u", num) >= (int)devlen)
@@ -571,10 +574,13 @@ int fy_loop_find(const char *img, char *dev, size_t devlen)
 	return 0;
 }
 
-/* Bind file (fd) to the free loop device ldev: LOOP_CONFIGURE with direct
- * I/O, then without it, then (kernels before 5.8) LOOP_SET_FD and
- * LOOP_SET_STATUS64 with direct I/O asked for afterwards.  *call names the
- * ioctl that failed.  -EBUSY: someone else bound the device first. */
+/* Bind file (fd) to the free loop device ldev: LOOP_CONFIGURE, or (kernels
+ * before 5.8) LOOP_SET_FD and LOOP_SET_STATUS64.  Buffered, 512-byte
+ * sectors, never direct I/O: on a reflinked XFS file, direct I/O makes the
+ * kernel give the device 4096-byte sectors, and a filesystem made on it
+ * before its first snapshot (ext4 with 1 KiB blocks, XFS with 512-byte
+ * sectors) no longer mounts — on the volume or on any clone of it.  *call
+ * names the ioctl that failed.  -EBUSY: someone else bound the device first. */
 static int im_loop_bind(int ldev, int fd, const char *img, bool readonly, const char **call)
 {
 	struct loop_config cfg;
@@ -584,7 +590,8 @@ static int im_loop_bind(int ldev, int fd, const char *img, bool readonly, const 
 
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.fd = (uint32_t)fd;
-	cfg.info.lo_flags = LO_FLAGS_DIRECT_IO | (readonly ? LO_FLAGS_READ_ONLY : 0);
+	cfg.block_size = 512;
+	cfg.info.lo_flags = readonly ? LO_FLAGS_READ_ONLY : 0;
 	if (n >= LO_NAME_SIZE)
 		n = LO_NAME_SIZE - 1;	/* a label only: the kernel knows the file */
 	memcpy(cfg.info.lo_file_name, img, n);
@@ -592,19 +599,13 @@ static int im_loop_bind(int ldev, int fd, const char *img, bool readonly, const 
 	if (!ioctl(ldev, LOOP_CONFIGURE, &cfg))
 		return 0;
 	e = errno;
-	if (e == EINVAL) {
-		/* Direct I/O refused (the file's filesystem or alignment). */
-		cfg.info.lo_flags &= ~(uint32_t)LO_FLAGS_DIRECT_IO;
-		if (!ioctl(ldev, LOOP_CONFIGURE, &cfg))
-			return 0;
-		e = errno;
-	}
 	if (e != EINVAL && e != ENOTTY)
 		return -e;
 	*call = "LOOP_SET_FD";
 	if (ioctl(ldev, LOOP_SET_FD, fd))
 		return -errno;
 	memset(&info, 0, sizeof(info));
+	info.lo_flags = cfg.info.lo_flags;
 	memcpy(info.lo_file_name, img, n);
 	*call = "LOOP_SET_STATUS64";
 	if (ioctl(ldev, LOOP_SET_STATUS64, &info)) {
@@ -612,7 +613,6 @@ static int im_loop_bind(int ldev, int fd, const char *img, bool readonly, const 
 		ioctl(ldev, LOOP_CLR_FD, 0);
 		return -e;
 	}
-	(void)ioctl(ldev, LOOP_SET_DIRECT_IO, 1ul);	/* best effort, as above */
 	return 0;
 }
 
@@ -640,16 +640,10 @@ int fy_loop_attach(const char *img, bool readonly, char *dev, size_t devlen, cha
 		im_err(err, errlen, "loop: %s is %s, not an image file", img, im_kind(st.st_mode));
 		goto out;
 	}
-	if (!im_loop_lookup(&st, &num, &flags)) {
-		/* Already bound: the same device again.  A read-only binding
-		 * cannot serve a writer; a read-write one serves a reader
-		 * (read-only is then up to the mount or the bind mount). */
-		if (!readonly && (flags & LO_FLAGS_READ_ONLY)) {
-			im_err(err, errlen, "loop: %s is bound read-only to /dev/loop%u; cannot attach it read-write",
-			       img, num);
-			ret = -EBUSY;
-			goto out;
-		}
+	if (!im_loop_lookup(&st, readonly, &num, &flags)) {
+		/* Already bound the same way: the same device again.  Readers
+		 * and writers get devices of their own: the kernel lets writes
+		 * through a read-write device node whatever its mount's flags. */
 		ret = snprintf(dev, devlen, "/dev/loop%u", num) >= (int)devlen ? -ERANGE : 0;
 		if (ret)
 			im_err(err, errlen, "loop: /dev/loop%u does not fit in %zu bytes", num, devlen);

@@ -31,13 +31,13 @@ int fy_img_reflink_capable(const char *dir);
 int fy_img_remove(const char *path, char *err, size_t errlen);
 
 /* Loop devices.  attach reuses a loop device already bound to the same file
- * (same st_dev and st_ino), else binds a free one (LOOP_CTL_GET_FREE +
- * LOOP_CONFIGURE, falling back to LOOP_SET_FD + LOOP_SET_STATUS64), with
- * LO_FLAGS_DIRECT_IO when the file allows it.  dev receives "/dev/loopN".
- * A read-write binding is reused for a read-only attach; a read-only one
- * refuses a read-write attach (-EBUSY).  A directory: -EISDIR.  Two attaches
- * of one image at the same moment may bind two devices: the caller
- * serialises the calls of each volume. */
+ * (same st_dev and st_ino) the same way (read-only or read-write), else
+ * binds a free one (LOOP_CTL_GET_FREE + LOOP_CONFIGURE, falling back to
+ * LOOP_SET_FD + LOOP_SET_STATUS64): buffered, 512-byte sectors (see
+ * im_loop_bind for why never direct I/O).  dev receives "/dev/loopN".  A
+ * read-only attach gets a device of its own with LO_FLAGS_READ_ONLY.  A
+ * directory: -EISDIR.  Two attaches of one image at the same moment may bind
+ * two devices: the caller serialises the calls of each volume. */
 int fy_loop_attach(const char *img, bool readonly, char *dev, size_t devlen, char *err, size_t errlen);
 /* The loop device bound to img: 0 and dev, or -ENOENT. */
 int fy_loop_find(const char *img, char *dev, size_t devlen);

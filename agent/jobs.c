@@ -118,10 +118,14 @@ static int open_target(const char *url, const char *dir, bool create, struct fy_
 	url_for_log(url, shown, sizeof(shown));
 	ret = fy_repo_open(full, &sec, r, e2, sizeof(e2));
 	if (ret == -ENOENT && create) {
-		struct fy_init_opts io = { .chunk_size = 0, .compression = FERRY__V1__COMPRESSION__COMPRESSION_DEFLATE,
-					   .level = 1 };
+		struct fy_init_opts io = { .chunk_size = FY_DEFAULT_CHUNK,
+					   .compression = FERRY__V1__COMPRESSION__COMPRESSION_DEFLATE, .level = 1 };
+		const char *lg = getenv("FERRY_SCRYPT_LOG2N"); /* tests: a cheaper key derivation */
 
-		ret = primary ? fy_repo_init_copy(full, primary, &sec, 0, e2, sizeof(e2))
+		if (lg && atoi(lg) >= 10 && atoi(lg) <= 22)
+			io.scrypt_log2n = (unsigned)atoi(lg);
+
+		ret = primary ? fy_repo_init_copy(full, primary, &sec, io.scrypt_log2n, e2, sizeof(e2))
 			      : fy_repo_init(full, &io, &sec, e2, sizeof(e2));
 		if (!ret) {
 			fy_log_info("created the repository %s%s", shown, primary ? " (a copy of the primary)" : "");
@@ -166,6 +170,22 @@ static void evict(struct fy_agent *a, const char *vol)
 		fy_log_info("snapshot %s: local clone evicted (kept in its repository)", s[i].id);
 	}
 	free(s);
+}
+
+/* Did snapshot id go to the repository url? */
+static bool same_repository(struct fy_agent *a, const char *id, const char *url)
+{
+	struct fy_kv *kv = NULL;
+	size_t n = 0;
+	bool same = false;
+
+	if (fy_cat_snap_params(a->cat, id, &kv, &n))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(kv[i].key, FY_P_REPO))
+			same = !strcmp(kv[i].value, url);
+	fy_kv_free(kv, n);
+	return same;
 }
 
 static void add_label(struct fy_label *l, size_t *n, size_t max, const char *k, const char *v)
@@ -265,7 +285,10 @@ static int upload(struct fy_agent *a, struct fy_cat_snapshot *s, atomic_bool *ca
 	o.labels = labels;
 	o.nlabels = nl;
 	o.parent = "auto";
-	if (s->parent_id[0] && !fy_cat_snap_get(a->cat, s->parent_id, &parent) && parent.repo_snapshot[0]) {
+	/* The previous snapshot is the parent when it went to this repository;
+	 * otherwise "auto": the newest of this volume there, if any. */
+	if (s->parent_id[0] && !fy_cat_snap_get(a->cat, s->parent_id, &parent) && parent.repo_snapshot[0] &&
+	    same_repository(a, parent.id, url)) {
 		snprintf(parent_hex, sizeof(parent_hex), "%s", parent.repo_snapshot);
 		o.parent = parent_hex;
 		fy_snap_path(a, parent.id, base, sizeof(base));
@@ -320,7 +343,11 @@ static bool pick(struct fy_jobs *j, struct run *slot, int64_t *wait_ns)
 
 		if (fy_cat_snap_get(a->cat, jobs[i].snapshot_id, &s))
 			continue;
-		snprintf(vols[i], sizeof(vols[i]), "%s", s.volume_id);
+		/* One volume's snapshots go in order (each reads only what changed
+		 * since the one before) — but one that has failed already waits
+		 * for its retry without holding the later ones back. */
+		if (!jobs[i].attempts)
+			snprintf(vols[i], sizeof(vols[i]), "%s", s.volume_id);
 		for (size_t k = 0; k < i; k++)
 			blocked |= !strcmp(vols[k], s.volume_id);
 		for (unsigned r = 0; r < j->n; r++)

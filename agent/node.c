@@ -102,7 +102,9 @@ static void node_publish(struct fy_rpc_call *call, const ProtobufCMessage *req_,
 				   want_kind);
 	}
 	fy_vol_path(a, v.id, img, sizeof(img));
-	ret = fy_loop_attach(img, false, dev, sizeof(dev), why, sizeof(why));
+	/* A read-only block publish gets a read-only loop device of its own:
+	 * a read-only bind mount of a device node does not stop writes. */
+	ret = fy_loop_attach(img, block && ro, dev, sizeof(dev), why, sizeof(why));
 	if (ret)
 		goto fail;
 	if (block) {
@@ -119,13 +121,28 @@ static void node_publish(struct fy_rpc_call *call, const ProtobufCMessage *req_,
 			snprintf(why, sizeof(why), "the volume holds %s, not the %s asked for", fs, fstype);
 			ret = -EBUSY;
 		}
-		if (!ret)
-			ret = fy_mount(dev, req->target_path, fs, (const char *const *)cap->mount->mount_flags,
-				       cap->mount->n_mount_flags, ro, why, sizeof(why));
+		if (!ret) {
+			/* XFS refuses a second filesystem with the same UUID: a
+			 * volume cloned from a snapshot of a mounted volume has it. */
+			size_t nf = cap->mount->n_mount_flags;
+			const char **flags = calloc(nf + 1, sizeof(*flags));
+
+			if (!flags) {
+				ret = -ENOMEM;
+				snprintf(why, sizeof(why), "out of memory");
+			} else {
+				for (size_t i = 0; i < nf; i++)
+					flags[i] = cap->mount->mount_flags[i];
+				if (!strcmp(fs, "xfs"))
+					flags[nf++] = "nouuid";
+				ret = fy_mount(dev, req->target_path, fs, flags, nf, ro, why, sizeof(why));
+				free(flags);
+			}
+		}
 	}
 	if (!ret)
-		ret = fy_pub_add(a, v.id, want_kind, req->target_path);
-	if (ret && fy_pub_count(a, v.id) == 0) {
+		ret = fy_pub_add(a, v.id, want_kind, req->target_path, dev);
+	if (ret && fy_pub_dev_users(a, v.id, dev) == 0) {
 		char e2[256];
 
 		fy_loop_detach(dev, e2, sizeof(e2));
@@ -168,12 +185,17 @@ static void node_unpublish(struct fy_rpc_call *call, const ProtobufCMessage *req
 		return fy_rpc_fail(call, GRPC_STATUS_NOT_FOUND, "NodeUnpublishVolume: volume %s does not exist",
 				   req->volume_id);
 	}
+	if (fy_pub_dev(a, v.id, req->target_path, dev, sizeof(dev)))
+		dev[0] = 0;
 	ret = ret ? 0 : fy_unmount(req->target_path, why, sizeof(why)); /* a target that cannot exist is not published */
 	if (!ret)
 		ret = fy_pub_remove(a, v.id, req->target_path);
-	fy_vol_path(a, v.id, img, sizeof(img));
-	if (!ret && fy_pub_count(a, v.id) == 0 && !fy_loop_find(img, dev, sizeof(dev)))
+	/* The loop device goes with its last target. */
+	if (!ret && dev[0] && fy_pub_dev_users(a, v.id, dev) == 0)
 		ret = fy_loop_detach(dev, why, sizeof(why));
+	fy_vol_path(a, v.id, img, sizeof(img));
+	for (int i = 0; !ret && i < 4 && fy_pub_count(a, v.id) == 0 && !fy_loop_find(img, dev, sizeof(dev)); i++)
+		ret = fy_loop_detach(dev, why, sizeof(why)); /* one left behind by a crash */
 	pthread_mutex_unlock(vl);
 	if (ret)
 		return fy_rpc_fail(call, fy_errno_status(ret), "NodeUnpublishVolume %s at %s: %s", v.id,

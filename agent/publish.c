@@ -23,7 +23,7 @@ static void entry_path(struct fy_agent *a, const char *vol, const char *target, 
 	snprintf(out, len, "%s/%s/%s", a->pub_dir, vol, hex);
 }
 
-int fy_pub_add(struct fy_agent *a, const char *vol, const char *kind, const char *target)
+int fy_pub_add(struct fy_agent *a, const char *vol, const char *kind, const char *target, const char *dev)
 {
 	char dir[1024], path[1200], tmp[1300], body[4200];
 	int fd, n, ret = 0;
@@ -34,7 +34,7 @@ int fy_pub_add(struct fy_agent *a, const char *vol, const char *kind, const char
 		return ret;
 	entry_path(a, vol, target, path, sizeof(path));
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	n = snprintf(body, sizeof(body), "%s\n%s\n", kind, target);
+	n = snprintf(body, sizeof(body), "%s\n%s\n%s\n", kind, target, dev);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
@@ -58,9 +58,9 @@ int fy_pub_remove(struct fy_agent *a, const char *vol, const char *target)
 	return 0;
 }
 
-static int read_entry(const char *path, char *kind, size_t klen, char *target, size_t tlen)
+static int read_entry(const char *path, char *kind, size_t klen, char *target, size_t tlen, char *dev, size_t dlen)
 {
-	char body[4200], *nl;
+	char body[4200], *line[3] = { NULL, NULL, NULL }, *p;
 	ssize_t n;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
@@ -71,18 +71,22 @@ static int read_entry(const char *path, char *kind, size_t klen, char *target, s
 	if (n <= 0)
 		return -EIO;
 	body[n] = 0;
-	nl = strchr(body, '\n');
-	if (!nl)
-		return -EIO;
-	*nl = 0;
-	snprintf(kind, klen, "%s", body);
-	if (target) {
-		char *t = nl + 1, *e = strchr(t, '\n');
+	p = body;
+	for (int i = 0; i < 3 && p && *p; i++) {
+		char *nl = strchr(p, '\n');
 
-		if (e)
-			*e = 0;
-		snprintf(target, tlen, "%s", t);
+		line[i] = p;
+		if (nl)
+			*nl = 0;
+		p = nl ? nl + 1 : NULL;
 	}
+	if (!line[0] || !line[1])
+		return -EIO;
+	snprintf(kind, klen, "%s", line[0]);
+	if (target)
+		snprintf(target, tlen, "%s", line[1]);
+	if (dev)
+		snprintf(dev, dlen, "%s", line[2] ? line[2] : "");
 	return 0;
 }
 
@@ -91,14 +95,25 @@ int fy_pub_kind(struct fy_agent *a, const char *vol, const char *target, char *k
 	char path[1200];
 
 	entry_path(a, vol, target, path, sizeof(path));
-	return read_entry(path, kind, len, NULL, 0) == 0 ? 0 : -ENOENT;
+	return read_entry(path, kind, len, NULL, 0, NULL, 0) == 0 ? 0 : -ENOENT;
+}
+
+int fy_pub_dev(struct fy_agent *a, const char *vol, const char *target, char *dev, size_t len)
+{
+	char path[1200], kind[16];
+
+	entry_path(a, vol, target, path, sizeof(path));
+	if (read_entry(path, kind, sizeof(kind), NULL, 0, dev, len) || !dev[0])
+		return -ENOENT;
+	return 0;
 }
 
 /* Visit the entries of a volume; stop when fn returns non-zero. */
-static int each(struct fy_agent *a, const char *vol, int (*fn)(const char *kind, const char *target, void *arg),
+static int each(struct fy_agent *a, const char *vol,
+		int (*fn)(const char *kind, const char *target, const char *dev, void *arg),
 		void *arg)
 {
-	char dir[1024], path[1400], kind[16], target[4096];
+	char dir[1024], path[1400], kind[16], target[4096], dev[64];
 	struct dirent *de;
 	DIR *d;
 	int ret = 0;
@@ -111,17 +126,18 @@ static int each(struct fy_agent *a, const char *vol, int (*fn)(const char *kind,
 		if (de->d_name[0] == '.' || strstr(de->d_name, ".tmp"))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		if (!read_entry(path, kind, sizeof(kind), target, sizeof(target)))
-			ret = fn(kind, target, arg);
+		if (!read_entry(path, kind, sizeof(kind), target, sizeof(target), dev, sizeof(dev)))
+			ret = fn(kind, target, dev, arg);
 	}
 	closedir(d);
 	return ret;
 }
 
-static int count_fn(const char *kind, const char *target, void *arg)
+static int count_fn(const char *kind, const char *target, const char *dev, void *arg)
 {
 	(void)kind;
 	(void)target;
+	(void)dev;
 	(*(int *)arg)++;
 	return 0;
 }
@@ -138,10 +154,11 @@ struct first_arg {
 	size_t len;
 };
 
-static int first_fn(const char *kind, const char *target, void *arg)
+static int first_fn(const char *kind, const char *target, const char *dev, void *arg)
 {
 	struct first_arg *f = arg;
 
+	(void)dev;
 	if (strcmp(kind, "mount"))
 		return 0;
 	snprintf(f->path, f->len, "%s", target);
@@ -153,6 +170,29 @@ int fy_pub_first_mount(struct fy_agent *a, const char *vol, char *path, size_t l
 	struct first_arg f = { path, len };
 
 	return each(a, vol, first_fn, &f) == 1 ? 0 : -ENOENT;
+}
+
+struct dev_arg {
+	const char *dev;
+	int n;
+};
+
+static int dev_fn(const char *kind, const char *target, const char *dev, void *arg)
+{
+	struct dev_arg *d = arg;
+
+	(void)kind;
+	(void)target;
+	d->n += !strcmp(dev, d->dev);
+	return 0;
+}
+
+int fy_pub_dev_users(struct fy_agent *a, const char *vol, const char *dev)
+{
+	struct dev_arg d = { dev, 0 };
+	int ret = each(a, vol, dev_fn, &d);
+
+	return ret < 0 ? ret : d.n;
 }
 
 void fy_pub_clear(struct fy_agent *a, const char *vol)

@@ -1,5 +1,5 @@
 /* Where each volume is published, on disk under STATE/publish/<volume id>/:
- * one small file per target ("block" or "mount", then the path), so the
+ * one small file per target ("block" or "mount", the path, the loop device), so the
  * agent knows after a restart which targets use a loop device, and which
  * mounted filesystem to freeze at a cut.  (A bind-mounted device node does
  * not show in mountinfo as its device: the kernel cannot tell us.) */
@@ -10,10 +10,15 @@
 
 struct fy_agent;
 
-int fy_pub_add(struct fy_agent *a, const char *vol, const char *kind, const char *target);
+/* Record target as published from loop device dev. */
+int fy_pub_add(struct fy_agent *a, const char *vol, const char *kind, const char *target, const char *dev);
 int fy_pub_remove(struct fy_agent *a, const char *vol, const char *target);
 /* The kind a target is published as ("block"/"mount"): 0, or -ENOENT. */
 int fy_pub_kind(struct fy_agent *a, const char *vol, const char *target, char *kind, size_t len);
+/* The loop device a target was published from: 0, or -ENOENT. */
+int fy_pub_dev(struct fy_agent *a, const char *vol, const char *target, char *dev, size_t len);
+/* How many targets of a volume use loop device dev (>= 0), or -errno. */
+int fy_pub_dev_users(struct fy_agent *a, const char *vol, const char *dev);
 /* How many targets a volume is published at (>= 0), or -errno. */
 int fy_pub_count(struct fy_agent *a, const char *vol);
 /* The first mount target of a volume: 0, or -ENOENT. */
