@@ -1,0 +1,453 @@
+#!/usr/bin/python3
+"""CSI: bad input, each with its status code; a failed upload reported as
+UNAVAILABLE and retried with the next call's secrets; a repository created
+on demand; and no secret in the agent's log, in an error message, or in a
+file others can read.
+
+Every secret value sent contains SECRET_MARK, so one grep finds them all."""
+import os
+import stat
+import subprocess
+import time
+
+import grpc
+
+from csilib import (BS, P_CREATE, P_REPO, PASSWORD, WORK, MiB, Agent, AgentTest, Code, block_cap,
+                    log, main, mount_cap, new_repo, pb, prand, pwrite_sync, repo_snapshot_of,
+                    repo_snapshots)
+
+SECRET_MARK = "s3cr3t-CSI"
+WRONG_PASSWORD = "wrong-password-" + SECRET_MARK + "-1"
+AWS_KEY = "AKIA" + SECRET_MARK + "-KEY"
+AWS_SECRET = "aws-secret-" + SECRET_MARK + "-2"
+AWS_TOKEN = "aws-token-" + SECRET_MARK + "-3"
+COPY_PASSWORD = "copy-password-" + SECRET_MARK + "-4"
+BIG_SECRET = "big-" + SECRET_MARK + "-5-" + "x" * 5000
+META_SECRET = "meta-" + SECRET_MARK + "-6"
+VOL_SECRET = "volume-" + SECRET_MARK + "-7"
+ALL_SECRETS = [WRONG_PASSWORD, AWS_KEY, AWS_SECRET, AWS_TOKEN, COPY_PASSWORD, BIG_SECRET[:60], META_SECRET,
+               VOL_SECRET, SECRET_MARK, PASSWORD]
+
+NOVOL = "vol-" + "0123456789abcdef" * 2
+NOSNAP = "snap-" + "0123456789abcdef" * 2
+BAD_IDS = ["../../etc/passwd", "vol-../x", "vol-../../../../etc/passwd", "/etc/passwd", "vol-abc/def",
+           "..", "vol-0123456789abcdef0123456789abcdef/..", "vol-0123456789abcdef0123456789abcdef\n"]
+BAD_SNAP_IDS = ["../../etc/passwd", "snap-../x", "snap-../../../../etc/shadow", "/x", "..", "snap-a/b"]
+SIZE = 32 * MiB
+
+
+def count_snapshots(repo_path):
+    d = os.path.join(repo_path, "snapshots")
+    return len(os.listdir(d)) if os.path.isdir(d) else 0
+
+
+class BadInput(AgentTest):
+    @classmethod
+    def setUpClass(cls):
+        cls.agent = Agent("badinput", node_id="node-bad").start()
+        cls.errors = []   # details of every error the agent returned
+        a = cls.agent
+        cls.vol = a.create_volume("pvc-bad-main", SIZE)
+        cls.vol2 = a.create_volume("pvc-bad-other", SIZE)
+        t = a.publish(cls.vol.volume_id, a.block_target("pvc-bad-main"))
+        pwrite_sync(t, 0, prand(MiB, "bad"))
+        a.unpublish(cls.vol.volume_id, t)
+        cls.snap = a.create_snapshot(cls.vol.volume_id, "snapshot-bad-1")
+        cls.snap_b = a.create_snapshot(cls.vol.volume_id, "snapshot-bad-1b")   # nothing written in between
+        cls.snap_other = a.create_snapshot(cls.vol2.volume_id, "snapshot-bad-other")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.agent.stop()
+
+    def code(self, code, fn, req, what):
+        with self.subTest(what):
+            e = None
+            try:
+                e = self.assertCode(code, fn, req, what)
+            finally:
+                if e is not None:
+                    self.errors.append("%s: %s" % (what, e.details()))
+
+    def code_in(self, codes, fn, req, what):
+        with self.subTest(what):
+            try:
+                r = fn(req, timeout=60)
+                if hasattr(r, "__iter__") and not hasattr(r, "ListFields"):
+                    list(r)
+                self.fail("%s: succeeded, want one of %s" % (what, [c.name for c in codes]))
+            except grpc.RpcError as e:
+                self.errors.append("%s: %s" % (what, e.details()))
+                self.assertIn(e.code(), codes, "%s: got %s (%s)" % (what, e.code().name, e.details()))
+
+    # ---------------------------------------------------------- volumes
+    def test_create_volume(self):
+        a, C = self.agent, self.agent.controller
+        R = pb.CreateVolumeRequest
+        cr = pb.CapacityRange(required_bytes=SIZE)
+        self.code(Code.INVALID_ARGUMENT, C.CreateVolume, R(name="", capacity_range=cr, volume_capabilities=[block_cap()]),
+                  "CreateVolume name empty")
+        self.code(Code.INVALID_ARGUMENT, C.CreateVolume,
+                  R(name="n" * 129, capacity_range=cr, volume_capabilities=[block_cap()]), "CreateVolume name 129 bytes")
+        self.code(Code.INVALID_ARGUMENT, C.CreateVolume, R(name="pvc-bad-nocap", capacity_range=cr),
+                  "CreateVolume without capabilities")
+        self.code(Code.INVALID_ARGUMENT, C.CreateVolume,
+                  R(name="pvc-bad-noaccess", capacity_range=cr,
+                    volume_capabilities=[pb.VolumeCapability(access_mode=pb.VolumeCapability.AccessMode(mode=1))]),
+                  "CreateVolume with a capability neither block nor mount")
+        self.code(Code.INVALID_ARGUMENT, C.CreateVolume,
+                  R(name="pvc-bad-params", capacity_range=cr, volume_capabilities=[block_cap()],
+                    parameters={"p%d" % i: "v" * 100 for i in range(50)}), "CreateVolume 5 KiB parameters")
+        self.code(Code.INVALID_ARGUMENT, C.CreateVolume,
+                  R(name="pvc-bad-secrets", capacity_range=cr, volume_capabilities=[block_cap()],
+                    secrets={"password": BIG_SECRET}), "CreateVolume 5 KiB secrets")
+        self.code(Code.ALREADY_EXISTS, C.CreateVolume,
+                  R(name="pvc-bad-main", capacity_range=pb.CapacityRange(required_bytes=2 * SIZE),
+                    volume_capabilities=[block_cap()]), "CreateVolume same name, other size")
+        r = R(name="pvc-bad-from-nosnap", capacity_range=cr, volume_capabilities=[block_cap()],
+              secrets={"password": VOL_SECRET})
+        r.volume_content_source.snapshot.snapshot_id = NOSNAP
+        self.code(Code.NOT_FOUND, C.CreateVolume, r, "CreateVolume from an unknown snapshot")
+        for bad in BAD_SNAP_IDS:
+            r = R(name="pvc-bad-from-bad", capacity_range=cr, volume_capabilities=[block_cap()])
+            r.volume_content_source.snapshot.snapshot_id = bad
+            self.code(Code.INVALID_ARGUMENT, C.CreateVolume, r, "CreateVolume from snapshot %r" % bad)
+        r = R(name="pvc-bad-from-vol", capacity_range=cr, volume_capabilities=[block_cap()])
+        r.volume_content_source.volume.volume_id = self.vol.volume_id
+        self.code_in((Code.INVALID_ARGUMENT, Code.UNIMPLEMENTED), C.CreateVolume, r,
+                     "CreateVolume from a volume (no CLONE from volumes)")
+        # The boundary: a 128-byte name is fine.
+        v = a.create_volume("n" * 128, SIZE)
+        a.delete_volume(v.volume_id)
+        for p in os.listdir(os.path.join(a.state, "volumes")):
+            self.assertNotIn("pvc-bad-", p, "an image was made for a refused CreateVolume")
+
+    def test_delete_volume(self):
+        C = self.agent.controller
+        self.code(Code.INVALID_ARGUMENT, C.DeleteVolume, pb.DeleteVolumeRequest(volume_id=""), "DeleteVolume ''")
+        for bad in BAD_IDS:
+            self.code(Code.INVALID_ARGUMENT, C.DeleteVolume, pb.DeleteVolumeRequest(volume_id=bad),
+                      "DeleteVolume %r" % bad)
+        with self.subTest("DeleteVolume unknown"):
+            C.DeleteVolume(pb.DeleteVolumeRequest(volume_id=NOVOL), timeout=30)
+        self.assertTrue(os.path.exists("/etc/passwd"))
+
+    def test_validate(self):
+        C = self.agent.controller
+        R = pb.ValidateVolumeCapabilitiesRequest
+        self.code(Code.INVALID_ARGUMENT, C.ValidateVolumeCapabilities, R(volume_id="", volume_capabilities=[block_cap()]),
+                  "ValidateVolumeCapabilities ''")
+        self.code(Code.INVALID_ARGUMENT, C.ValidateVolumeCapabilities, R(volume_id=self.vol.volume_id),
+                  "ValidateVolumeCapabilities without capabilities")
+        self.code(Code.NOT_FOUND, C.ValidateVolumeCapabilities, R(volume_id=NOVOL, volume_capabilities=[block_cap()]),
+                  "ValidateVolumeCapabilities unknown")
+        self.code(Code.INVALID_ARGUMENT, C.ValidateVolumeCapabilities,
+                  R(volume_id="../../etc/passwd", volume_capabilities=[block_cap()]),
+                  "ValidateVolumeCapabilities ../../etc/passwd")
+
+    # -------------------------------------------------------- snapshots
+    def test_create_snapshot(self):
+        a, C = self.agent, self.agent.controller
+        R = pb.CreateSnapshotRequest
+        vid = self.vol.volume_id
+        self.code(Code.INVALID_ARGUMENT, C.CreateSnapshot, R(source_volume_id=vid, name=""), "CreateSnapshot name ''")
+        self.code(Code.INVALID_ARGUMENT, C.CreateSnapshot, R(source_volume_id="", name="snapshot-bad-x"),
+                  "CreateSnapshot source ''")
+        self.code(Code.NOT_FOUND, C.CreateSnapshot, R(source_volume_id=NOVOL, name="snapshot-bad-x"),
+                  "CreateSnapshot unknown source")
+        for bad in BAD_IDS:
+            self.code(Code.INVALID_ARGUMENT, C.CreateSnapshot, R(source_volume_id=bad, name="snapshot-bad-x"),
+                      "CreateSnapshot source %r" % bad)
+        self.code(Code.INVALID_ARGUMENT, C.CreateSnapshot, R(source_volume_id=vid, name="s" * 129),
+                  "CreateSnapshot name 129 bytes")
+        self.code(Code.ALREADY_EXISTS, C.CreateSnapshot,
+                  R(source_volume_id=self.vol2.volume_id, name="snapshot-bad-1"),
+                  "CreateSnapshot same name, other source")
+        self.code(Code.INVALID_ARGUMENT, C.CreateSnapshot,
+                  R(source_volume_id=vid, name="snapshot-bad-params",
+                    parameters={"k%d" % i: "v" * 200 for i in range(25)}), "CreateSnapshot 5 KiB parameters")
+        self.code(Code.INVALID_ARGUMENT, C.CreateSnapshot,
+                  R(source_volume_id=vid, name="snapshot-bad-secrets", parameters={P_REPO: "file:///nonexistent"},
+                    secrets={"password": BIG_SECRET}), "CreateSnapshot 5 KiB secrets")
+        self.assertEqual(a.get_snapshot(self.snap.snapshot_id).source_volume_id, vid)
+        # Boundary: 128 bytes is a valid name.
+        s = a.create_snapshot(vid, "s" * 128)
+        self.assertTrue(s.ready_to_use)
+        a.delete_snapshot(s.snapshot_id)
+        names = [x.snapshot_id for x in a.list_snapshots()]
+        self.assertEqual(sorted(names), sorted([self.snap.snapshot_id, self.snap_b.snapshot_id,
+                                                self.snap_other.snapshot_id]),
+                         "refused CreateSnapshot calls left snapshots behind")
+
+    def test_delete_snapshot(self):
+        C = self.agent.controller
+        self.code(Code.INVALID_ARGUMENT, C.DeleteSnapshot, pb.DeleteSnapshotRequest(snapshot_id=""),
+                  "DeleteSnapshot ''")
+        for bad in BAD_SNAP_IDS:
+            self.code(Code.INVALID_ARGUMENT, C.DeleteSnapshot, pb.DeleteSnapshotRequest(snapshot_id=bad),
+                      "DeleteSnapshot %r" % bad)
+        with self.subTest("DeleteSnapshot unknown"):
+            C.DeleteSnapshot(pb.DeleteSnapshotRequest(snapshot_id=NOSNAP), timeout=30)
+
+    def test_list_snapshots(self):
+        C = self.agent.controller
+        for tok in ("garbage", "99999999999999999999999", "-1"):
+            self.code(Code.ABORTED, C.ListSnapshots, pb.ListSnapshotsRequest(starting_token=tok),
+                      "ListSnapshots starting_token %r" % tok)
+        self.code(Code.INVALID_ARGUMENT, C.ListSnapshots, pb.ListSnapshotsRequest(max_entries=-3),
+                  "ListSnapshots max_entries -3")
+
+    # ------------------------------------------------------------- node
+    def test_node_publish(self):
+        a = self.agent
+        N = a.node
+        R = pb.NodePublishVolumeRequest
+        vid = self.vol.volume_id
+        good = a.block_target()
+        self.code(Code.INVALID_ARGUMENT, N.NodePublishVolume, R(volume_id="", target_path=good,
+                                                               volume_capability=block_cap()),
+                  "NodePublishVolume volume_id ''")
+        for bad in BAD_IDS:
+            self.code(Code.INVALID_ARGUMENT, N.NodePublishVolume,
+                      R(volume_id=bad, target_path=good, volume_capability=block_cap()),
+                      "NodePublishVolume volume_id %r" % bad)
+        self.code(Code.NOT_FOUND, N.NodePublishVolume, R(volume_id=NOVOL, target_path=good,
+                                                        volume_capability=block_cap()),
+                  "NodePublishVolume unknown volume")
+        self.code(Code.INVALID_ARGUMENT, N.NodePublishVolume, R(volume_id=vid, target_path=good),
+                  "NodePublishVolume without capability")
+        # Targets outside the kubelet directory, or not absolute.
+        outside = os.path.join(WORK, "outside")
+        os.makedirs(outside, exist_ok=True)
+        link_parent = os.path.join(a.kubelet, "pods", "evil-link")
+        os.makedirs(os.path.dirname(link_parent), exist_ok=True)
+        if not os.path.lexists(link_parent):
+            os.symlink(outside, link_parent)          # inside the kubelet dir, pointing out of it
+        sibling = a.kubelet.rstrip("/") + "-evil"     # shares the kubelet dir's prefix, not under it
+        os.makedirs(sibling, exist_ok=True)
+        targets = ["", "/etc/x", outside, os.path.join(outside, "x"), "relative/path/target",
+                   a.kubelet + "/../../../etc/x", a.kubelet + "/pods/../../" + os.path.basename(a.kubelet) + "-evil/x",
+                   os.path.join(sibling, "x"), os.path.join(link_parent, "x"), a.kubelet, a.kubelet + "/"]
+        etc_x_before = os.path.lexists("/etc/x")
+        created_etc_x = False
+        try:
+            for t in targets:
+                for cap, kind in ((block_cap(), "block"), (mount_cap("ext4"), "mount")):
+                    self.code(Code.INVALID_ARGUMENT, N.NodePublishVolume,
+                              R(volume_id=vid, target_path=t, volume_capability=cap),
+                              "NodePublishVolume %s target %r" % (kind, t))
+        finally:
+            # Undo /etc/x if a wrongly accepted publish made it (run.sh unmounts
+            # whatever lands in the scratch and kubelet dirs).
+            created_etc_x = not etc_x_before and os.path.lexists("/etc/x")
+            if created_etc_x:
+                while os.path.ismount("/etc/x"):
+                    subprocess.run(["umount", "/etc/x"], check=True)
+                if os.path.isdir("/etc/x"):
+                    os.rmdir("/etc/x")
+                else:
+                    os.unlink("/etc/x")
+        self.assertFalse(created_etc_x, "NodePublishVolume created /etc/x")
+        self.assertEqual(os.listdir(outside), [], "NodePublishVolume created or mounted something outside the kubelet dir")
+        self.assertEqual(os.listdir(sibling), [], "NodePublishVolume created something in %s" % sibling)
+        self.assertTrue(os.path.isdir("/etc") and not os.path.ismount("/etc"))
+
+    def test_node_unpublish(self):
+        a = self.agent
+        N = a.node
+        R = pb.NodeUnpublishVolumeRequest
+        vid = self.vol.volume_id
+        self.code(Code.INVALID_ARGUMENT, N.NodeUnpublishVolume, R(volume_id="", target_path=a.block_target()),
+                  "NodeUnpublishVolume volume_id ''")
+        self.code(Code.INVALID_ARGUMENT, N.NodeUnpublishVolume, R(volume_id=vid, target_path=""),
+                  "NodeUnpublishVolume target ''")
+        # A mount point outside the kubelet dir (ours, harmless): never unmounted.
+        outside = os.path.join(WORK, "outside-mount")
+        os.makedirs(outside, exist_ok=True)
+        if not os.path.ismount(outside):
+            subprocess.run(["mount", "--bind", outside, outside], check=True)
+        try:
+            for t in ("/etc/x", "/etc", outside, a.kubelet + "/../../etc", a.kubelet + "/../work/outside-mount",
+                      "relative"):
+                self.code(Code.INVALID_ARGUMENT, N.NodeUnpublishVolume, R(volume_id=vid, target_path=t),
+                          "NodeUnpublishVolume target %r" % t)
+            for bad in BAD_IDS:
+                self.code(Code.INVALID_ARGUMENT, N.NodeUnpublishVolume,
+                          R(volume_id=bad, target_path=a.block_target()), "NodeUnpublishVolume volume_id %r" % bad)
+            self.assertTrue(os.path.ismount(outside), "NodeUnpublishVolume unmounted %s" % outside)
+            self.assertTrue(os.path.isdir("/etc"))
+        finally:
+            while os.path.ismount(outside):
+                subprocess.run(["umount", outside], check=True)
+
+    def test_node_stats(self):
+        a = self.agent
+        N = a.node
+        R = pb.NodeGetVolumeStatsRequest
+        self.code(Code.INVALID_ARGUMENT, N.NodeGetVolumeStats, R(volume_id="", volume_path=a.kubelet),
+                  "NodeGetVolumeStats volume_id ''")
+        self.code(Code.INVALID_ARGUMENT, N.NodeGetVolumeStats, R(volume_id=self.vol.volume_id, volume_path=""),
+                  "NodeGetVolumeStats volume_path ''")
+        self.code(Code.NOT_FOUND, N.NodeGetVolumeStats, R(volume_id=NOVOL, volume_path=a.mount_target()),
+                  "NodeGetVolumeStats unknown volume")
+        self.code(Code.NOT_FOUND, N.NodeGetVolumeStats,
+                  R(volume_id=self.vol.volume_id, volume_path=a.mount_target()),
+                  "NodeGetVolumeStats at a path where the volume is not published")
+
+    # --------------------------------------------------- snapshot metadata
+    def test_metadata(self):
+        a = self.agent
+        M = a.meta
+        RA, RD = pb.GetMetadataAllocatedRequest, pb.GetMetadataDeltaRequest
+        sid, sid_b, other = self.snap.snapshot_id, self.snap_b.snapshot_id, self.snap_other.snapshot_id
+        sec = {"token": META_SECRET}
+        self.code(Code.INVALID_ARGUMENT, M.GetMetadataAllocated, RA(snapshot_id="", secrets=sec),
+                  "GetMetadataAllocated snapshot ''")
+        self.code(Code.NOT_FOUND, M.GetMetadataAllocated, RA(snapshot_id=NOSNAP, secrets=sec),
+                  "GetMetadataAllocated unknown snapshot")
+        for bad in BAD_SNAP_IDS:
+            self.code(Code.INVALID_ARGUMENT, M.GetMetadataAllocated, RA(snapshot_id=bad),
+                      "GetMetadataAllocated snapshot %r" % bad)
+        self.code(Code.OUT_OF_RANGE, M.GetMetadataAllocated, RA(snapshot_id=sid, starting_offset=SIZE + MiB),
+                  "GetMetadataAllocated starting_offset beyond the volume")
+        self.code(Code.OUT_OF_RANGE, M.GetMetadataAllocated, RA(snapshot_id=sid, starting_offset=1 << 62),
+                  "GetMetadataAllocated starting_offset 2^62")
+        self.code(Code.INVALID_ARGUMENT, M.GetMetadataAllocated, RA(snapshot_id=sid, max_results=-1),
+                  "GetMetadataAllocated max_results -1")
+        self.code_in((Code.INVALID_ARGUMENT, Code.OUT_OF_RANGE), M.GetMetadataAllocated,
+                     RA(snapshot_id=sid, starting_offset=-BS), "GetMetadataAllocated starting_offset -4096")
+
+        self.code(Code.NOT_FOUND, M.GetMetadataDelta,
+                  RD(base_snapshot_id=NOSNAP, target_snapshot_id=sid, secrets=sec), "GetMetadataDelta unknown base")
+        self.code(Code.NOT_FOUND, M.GetMetadataDelta,
+                  RD(base_snapshot_id=sid, target_snapshot_id=NOSNAP), "GetMetadataDelta unknown target")
+        self.code(Code.INVALID_ARGUMENT, M.GetMetadataDelta,
+                  RD(base_snapshot_id="", target_snapshot_id=sid), "GetMetadataDelta base ''")
+        self.code(Code.INVALID_ARGUMENT, M.GetMetadataDelta,
+                  RD(base_snapshot_id=sid, target_snapshot_id=""), "GetMetadataDelta target ''")
+        for bad in BAD_SNAP_IDS:
+            self.code(Code.INVALID_ARGUMENT, M.GetMetadataDelta,
+                      RD(base_snapshot_id=bad, target_snapshot_id=sid), "GetMetadataDelta base %r" % bad)
+        self.code(Code.OUT_OF_RANGE, M.GetMetadataDelta,
+                  RD(base_snapshot_id=sid, target_snapshot_id=sid_b, starting_offset=SIZE + MiB),
+                  "GetMetadataDelta starting_offset beyond the volume")
+        self.code(Code.INVALID_ARGUMENT, M.GetMetadataDelta,
+                  RD(base_snapshot_id=sid, target_snapshot_id=sid_b, max_results=-5),
+                  "GetMetadataDelta max_results -5")
+        self.code(Code.INVALID_ARGUMENT, M.GetMetadataDelta,
+                  RD(base_snapshot_id=sid, target_snapshot_id=other),
+                  "GetMetadataDelta between snapshots of two volumes")
+        # Sanity: the valid calls work; nothing was written between snap and snap_b.
+        with self.subTest("valid metadata calls"):
+            alloc = a.metadata("allocated", snapshot_id=sid, secrets=sec)
+            self.assertTrue(any(r.block_metadata for r in alloc), "no allocated block in a written snapshot")
+            d = a.metadata("delta", base_snapshot_id=sid, target_snapshot_id=sid_b, secrets=sec)
+            self.assertEqual([m for r in d for m in r.block_metadata], [],
+                             "delta between two snapshots with no write in between")
+
+    # -------------------------------------------- uploads that fail, secrets
+    def until_error(self, vid, name, params, secrets, what, timeout=120):
+        """Call CreateSnapshot again and again (as the snapshotter does) until
+        it fails; returns the error.  Fails if it becomes ready instead."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                r = self.agent.create_snapshot(vid, name, params, secrets)
+                self.assertFalse(r.ready_to_use, "%s: became ready" % what)
+            except grpc.RpcError as e:
+                self.errors.append("%s: %s" % (what, e.details()))
+                return e
+            time.sleep(0.1)
+        self.fail("%s: no error within %ds" % (what, timeout))
+
+    def until_ready(self, vid, name, params, secrets, what, timeout=120):
+        """Call CreateSnapshot again and again until ready_to_use; errors from
+        an earlier failed attempt (UNAVAILABLE) are tolerated meanwhile."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                r = self.agent.create_snapshot(vid, name, params, secrets)
+                if r.ready_to_use:
+                    return r
+            except grpc.RpcError as e:
+                self.errors.append("%s: %s" % (what, e.details()))
+                self.assertEqual(e.code(), Code.UNAVAILABLE, "%s: %s" % (what, e.details()))
+                last = e.details()
+            time.sleep(0.1)
+        self.fail("%s: not ready within %ds (last error: %s)" % (what, timeout, last))
+
+    def test_upload_failure_and_retry(self):
+        a = self.agent
+        url, path = new_repo("badinput")
+        vid = self.vol.volume_id
+        name = "snapshot-bad-wrongpw"
+        params = {P_REPO: url}
+        s = a.create_snapshot(vid, name, params, {"password": WRONG_PASSWORD})
+        self.assertFalse(s.ready_to_use)
+        # The next calls with that name report the failure once the upload has failed.
+        err = self.until_error(vid, name, params, {"password": WRONG_PASSWORD}, "wrong password")
+        self.assertEqual(err.code(), Code.UNAVAILABLE, "upload failure: got %s (%s)"
+                         % (err.code().name, err.details()))
+        self.assertFalse(a.get_snapshot(s.snapshot_id).ready_to_use)
+        self.assertEqual(count_snapshots(path), 0)
+        # Retried with the right secrets by the next calls.
+        r = self.until_ready(vid, name, params, {"password": PASSWORD}, "retry with the right password")
+        self.assertEqual(r.snapshot_id, s.snapshot_id)
+        repo_snapshot_of(url, s.snapshot_id)
+
+        # A repository that does not exist, not to be created: UNAVAILABLE too.
+        missing = "file://" + os.path.join(WORK, "repos", "does-not-exist")
+        s2 = a.create_snapshot(vid, "snapshot-bad-norepo", {P_REPO: missing}, {"password": PASSWORD})
+        err = self.until_error(vid, "snapshot-bad-norepo", {P_REPO: missing}, {"password": PASSWORD}, "missing repo")
+        self.assertEqual(err.code(), Code.UNAVAILABLE, err.details())
+        self.assertFalse(os.path.exists(missing[len("file://"):]), "a repository was created without being asked")
+        a.delete_snapshot(s2.snapshot_id)
+
+        # create-repository "true": made on first use, with the password given.
+        fresh_url = "file://" + os.path.join(WORK, "repos", "created-by-agent")
+        s3 = a.create_snapshot(vid, "snapshot-bad-create", {P_REPO: fresh_url, P_CREATE: "true"},
+                               {"password": PASSWORD})
+        a.wait_ready(s3.snapshot_id, timeout=120)
+        repo_snapshot_of(fresh_url, s3.snapshot_id)
+
+        # Every kind of secret at once (S3 keys and copy overrides are not used
+        # by a file:// repository): accepted, uploaded, and never logged.
+        s4 = a.create_snapshot(vid, "snapshot-bad-allsecrets", {P_REPO: url},
+                               {"password": PASSWORD, "copy-1.password": COPY_PASSWORD,
+                                "AWS_ACCESS_KEY_ID": AWS_KEY, "AWS_SECRET_ACCESS_KEY": AWS_SECRET,
+                                "AWS_SESSION_TOKEN": AWS_TOKEN})
+        a.wait_ready(s4.snapshot_id, timeout=120)
+        log("repository snapshots: %d" % len(repo_snapshots(url)))
+
+    def test_zz_no_secrets_anywhere(self):
+        """Last: no secret in the log, in any error detail, or in a file of
+        the state dir that anyone but the owner could read."""
+        a = self.agent
+        rc, _ = a.stop()
+        self.assertEqual(rc, 0, "exit status after SIGTERM")
+        self.assertAgentClean(a)
+        text = a.log_text()
+        self.assertGreater(len(text.splitlines()), 3, "the agent logged (almost) nothing: the grep proves nothing")
+        for s in ALL_SECRETS:
+            hits = [ln for ln in text.splitlines() if s in ln]
+            self.assertEqual(hits, [], "secret %r in the agent log" % s[:40])
+        for e in self.errors:
+            for s in ALL_SECRETS:
+                self.assertNotIn(s, e, "secret in an error message")
+        self.assertGreater(len(self.errors), 50, "too few errors collected")
+        for root, dirs, files in os.walk(a.state):
+            for f in files:
+                p = os.path.join(root, f)
+                if p.endswith(".img") or os.path.islink(p) or not os.path.isfile(p):
+                    continue
+                with open(p, "rb") as fh:
+                    body = fh.read(16 * MiB)
+                if any(s.encode() in body for s in ALL_SECRETS):
+                    mode = stat.S_IMODE(os.stat(p).st_mode)
+                    self.assertEqual(mode & 0o077, 0, "%s holds a secret and has mode %04o" % (p, mode))
+                    log("secret kept in %s (mode %04o)" % (os.path.relpath(p, a.state), mode))
+
+
+if __name__ == "__main__":
+    main()
