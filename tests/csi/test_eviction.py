@@ -8,8 +8,8 @@ import time
 
 import grpc
 
-from csilib import (P_REPO, PASSWORD, MiB, Agent, AgentTest, first_difference, log, main, new_repo, pb,
-                    prand, pwrite_sync, block_cap)
+from csilib import (P_REPO, PASSWORD, MiB, Agent, AgentTest, block_cap, blocks, first_difference, log, main,
+                    new_repo, pb, prand, pwrite_sync, repo_snapshot_of, tuples)
 
 SIZE = 64 * MiB
 
@@ -29,7 +29,8 @@ class Eviction(AgentTest):
         v = a.create_volume("pvc-evict", SIZE)
         t = a.publish(v.volume_id, a.block_target("pvc-evict"))
         expected = bytearray(SIZE)
-        for i, off in enumerate((0, 3 * MiB + 4096, 40 * MiB, SIZE - 2 * MiB)):
+        writes1 = [(off, MiB) for off in (0, 3 * MiB + 4096, 40 * MiB, SIZE - 2 * MiB)]
+        for i, (off, _) in enumerate(writes1):
             d = prand(MiB, "evict-a-%d" % i)
             pwrite_sync(t, off, d)
             expected[off:off + len(d)] = d
@@ -39,7 +40,8 @@ class Eviction(AgentTest):
         a.wait_ready(s1.snapshot_id)
         self.assertTrue(os.path.exists(a.snap_img(s1.snapshot_id)), "the only snapshot's clone was evicted")
 
-        for i, off in enumerate((MiB, 40 * MiB + 512 * 1024)):
+        writes2 = [(off, MiB) for off in (MiB, 40 * MiB + 512 * 1024)]
+        for i, (off, _) in enumerate(writes2):
             d = prand(MiB, "evict-b-%d" % i)
             pwrite_sync(t, off, d)
             expected[off:off + len(d)] = d
@@ -57,6 +59,24 @@ class Eviction(AgentTest):
         got = a.get_snapshot(s1.snapshot_id)
         self.assertIsNotNone(got, "an evicted snapshot is no longer listed")
         self.assertTrue(got.ready_to_use, "an evicted (uploaded) snapshot is not ready_to_use")
+
+        # SnapshotMetadata still answers for the evicted snapshot, from the
+        # repository's manifests (with the request's secrets), at the
+        # repository's chunk granularity: a superset of the written blocks
+        # within the chunks they touch.
+        chunk = repo_snapshot_of(self.url, s1.snapshot_id)["chunk_size"]
+        alloc = tuples(a.metadata("allocated", snapshot_id=s1.snapshot_id, secrets=secrets))
+        self.assertFalse(blocks(writes1) - blocks(alloc), "GetMetadataAllocated of the evicted snapshot misses "
+                         "written blocks: %s" % alloc)
+        self.assertTrue(blocks(alloc, chunk) <= blocks(writes1, chunk),
+                        "GetMetadataAllocated of the evicted snapshot: %s beyond the chunks written" % alloc)
+        delta = tuples(a.metadata("delta", base_snapshot_id=s1.snapshot_id, target_snapshot_id=s2.snapshot_id,
+                                  secrets=secrets))
+        self.assertFalse(blocks(writes2) - blocks(delta), "GetMetadataDelta from the evicted snapshot misses "
+                         "changed blocks: %s" % delta)
+        self.assertTrue(blocks(delta, chunk) <= blocks(writes2, chunk),
+                        "GetMetadataDelta from the evicted snapshot: %s beyond the chunks changed" % delta)
+        log("metadata after eviction: allocated %s, delta %s (chunk %d)" % (alloc, delta, chunk))
 
         # Without the password it cannot be restored: an error, and no volume left behind.
         with self.subTest("CreateVolume from an evicted snapshot without secrets"):

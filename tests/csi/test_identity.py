@@ -5,11 +5,12 @@ does not serve."""
 import os
 import re
 import stat
+import subprocess
 
 import grpc
 
-from csilib import (AM, DRIVER, MiB, STATE_ROOT, TOPOLOGY_KEY, Agent, AgentTest, Code, block_cap,
-                    main, mount_cap, pb)
+from csilib import (AM, DRIVER, PIDFILE, MiB, STATE_ROOT, TOPOLOGY_KEY, Agent, AgentTest, Code, block_cap,
+                    log, main, mount_cap, pb)
 
 VOL_ID = re.compile(r"^vol-[0-9a-f]{32}$")
 CCAP = pb.ControllerServiceCapability.RPC
@@ -164,6 +165,32 @@ class Identity(AgentTest):
                 self.assertCode(Code.UNIMPLEMENTED, raw, b"", path)
         # The server still serves after all that.
         a.identity.Probe(pb.ProbeRequest(), timeout=10)
+
+    def test_second_agent_same_socket(self):
+        # Another agent on a socket that answers: it must refuse to start
+        # (exit non-zero), and the first one keeps serving.
+        a = self.agent
+        b = Agent("identity-second", node_id="node-identity-2")
+        args = list(b.args)
+        args[args.index("--endpoint") + 1] = "unix://" + a.sock
+        with open(b.log_path, "a") as lf:
+            p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=lf, stderr=subprocess.STDOUT)
+        with open(PIDFILE, "a") as f:
+            f.write("%d %s\n" % (p.pid, a.sock))
+        try:
+            rc = p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            rc = None
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self.assertIsNotNone(rc, "a second agent on a socket in use is still running after 30 s")
+        self.assertNotEqual(rc, 0, "a second agent on a socket in use exited 0")
+        log("second agent: exit %d: %s" % (rc, b.log_tail(3).replace("\n", " | ")))
+        r = a.node.NodeGetInfo(pb.NodeGetInfoRequest(), timeout=10)
+        self.assertEqual(r.node_id, "node-identity-1", "the socket was taken over by the second agent")
+        self.assertTrue(os.path.exists(a.sock), "the first agent's socket was removed")
 
     def test_garbage_request(self):
         # A request body that is not a valid protobuf message: INVALID_ARGUMENT

@@ -15,7 +15,7 @@ import stat
 import uuid
 
 from csilib import (BS, L_SNAPSHOT_ID, P_COPY, P_REPO, P_VS_NAME, P_VS_NS, P_VSC_NAME, PASSWORD, WORK, MiB,
-                    Agent, AgentTest, Code, blocks, ferry, first_difference, log, loops_backed_by, main,
+                    Agent, AgentTest, Code, block_cap, blocks, ferry, first_difference, log, loops_backed_by, main,
                     merge_ranges, merged, mounts_at, new_repo, pb, prand, pwrite_sync, read_range,
                     repo_snapshot_of, tuples)
 
@@ -219,6 +219,16 @@ class Lifecycle(AgentTest):
         t3 = a.publish(c3.volume_id, a.block_target("pvc-lifecycle-from-s1-again"))
         self.assertIsNone(first_difference(t3, expected1), "a write to a clone reached the snapshot")
         clones.append((c3.volume_id, t3))
+
+        # --- a clone of the live volume (CLONE_VOLUME): its bytes at that moment.
+        r = pb.CreateVolumeRequest(name="pvc-lifecycle-clone", capacity_range=pb.CapacityRange(required_bytes=SIZE),
+                                   volume_capabilities=[block_cap()])
+        r.volume_content_source.volume.volume_id = vid
+        vc = a.controller.CreateVolume(r, timeout=120).volume
+        self.assertEqual(vc.content_source.volume.volume_id, vid, "CreateVolume from a volume: content_source")
+        tc = a.publish(vc.volume_id, a.block_target("pvc-lifecycle-clone"))
+        self.assertIsNone(first_difference(tc, expected2), "the clone of the volume differs from it")
+        clones.append((vc.volume_id, tc))
 
         # --- the repository: labels, restores, check.
         for snap, exp, vsname, params in ((s1, expected1, "vs-one", params1), (s2, expected2, "vs-two", params2)):
