@@ -1,12 +1,393 @@
-/* ferry agent: entry point (filled in by the CSI agent issue). */
+/* ferry agent: configuration, start-up (catalog, reconciliation, uploads,
+ * gRPC server) and a clean stop on SIGTERM/SIGINT. */
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "agent.h"
+#include "agent_priv.h"
+#include "image.h"
+#include "log.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: ferry agent [--endpoint unix:///csi/csi.sock] [--node-id NAME] [--state-dir DIR]\n"
+		"                   [--kubelet-dir DIR] [--config FILE] [--upload-workers N]\n"
+		"                   [--local-snapshots N] [--debug]\n\n"
+		"Serve the CSI Identity, Controller, Node and SnapshotMetadata services for\n"
+		"node-local image volumes; snapshots are uploaded to the repositories their\n"
+		"VolumeSnapshotClass names (docs/agent.md).\n\n"
+		"  --endpoint URL       unix socket to serve (env CSI_ENDPOINT; default unix:///csi/csi.sock)\n"
+		"  --node-id NAME       this node's name (env NODE_ID; default the host name)\n"
+		"  --state-dir DIR      volumes, snapshots and the catalog (env FERRY_STATE_DIR;\n"
+		"                       default /var/lib/ferry); XFS or btrfs for reflink snapshots\n"
+		"  --kubelet-dir DIR    publish targets must lie under it (default /var/lib/kubelet)\n"
+		"  --config FILE        'key = value' lines: the long options without '--', and\n"
+		"                       hook.NAME.pre / hook.NAME.post = COMMAND (freeze hooks)\n"
+		"  --upload-workers N   snapshots uploaded at once (default 2)\n"
+		"  --local-snapshots N  local clones kept per volume once uploaded (default 0: all)\n"
+		"  --debug              log every call\n");
+}
+
+static int set_key(struct fy_agent_conf *c, const char *key, const char *val, char *err, size_t errlen)
+{
+	char *end;
+
+#define COPY(field)                                                                          \
+	do {                                                                                 \
+		if (strlen(val) >= sizeof(c->field)) {                                       \
+			snprintf(err, errlen, "%s: too long", key);                          \
+			return -ENAMETOOLONG;                                                \
+		}                                                                            \
+		strcpy(c->field, val);                                                       \
+		return 0;                                                                    \
+	} while (0)
+#define UINT(field)                                                                          \
+	do {                                                                                 \
+		unsigned long v_ = strtoul(val, &end, 10);                                   \
+		if (!*val || *end || v_ > 1024) {                                            \
+			snprintf(err, errlen, "%s: '%s' is not a number from 0 to 1024", key, val); \
+			return -EINVAL;                                                      \
+		}                                                                            \
+		c->field = (unsigned)v_;                                                     \
+		return 0;                                                                    \
+	} while (0)
+
+	if (!strcmp(key, "endpoint"))
+		COPY(endpoint);
+	if (!strcmp(key, "node-id"))
+		COPY(node_id);
+	if (!strcmp(key, "state-dir"))
+		COPY(state_dir);
+	if (!strcmp(key, "kubelet-dir"))
+		COPY(kubelet_dir);
+	if (!strcmp(key, "upload-workers"))
+		UINT(upload_workers);
+	if (!strcmp(key, "local-snapshots"))
+		UINT(local_snapshots);
+	if (!strcmp(key, "rpc-workers"))
+		UINT(rpc_workers);
+	if (!strcmp(key, "debug")) {
+		c->debug = !strcmp(val, "true") || !strcmp(val, "1");
+		return 0;
+	}
+	if (!strncmp(key, "hook.", 5)) {
+		const char *name = key + 5, *dot = strrchr(name, '.');
+		struct fy_hook *h = NULL;
+		size_t nl;
+
+		if (!dot || (strcmp(dot, ".pre") && strcmp(dot, ".post")) || dot == name ||
+		    (nl = (size_t)(dot - name)) >= sizeof(h->name)) {
+			snprintf(err, errlen, "%s: a hook is hook.NAME.pre or hook.NAME.post", key);
+			return -EINVAL;
+		}
+		for (size_t i = 0; i < c->nhooks; i++)
+			if (strlen(c->hooks[i].name) == nl && !strncmp(c->hooks[i].name, name, nl))
+				h = &c->hooks[i];
+		if (!h) {
+			if (c->nhooks == FY_MAX_HOOKS) {
+				snprintf(err, errlen, "%s: more than %d hooks", key, FY_MAX_HOOKS);
+				return -EINVAL;
+			}
+			h = &c->hooks[c->nhooks++];
+			memcpy(h->name, name, nl);
+			h->name[nl] = 0;
+		}
+		char **slot = !strcmp(dot, ".pre") ? &h->pre : &h->post;
+		free(*slot);
+		*slot = strdup(val);
+		return *slot ? 0 : -ENOMEM;
+	}
+	snprintf(err, errlen, "unknown setting '%s'", key);
+	return -EINVAL;
+#undef COPY
+#undef UINT
+}
+
+static int read_config(struct fy_agent_conf *c, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "re");
+	char line[4096], e2[512];
+	unsigned no = 0;
+	int ret = 0;
+
+	if (!f) {
+		snprintf(err, errlen, "config %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char *k = line, *eq, *v, *end;
+
+		no++;
+		while (*k == ' ' || *k == '\t')
+			k++;
+		if (*k == '#' || *k == '\n' || !*k)
+			continue;
+		eq = strchr(k, '=');
+		if (!eq) {
+			snprintf(err, errlen, "config %s:%u: expected 'key = value'", path, no);
+			ret = -EINVAL;
+			break;
+		}
+		v = eq + 1;
+		for (end = eq; end > k && (end[-1] == ' ' || end[-1] == '\t'); end--)
+			;
+		*end = 0;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		for (end = v + strlen(v); end > v && (end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t' ||
+						      end[-1] == '\r'); end--)
+			;
+		*end = 0;
+		ret = set_key(c, k, v, e2, sizeof(e2));
+		if (ret) {
+			snprintf(err, errlen, "config %s:%u: %s", path, no, e2);
+			break;
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
+/* After a restart or kill -9: make the catalog agree with the disk. */
+static void reconcile(struct fy_agent *a)
+{
+	struct fy_cat_snapshot *s = NULL;
+	struct fy_cat_volume *v = NULL;
+	size_t n = 0, nv = 0, fixed = 0;
+	bool more;
+	char path[1024], err[512];
+	DIR *d;
+	struct dirent *de;
+
+	/* Half-written clones and restores are never catalogued: remove them. */
+	const char *dirs[] = { a->vol_dir, a->snap_dir, a->tmp_dir };
+	for (size_t i = 0; i < 3; i++) {
+		d = opendir(dirs[i]);
+		while (d && (de = readdir(d))) {
+			if (strncmp(de->d_name, ".tmp", 4) && dirs[i] != a->tmp_dir)
+				continue;
+			if (de->d_name[0] == '.' && (!de->d_name[1] || !strcmp(de->d_name, "..")))
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", dirs[i], de->d_name);
+			fy_rmtree(path);
+			fy_log_info("reconcile: removed the leftover %s", path);
+		}
+		if (d)
+			closedir(d);
+	}
+	if (!fy_cat_snaps(a->cat, NULL, NULL, "", 0, &s, &n, &more)) {
+		for (size_t i = 0; i < n; i++) {
+			fy_snap_path(a, s[i].id, path, sizeof(path));
+			if (s[i].local && access(path, F_OK)) {
+				s[i].local = false;
+				if (s[i].state == FY_SNAP_CUT) {
+					s[i].state = FY_SNAP_FAILED;
+					snprintf(s[i].error, sizeof(s[i].error),
+						 "the local clone %.400s is gone before its upload finished", path);
+				}
+				fy_cat_snap_update(a->cat, &s[i], err, sizeof(err));
+				fy_log_warn("reconcile: snapshot %s: its clone is gone", s[i].id);
+				fixed++;
+			}
+		}
+		free(s);
+	}
+	if (!fy_cat_volumes(a->cat, &v, &nv)) {
+		for (size_t i = 0; i < nv; i++) {
+			fy_vol_path(a, v[i].id, path, sizeof(path));
+			if (access(path, F_OK))
+				fy_log_error("reconcile: volume %s (%s): its image %s is missing", v[i].id, v[i].name,
+					     path);
+		}
+		free(v);
+	}
+	fy_log_info("reconcile: %zu snapshots, %zu volumes; %zu fixed", n, nv, fixed);
+}
+
+static int setup_dirs(struct fy_agent *a, char *err, size_t errlen)
+{
+	struct { char *buf; const char *sub; } d[] = {
+		{ a->vol_dir, "volumes" }, { a->snap_dir, "snapshots" }, { a->job_dir, "jobs" }, { a->tmp_dir, "tmp" },
+		{ a->pub_dir, "publish" },
+	};
+	int ret = fy_mkdir_p(a->conf.state_dir, 0700);
+
+	if (ret) {
+		snprintf(err, errlen, "state dir %s: %s", a->conf.state_dir, strerror(-ret));
+		return ret;
+	}
+	for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++) {
+		snprintf(d[i].buf, sizeof(a->vol_dir), "%s/%s", a->conf.state_dir, d[i].sub);
+		ret = fy_mkdir_p(d[i].buf, 0700);
+		if (ret) {
+			snprintf(err, errlen, "state dir: %s: %s", d[i].buf, strerror(-ret));
+			return ret;
+		}
+	}
+	ret = fy_img_reflink_capable(a->snap_dir);
+	a->reflink = ret == 1;
+	return 0;
+}
 
 int fy_agent_main(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "ferry agent: not built yet\n");
-	return 1;
+	static const struct option opts[] = {
+		{ "endpoint", required_argument, NULL, 'e' },
+		{ "node-id", required_argument, NULL, 'n' },
+		{ "state-dir", required_argument, NULL, 's' },
+		{ "kubelet-dir", required_argument, NULL, 'k' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "upload-workers", required_argument, NULL, 'u' },
+		{ "local-snapshots", required_argument, NULL, 'l' },
+		{ "debug", no_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct fy_agent *a;
+	struct fy_rpc_method *methods = NULL;
+	struct fy_rpc_server *srv = NULL;
+	const char *config = NULL, *env;
+	char err[1024];
+	sigset_t sigs;
+	int c, sig, ret = 1;
+	/* Flags win over the environment, which wins over the config file. */
+	struct flag { const char *key, *val; } flags[16];
+	size_t nflags = 0;
+
+	a = calloc(1, sizeof(*a));
+	if (!a) {
+		fprintf(stderr, "ferry agent: out of memory\n");
+		return 1;
+	}
+	strcpy(a->conf.endpoint, "unix:///csi/csi.sock");
+	strcpy(a->conf.state_dir, "/var/lib/ferry");
+	strcpy(a->conf.kubelet_dir, "/var/lib/kubelet");
+	a->conf.upload_workers = 2;
+	a->conf.default_size = 1ull << 30;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': config = optarg; break;
+		case 'd': a->conf.debug = true; break;
+		case 'h': usage(stdout); free(a); return 0;
+		case '?': usage(stderr); free(a); return 2;
+		default:
+			for (size_t i = 0; opts[i].name; i++)
+				if (opts[i].val == c && nflags < 16)
+					flags[nflags++] = (struct flag){ opts[i].name, optarg };
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "ferry agent: unexpected argument '%s'\n", argv[optind]);
+		free(a);
+		return 2;
+	}
+	if (gethostname(a->conf.node_id, sizeof(a->conf.node_id) - 1))
+		strcpy(a->conf.node_id, "localhost");
+	if (config && read_config(&a->conf, config, err, sizeof(err)))
+		goto usage_err;
+	if ((env = getenv("CSI_ENDPOINT")) && *env && set_key(&a->conf, "endpoint", env, err, sizeof(err)))
+		goto usage_err;
+	if ((env = getenv("NODE_ID")) && *env && set_key(&a->conf, "node-id", env, err, sizeof(err)))
+		goto usage_err;
+	if ((env = getenv("FERRY_STATE_DIR")) && *env && set_key(&a->conf, "state-dir", env, err, sizeof(err)))
+		goto usage_err;
+	for (size_t i = 0; i < nflags; i++)
+		if (set_key(&a->conf, flags[i].key, flags[i].val, err, sizeof(err)))
+			goto usage_err;
+	if (!fy_safe_token(a->conf.node_id, FY_NAME_MAX)) {
+		snprintf(err, sizeof(err), "node id '%s' is not a valid name", a->conf.node_id);
+		goto usage_err;
+	}
+	if (a->conf.state_dir[0] != '/' || a->conf.kubelet_dir[0] != '/') {
+		snprintf(err, sizeof(err), "--state-dir and --kubelet-dir must be absolute paths");
+		goto usage_err;
+	}
+	fy_log_set_debug(a->conf.debug);
+
+	/* Signals are taken by sigwait below, never by another thread. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	for (int i = 0; i < FY_STRIPES; i++) {
+		pthread_mutex_init(&a->name_lock[i], NULL);
+		pthread_mutex_init(&a->vol_lock[i], NULL);
+	}
+	if (setup_dirs(a, err, sizeof(err)) || fy_cat_open(a->conf.state_dir, &a->cat, err, sizeof(err))) {
+		fprintf(stderr, "ferry agent: %s\n", err);
+		goto out;
+	}
+	fy_log_info("ferry agent %s: node %s, state dir %s (%s), endpoint %s", FERRY_VERSION, a->conf.node_id,
+		    a->conf.state_dir, a->reflink ? "reflink snapshots" : "no reflink: snapshots are sparse copies",
+		    a->conf.endpoint);
+	reconcile(a);
+	if (fy_jobs_start(a, err, sizeof(err))) {
+		fprintf(stderr, "ferry agent: %s\n", err);
+		goto out;
+	}
+
+	size_t n = fy_identity_nmethods + fy_controller_nmethods + fy_node_nmethods + fy_snapmeta_nmethods, k = 0;
+	methods = calloc(n, sizeof(*methods));
+	if (!methods) {
+		fprintf(stderr, "ferry agent: out of memory\n");
+		goto out;
+	}
+	for (size_t i = 0; i < fy_identity_nmethods; i++)
+		methods[k++] = fy_identity_methods[i];
+	for (size_t i = 0; i < fy_controller_nmethods; i++)
+		methods[k++] = fy_controller_methods[i];
+	for (size_t i = 0; i < fy_node_nmethods; i++)
+		methods[k++] = fy_node_methods[i];
+	for (size_t i = 0; i < fy_snapmeta_nmethods; i++)
+		methods[k++] = fy_snapmeta_methods[i];
+	struct fy_rpc_opts ro = {
+		.endpoint = a->conf.endpoint,
+		.workers = a->conf.rpc_workers,
+		.grace_ms = a->conf.grace_ms,
+	};
+	if (fy_rpc_start(&ro, methods, n, a, &srv, err, sizeof(err))) {
+		fprintf(stderr, "ferry agent: %s\n", err);
+		goto out;
+	}
+	fy_log_info("serving %zu methods on %s", n, a->conf.endpoint);
+
+	do
+		ret = sigwait(&sigs, &sig);
+	while (ret == EINTR);
+	fy_log_info("%s: stopping (calls in flight finish, uploads checkpoint)", strsignal(sig));
+	atomic_store(&a->stopping, true);
+	fy_rpc_stop(srv);
+	ret = 0;
+out:
+	fy_jobs_stop(a);
+	if (a->cat)
+		fy_cat_close(a->cat);
+	for (size_t i = 0; i < a->conf.nhooks; i++) {
+		free(a->conf.hooks[i].pre);
+		free(a->conf.hooks[i].post);
+	}
+	free(methods);
+	free(a);
+	if (!ret)
+		fy_log_info("stopped");
+	return ret;
+usage_err:
+	fprintf(stderr, "ferry agent: %s\n", err);
+	for (size_t i = 0; i < a->conf.nhooks; i++) {
+		free(a->conf.hooks[i].pre);
+		free(a->conf.hooks[i].post);
+	}
+	free(a);
+	return 2;
 }

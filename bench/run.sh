@@ -20,7 +20,7 @@ SEED=1
 SKIP_PEERS=0
 QUICK=0
 ONLY=all
-SETS_KNOWN="all ceiling ferry peers memory incremental s3"
+SETS_KNOWN="all ceiling ferry peers memory incremental s3 csi"
 PASSWORD="ferry-bench-password"
 GEN_VERSION=1          # bump when gen_mixed.c changes its output: invalidates cached images
 
@@ -44,6 +44,9 @@ usage: bench/run.sh [options]
                                       incremental, 100 GiB no-change incremental, diff
                          s3           a Ceph RGW on loopback: its ingest ceiling (curl),
                                       ferry backup to S3 with 1 and 3 targets, restic
+                         csi          the agent: the cut inside CreateSnapshot (1 GiB and
+                                      100 GiB volumes), GetMetadataDelta on 100 GiB with
+                                      1000 changed ranges (bench/csi.py)
   -h, --help           this text
 Must run as root (drop_caches, tmpfs and loop mounts, the Ceph daemons).
 EOF
@@ -90,6 +93,8 @@ INCR=0
 has incremental && INCR=1
 S3=0
 has s3 && S3=1
+CSI=0
+has csi && CSI=1
 
 # ---------------------------------------------------------------- prerequisites
 missing=()
@@ -1365,6 +1370,12 @@ if [ "$S3" = 1 ]; then
 	say "s3: stopping the Ceph RGW"
 	rgw_teardown
 	rm -rf "$RGW_DIR" "$S3_SRC"
+fi
+
+if [ "$CSI" = 1 ]; then
+	say "csi: the agent's cut and GetMetadataDelta latencies ($RUNS runs)"
+	/usr/bin/python3 "$HERE/csi.py" --ferry "$FERRY" --src "$ROOT" --out "$OUT" --runs "$RUNS" ||
+		say "csi: failed (see above)"
 fi
 
 say "report"

@@ -392,6 +392,9 @@ static void read_volume(struct backup *b, struct fy_io *io, unsigned depth)
 	bool have_zero_crc = false;
 
 	while ((next < b->nblocks && !b->failed) || inflight > 0) {
+		if (b->o->cancel && atomic_load(b->o->cancel) && !b->failed)
+			fail(b, -ECANCELED, "backup of %s cancelled (what is stored stays stored; a rerun resumes)",
+			     b->o->source);
 		while (next < b->nblocks && inflight < depth && !b->failed) {
 			size_t len = block_len(b, next);
 			uint64_t off = next * b->cs;

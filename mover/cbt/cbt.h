@@ -45,6 +45,19 @@ struct fy_cbt_ops {
 	int (*changed)(const struct fy_cbt_req *req, struct fy_bitmap *changed, char *why, size_t whylen);
 };
 
+/* The byte ranges of target that may differ from base, two reflink clones
+ * of one image, from their extent maps (FIEMAP) alone: the walk behind the
+ * extent-diff source, which marks the blocks these ranges touch.  Ranges
+ * start at or after from (one across from is cut there), are merged
+ * (strictly increasing, never adjacent, never empty) and end at target's
+ * size; bytes of target past base's end are changed.  Ranges begin and end
+ * on the filesystem's blocks except at from, base's end and target's end.
+ * *r is malloc'd (NULL when *n is 0).  -EOPNOTSUPP: no FIEMAP here; -EXDEV: different filesystems;
+ * -EINVAL: not two different regular files.  cbt/extents.c. */
+struct fy_range;	/* ferry.h */
+int fy_extent_delta(const char *base, const char *target, uint64_t from, struct fy_range **r, size_t *n,
+		    char *why, size_t whylen);
+
 extern const struct fy_cbt_ops fy_cbt_range_list;  /* cbt/ranges.c */
 extern const struct fy_cbt_ops fy_cbt_extent_diff; /* cbt/extents.c */
 /* The manifest scan (cbt/scan.c): every block may have changed; the backup

@@ -8,7 +8,11 @@
  * unaligned, counts as changed.  Both extent lists are walked together once,
  * a batch of extents per FS_IOC_FIEMAP call, so the cost is O(extents +
  * blocks) whatever the file size: a sparse 100 GiB image with a handful of
- * extents is a handful of steps.  docs/cbt.md says why this is safe. */
+ * extents is a handful of steps.  docs/cbt.md says why this is safe.
+ *
+ * One walker (fx_walk) yields the changed byte ranges, merged, in order; the
+ * bitmap source marks the blocks they touch and fy_extent_delta collects
+ * them for callers that want bytes (the agent's image backend). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -25,6 +29,7 @@
 #include <linux/magic.h>
 
 #include "cbt/cbt_priv.h"
+#include "ferry.h"	/* struct fy_range */
 
 #define FX_BATCH 512u	/* extents per FS_IOC_FIEMAP call (28 KiB) */
 
@@ -197,13 +202,49 @@ static bool fx_same(const struct fiemap_extent *a, const struct fiemap_extent *b
 	return a->fe_physical - a->fe_logical == b->fe_physical - b->fe_logical;
 }
 
-/* Walk both maps over [0, limit), marking what differs. */
-static int fx_walk(struct fx_file *src, struct fx_file *base, uint64_t limit, const struct fy_cbt_req *req,
-		   struct fy_bitmap *changed, char *why, size_t whylen)
+/* Where the walker sends changed ranges.  It holds back the last range so
+ * that one adjacent to it is merged first: emit sees each maximal run once,
+ * in increasing order, never empty. */
+struct fx_sink {
+	int (*emit)(struct fx_sink *s, uint64_t off, uint64_t len);
+	uint64_t off, len;	/* the range held back (len 0: none) */
+};
+
+static int fx_add(struct fx_sink *s, uint64_t off, uint64_t len)
 {
-	uint64_t pos = 0;
+	int ret = 0;
+
+	if (!len)
+		return 0;
+	if (s->len && s->off + s->len == off) {
+		s->len += len;
+		return 0;
+	}
+	if (s->len)
+		ret = s->emit(s, s->off, s->len);
+	s->off = off;
+	s->len = len;
+	return ret;
+}
+
+static int fx_flush(struct fx_sink *s)
+{
+	uint64_t len = s->len;
+
+	s->len = 0;
+	return len ? s->emit(s, s->off, len) : 0;
+}
+
+/* Walk both maps over [from, limit), sending what differs to sink (not
+ * flushed: the caller may add a range after it). */
+static int fx_walk(struct fx_file *src, struct fx_file *base, uint64_t from, uint64_t limit,
+		   struct fx_sink *sink, char *why, size_t whylen)
+{
+	uint64_t pos = from;
 	int ret;
 
+	/* FIEMAP starts where the walk does; an extent across from is cut there. */
+	src->next = base->next = from;
 	while (pos < limit) {
 		const struct fiemap_extent *a, *b;
 		uint64_t end = limit, ea, eb;
@@ -223,16 +264,67 @@ static int fx_walk(struct fx_file *src, struct fx_file *base, uint64_t limit, co
 			end = ea;
 		if (eb < end)
 			end = eb;
-		if (ina != inb || (ina && !fx_same(a, b)))
-			fy_cbt_mark(changed, req->chunk_size, pos, end - pos);
+		if (ina != inb || (ina && !fx_same(a, b))) {
+			ret = fx_add(sink, pos, end - pos);
+			if (ret)
+				return ret;
+		}
 		pos = end;
 	}
+	return 0;
+}
+
+static void fx_close(struct fx_file *f)
+{
+	free(f->fm);
+	f->fm = NULL;
+	if (f->fd >= 0)
+		close(f->fd);
+	f->fd = -1;
+}
+
+/* Open both files and check they can be compared: two different regular
+ * files on one filesystem. */
+static int fx_open_pair(struct fx_file *src, struct fx_file *base, char *why, size_t whylen)
+{
+	int ret = fx_open(src, why, whylen);
+
+	if (!ret)
+		ret = fx_open(base, why, whylen);
+	if (ret)
+		return ret;
+	if (src->st.st_dev != base->st.st_dev) {
+		fy_cbt_why(why, whylen, "extent-diff: %s %s and %s %s are on different filesystems, "
+			   "so they cannot share extents", src->role, src->path, base->role, base->path);
+		return -EXDEV;
+	}
+	if (src->st.st_ino == base->st.st_ino) {
+		fy_cbt_why(why, whylen, "extent-diff: %s %s is the %s itself, not a clone of it", base->role,
+			   base->path, src->role);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The bitmap source: every block a changed range touches is set. */
+struct fx_mark_sink {
+	struct fx_sink s;
+	struct fy_bitmap *changed;
+	uint32_t chunk_size;
+};
+
+static int fx_mark(struct fx_sink *s, uint64_t off, uint64_t len)
+{
+	struct fx_mark_sink *m = (struct fx_mark_sink *)s;
+
+	fy_cbt_mark(m->changed, m->chunk_size, off, len);
 	return 0;
 }
 
 static int extent_diff_changed(const struct fy_cbt_req *req, struct fy_bitmap *changed, char *why, size_t whylen)
 {
 	struct fx_file src = { .role = "source", .fd = -1 }, base = { .role = "base image", .fd = -1 };
+	struct fx_mark_sink m = { .s.emit = fx_mark, .changed = changed, .chunk_size = req ? req->chunk_size : 0 };
 	uint64_t ssize, bsize;
 	int ret;
 
@@ -245,38 +337,97 @@ static int extent_diff_changed(const struct fy_cbt_req *req, struct fy_bitmap *c
 		fy_cbt_why(why, whylen, "extent-diff: no source given");
 		return -EINVAL;
 	}
-	ret = fx_open(&src, why, whylen);
-	if (!ret)
-		ret = fx_open(&base, why, whylen);
+	ret = fx_open_pair(&src, &base, why, whylen);
 	if (ret)
 		goto out;
 	ret = -EINVAL;
 	ssize = (uint64_t)src.st.st_size;
 	bsize = (uint64_t)base.st.st_size;
-	if (src.st.st_dev != base.st.st_dev) {
-		fy_cbt_why(why, whylen, "extent-diff: source %s and base image %s are on different filesystems, "
-			   "so they cannot share extents", src.path, base.path);
-		ret = -EXDEV;
-	} else if (src.st.st_ino == base.st.st_ino) {
-		fy_cbt_why(why, whylen, "extent-diff: base image %s is the source itself, not a clone of it",
-			   base.path);
-	} else if (ssize != req->size) {
+	if (ssize != req->size) {
 		fy_cbt_why(why, whylen, "extent-diff: source %s is %llu bytes, not the %llu being backed up",
 			   src.path, (unsigned long long)ssize, (unsigned long long)req->size);
 	} else if (bsize != req->parent_size) {
 		fy_cbt_why(why, whylen, "base image %s is %llu bytes but the parent snapshot is %llu bytes",
 			   base.path, (unsigned long long)bsize, (unsigned long long)req->parent_size);
 	} else {
-		ret = fx_walk(&src, &base, ssize < bsize ? ssize : bsize, req, changed, why, whylen);
+		/* Only below the parent's size: the caller marks the rest. */
+		ret = fx_walk(&src, &base, 0, ssize < bsize ? ssize : bsize, &m.s, why, whylen);
+		if (!ret)
+			ret = fx_flush(&m.s);
 	}
 out:
-	free(src.fm);
-	free(base.fm);
-	if (src.fd >= 0)
-		close(src.fd);
-	if (base.fd >= 0)
-		close(base.fd);
+	fx_close(&src);
+	fx_close(&base);
 	return ret;
+}
+
+/* fy_extent_delta's sink: a growing array. */
+struct fx_list_sink {
+	struct fx_sink s;
+	struct fy_range *r;
+	size_t n, cap;
+};
+
+static int fx_list(struct fx_sink *s, uint64_t off, uint64_t len)
+{
+	struct fx_list_sink *l = (struct fx_list_sink *)s;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 64;
+		struct fy_range *r = realloc(l->r, cap * sizeof(*r));
+
+		if (!r)
+			return -ENOMEM;
+		l->r = r;
+		l->cap = cap;
+	}
+	l->r[l->n++] = (struct fy_range){ off, len };
+	return 0;
+}
+
+int fy_extent_delta(const char *base, const char *target, uint64_t from, struct fy_range **r, size_t *n,
+		    char *why, size_t whylen)
+{
+	struct fx_file t = { .role = "target", .path = target, .fd = -1 };
+	struct fx_file b = { .role = "base", .path = base, .fd = -1 };
+	struct fx_list_sink l = { .s.emit = fx_list };
+	uint64_t tsize, bsize;
+	int ret;
+
+	if (!r || !n || !base || !*base || !target || !*target) {
+		fy_cbt_why(why, whylen, "extent-diff: no %s given", !target || !*target ? "target" :
+			   !base || !*base ? "base" : "result");
+		return -EINVAL;
+	}
+	*r = NULL;
+	*n = 0;
+	ret = fx_open_pair(&t, &b, why, whylen);
+	if (ret)
+		goto out;
+	tsize = (uint64_t)t.st.st_size;
+	bsize = (uint64_t)b.st.st_size;
+	ret = fx_walk(&t, &b, from, tsize < bsize ? tsize : bsize, &l.s, why, whylen);
+	/* What target holds past base's end is new. */
+	if (!ret && tsize > bsize) {
+		uint64_t start = from > bsize ? from : bsize;
+
+		if (start < tsize)
+			ret = fx_add(&l.s, start, tsize - start);
+	}
+	if (!ret)
+		ret = fx_flush(&l.s);
+	if (ret == -ENOMEM)
+		fy_cbt_why(why, whylen, "extent-diff: %s %s: out of memory for %zu ranges", t.role, t.path, l.n);
+out:
+	fx_close(&t);
+	fx_close(&b);
+	if (ret) {
+		free(l.r);
+		return ret;
+	}
+	*r = l.r;
+	*n = l.n;
+	return 0;
 }
 
 const struct fy_cbt_ops fy_cbt_extent_diff = {

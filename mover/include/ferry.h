@@ -60,6 +60,9 @@ struct fy_backup_opts {
 	struct fy_repo *const *copies;
 	const bool *copy_optional;
 	size_t ncopies;
+	/* Set by another thread to stop the backup early (-ECANCELED): what is
+	 * stored stays stored, and a rerun skips it.  NULL: never. */
+	const atomic_bool *cancel;
 };
 
 struct fy_backup_result {

@@ -1,0 +1,141 @@
+/* The agent's shared state and helpers (not an interface of libferry). */
+#ifndef FERRY_AGENT_PRIV_H
+#define FERRY_AGENT_PRIV_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <grpc/status.h>
+
+#include "catalog.h"
+#include "csi.pb-c.h"
+#include "rpc.h"
+
+#define FY_DRIVER_NAME "ferry.csi.dev"
+#define FY_TOPOLOGY_KEY "topology.ferry.csi.dev/node"
+
+/* VolumeSnapshotClass parameters (docs/agent.md). */
+#define FY_P_REPO "ferry.csi.dev/repository"
+#define FY_P_COPY "ferry.csi.dev/copy-to"
+#define FY_P_COPY_OPT "ferry.csi.dev/copy-to-optional"
+#define FY_P_CREATE "ferry.csi.dev/create-repository"
+#define FY_P_HOOK "ferry.csi.dev/hook"
+#define FY_P_FREEZE "ferry.csi.dev/freeze"
+#define FY_P_K8S_PREFIX "csi.storage.k8s.io/"
+
+/* Secrets (the CSI secrets map): the repository password and S3 keys;
+ * "copy-N." before a key gives the N-th copy (1-based) its own. */
+#define FY_S_PASSWORD "password"
+
+#define FY_STRIPES 64
+#define FY_MAX_HOOKS 16
+#define FY_MAX_TARGETS_URL 8
+
+struct fy_hook {
+	char name[64];
+	char *pre, *post;  /* argv strings, split on spaces; NULL if none */
+};
+
+struct fy_agent_conf {
+	char endpoint[256];
+	char node_id[FY_NAME_MAX + 1];
+	char state_dir[512];
+	char kubelet_dir[512];       /* targets of NodePublish must lie under it */
+	unsigned upload_workers;     /* concurrent uploads; default 2 */
+	unsigned local_snapshots;    /* local clones kept per volume once uploaded; 0: all */
+	unsigned rpc_workers;
+	unsigned grace_ms;
+	uint64_t default_size;       /* CreateVolume without a capacity: 1 GiB */
+	struct fy_hook hooks[FY_MAX_HOOKS];
+	size_t nhooks;
+	bool debug;
+};
+
+struct fy_jobs;
+
+struct fy_agent {
+	struct fy_agent_conf conf;
+	struct fy_cat *cat;
+	char vol_dir[600], snap_dir[600], job_dir[600], tmp_dir[600], pub_dir[600];
+	bool reflink;                /* the state dir's filesystem clones */
+	pthread_mutex_t name_lock[FY_STRIPES];   /* one CreateVolume/CreateSnapshot per name at a time */
+	pthread_mutex_t vol_lock[FY_STRIPES];    /* one cut, publish or delete per volume at a time */
+	struct fy_jobs *jobs;
+	atomic_bool stopping;
+};
+
+/* ---- util.c ---- */
+pthread_mutex_t *fy_stripe(pthread_mutex_t *locks, const char *key);
+int fy_new_id(const char *prefix, char *id, size_t len);
+/* Is s a safe id/name: 1..max bytes, printable, no '/', not "." or ".."? */
+bool fy_safe_token(const char *s, size_t max);
+/* An id we could have issued ("vol-"/"snap-" + 32 hex). */
+bool fy_our_id(const char *s, const char *prefix);
+void fy_vol_path(const struct fy_agent *a, const char *id, char *path, size_t len);
+void fy_snap_path(const struct fy_agent *a, const char *id, char *path, size_t len);
+/* The Kubernetes names a volume was created with ("key=value" lines). */
+void fy_vol_labels_path(const struct fy_agent *a, const char *id, char *path, size_t len);
+grpc_status_code fy_errno_status(int err);
+int64_t fy_now_ns(void);
+/* Map lookup in a protobuf-c map (repeated key/value entries). */
+struct fy_map_entry {
+	ProtobufCMessage base;
+	char *key, *value;
+};
+const char *fy_map_get(struct fy_map_entry *const *e, size_t n, const char *key);
+/* Check a CSI map's size (each key and value at most 128/... bytes as the
+ * spec limits: the whole map under 4 KiB for parameters). */
+int fy_check_map(struct fy_map_entry *const *e, size_t n, size_t max_total, const char *what, char *err,
+		 size_t errlen);
+/* Write the secrets a target needs into dir (0700; files 0600): for prefix
+ * "" the plain keys, for "copy-N." the keys with that prefix (falling back
+ * to the plain ones).  Returns whether S3 keys were written (*s3). */
+int fy_secrets_write(const char *dir, struct fy_map_entry *const *e, size_t n, const char *prefix, bool *s3,
+		     char *err, size_t errlen);
+/* Remove a secrets directory tree made by fy_secrets_write. */
+void fy_secrets_remove(const char *dir);
+/* Read dir/password into buf ("" when absent). */
+int fy_secret_password(const char *dir, char *buf, size_t len);
+/* url with "secret-dir=dir" added when s3 keys were written. */
+int fy_target_url(const char *url, const char *dir, bool s3, char *out, size_t len);
+int fy_mkdir_p(const char *path, unsigned mode);
+int fy_rmtree(const char *path);
+
+/* Can we serve this capability?  0, or -EINVAL with why. */
+int fy_check_capability(const Csi__V1__VolumeCapability *c, char *why, size_t len);
+
+/* ---- the services ---- */
+extern const struct fy_rpc_method fy_identity_methods[];
+extern const size_t fy_identity_nmethods;
+extern const struct fy_rpc_method fy_controller_methods[];
+extern const size_t fy_controller_nmethods;
+extern const struct fy_rpc_method fy_node_methods[];
+extern const size_t fy_node_nmethods;
+extern const struct fy_rpc_method fy_snapmeta_methods[];
+extern const size_t fy_snapmeta_nmethods;
+
+/* ---- snapshots (snapshot.c) ---- */
+void fy_snapshot_to_csi(const struct fy_cat_snapshot *s, Csi__V1__Snapshot *out, Google__Protobuf__Timestamp *ts);
+/* Restore a snapshot into the image at path (for CreateVolume): a clone of
+ * the local snapshot, or a restore from its primary repository with the
+ * request's secrets. */
+int fy_snapshot_materialise(struct fy_agent *a, const struct fy_cat_snapshot *s, const char *path,
+			    struct fy_map_entry *const *secrets, size_t nsecrets, char *err, size_t errlen);
+/* Open the primary repository a snapshot was uploaded to, with secrets. */
+struct fy_repo;
+int fy_snapshot_repo(struct fy_agent *a, const struct fy_cat_snapshot *s, struct fy_map_entry *const *secrets,
+		     size_t nsecrets, struct fy_repo **r, char *err, size_t errlen);
+
+/* ---- jobs.c: background uploads ---- */
+int fy_jobs_start(struct fy_agent *a, char *err, size_t errlen);
+void fy_jobs_stop(struct fy_agent *a);
+void fy_jobs_kick(struct fy_agent *a);
+/* Stop an upload of this snapshot if one runs, and wait until it has. */
+void fy_jobs_cancel(struct fy_agent *a, const char *snapshot_id);
+/* Directory holding a job's secrets. */
+void fy_job_dir(const struct fy_agent *a, const char *snapshot_id, char *path, size_t len);
+
+#endif

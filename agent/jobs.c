@@ -1,0 +1,495 @@
+/* Background uploads: each cut snapshot has a job in the catalog until its
+ * primary repository holds it.  A few threads take jobs in queue order, one
+ * volume's snapshots strictly in order (each is incremental against the one
+ * before, read through the extent diff of the two clones).  A failed upload
+ * is retried with backoff; a stopped agent leaves its jobs in the catalog
+ * and a rerun skips what is already stored. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "agent_priv.h"
+#include "ferry.h"
+#include "image.h"
+#include "log.h"
+
+#define MAX_WORKERS 16
+#define BACKOFF_MIN_NS (5LL * 1000000000LL)
+#define BACKOFF_MAX_NS (600LL * 1000000000LL)
+
+struct run {
+	char snap[FY_ID_MAX + 1];
+	char vol[FY_ID_MAX + 1];
+	bool active;
+	atomic_bool cancel;
+};
+
+struct fy_jobs {
+	struct fy_agent *a;
+	pthread_t thr[MAX_WORKERS];
+	unsigned n;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;      /* work may be there; a run ended */
+	bool quit, kicked;
+	struct run runs[MAX_WORKERS];
+};
+
+void fy_jobs_kick(struct fy_agent *a)
+{
+	struct fy_jobs *j = a->jobs;
+
+	if (!j)
+		return;
+	pthread_mutex_lock(&j->mu);
+	j->kicked = true;
+	pthread_cond_broadcast(&j->cv);
+	pthread_mutex_unlock(&j->mu);
+}
+
+void fy_jobs_cancel(struct fy_agent *a, const char *snapshot_id)
+{
+	struct fy_jobs *j = a->jobs;
+	bool running;
+
+	if (!j)
+		return;
+	pthread_mutex_lock(&j->mu);
+	do {
+		running = false;
+		for (unsigned i = 0; i < j->n; i++)
+			if (j->runs[i].active && !strcmp(j->runs[i].snap, snapshot_id)) {
+				atomic_store(&j->runs[i].cancel, true);
+				running = true;
+			}
+		if (running)
+			pthread_cond_wait(&j->cv, &j->mu);
+	} while (running);
+	pthread_mutex_unlock(&j->mu);
+}
+
+/* Split a comma-separated list of URLs (in place). */
+static size_t split_urls(char *list, char **out, size_t max)
+{
+	size_t n = 0;
+	char *save = NULL;
+
+	for (char *t = strtok_r(list, ",", &save); t && n < max; t = strtok_r(NULL, ",", &save)) {
+		while (*t == ' ')
+			t++;
+		for (char *e = t + strlen(t); e > t && e[-1] == ' '; )
+			*--e = 0;
+		if (*t)
+			out[n++] = t;
+	}
+	return n;
+}
+
+/* The URL without its query (which may name credential files): for logs. */
+static void url_for_log(const char *url, char *out, size_t len)
+{
+	size_t q = strcspn(url, "?");
+
+	snprintf(out, len, "%.*s", (int)q, url);
+}
+
+static int open_target(const char *url, const char *dir, bool create, struct fy_repo *primary, struct fy_repo **r,
+		       char *err, size_t errlen)
+{
+	char full[2048], pw[1024], shown[512], e2[512];
+	struct fy_secret sec = { 0 };
+	bool s3 = access(dir, F_OK) == 0;
+	char probe[1100];
+	int ret;
+
+	snprintf(probe, sizeof(probe), "%s/AWS_ACCESS_KEY_ID", dir);
+	s3 = access(probe, F_OK) == 0;
+	ret = fy_target_url(url, dir, s3, full, sizeof(full));
+	if (ret) {
+		snprintf(err, errlen, "repository URL too long");
+		return ret;
+	}
+	fy_secret_password(dir, pw, sizeof(pw));
+	sec.password = pw[0] ? pw : NULL;
+	url_for_log(url, shown, sizeof(shown));
+	ret = fy_repo_open(full, &sec, r, e2, sizeof(e2));
+	if (ret == -ENOENT && create) {
+		struct fy_init_opts io = { .chunk_size = 0, .compression = FERRY__V1__COMPRESSION__COMPRESSION_DEFLATE,
+					   .level = 1 };
+
+		ret = primary ? fy_repo_init_copy(full, primary, &sec, 0, e2, sizeof(e2))
+			      : fy_repo_init(full, &io, &sec, e2, sizeof(e2));
+		if (!ret) {
+			fy_log_info("created the repository %s%s", shown, primary ? " (a copy of the primary)" : "");
+			ret = fy_repo_open(full, &sec, r, e2, sizeof(e2));
+		}
+	}
+	if (ret)
+		snprintf(err, errlen, "%.200s: %.700s%s", shown, e2,
+			 ret == -EACCES && !pw[0] ? " (no 'password' in the snapshot class's secrets)" : "");
+	OPENSSL_cleanse(pw, sizeof(pw));
+	return ret;
+}
+
+/* Keep the newest local_snapshots clones of a volume once uploaded. */
+static void evict(struct fy_agent *a, const char *vol)
+{
+	struct fy_cat_snapshot *s = NULL;
+	size_t n = 0, kept = 0;
+	bool more;
+	char path[1024], err[512];
+
+	if (!a->conf.local_snapshots || fy_cat_snaps(a->cat, vol, NULL, "", 0, &s, &n, &more))
+		return;
+	for (size_t i = n; i-- > 0; ) {
+		bool base_of_pending = false;
+
+		if (!s[i].local)
+			continue;
+		if (s[i].state != FY_SNAP_READY || !s[i].repo_snapshot[0] || kept < a->conf.local_snapshots) {
+			kept += s[i].state == FY_SNAP_READY;
+			continue;
+		}
+		for (size_t k = 0; k < n; k++)
+			base_of_pending |= s[k].state != FY_SNAP_READY && !strcmp(s[k].parent_id, s[i].id);
+		if (base_of_pending)
+			continue;
+		fy_snap_path(a, s[i].id, path, sizeof(path));
+		if (fy_img_remove(path, err, sizeof(err)))
+			continue;
+		s[i].local = false;
+		fy_cat_snap_update(a->cat, &s[i], err, sizeof(err));
+		fy_log_info("snapshot %s: local clone evicted (kept in its repository)", s[i].id);
+	}
+	free(s);
+}
+
+static void add_label(struct fy_label *l, size_t *n, size_t max, const char *k, const char *v)
+{
+	if (*n < max)
+		l[(*n)++] = (struct fy_label){ k, v };
+}
+
+/* Upload one snapshot.  0, -ECANCELED (left for later), or -errno with err. */
+static int upload(struct fy_agent *a, struct fy_cat_snapshot *s, atomic_bool *cancel, char *err, size_t errlen)
+{
+	struct fy_repo *primary = NULL, *copies[FY_MAX_TARGETS - 1] = { 0 };
+	bool optional[FY_MAX_TARGETS - 1] = { 0 };
+	size_t ncopies = 0, nkv = 0, nl = 0;
+	struct fy_kv *kv = NULL;
+	const char *url = NULL, *create = NULL;
+	char *copy_list = NULL, *opt_list = NULL, *urls[FY_MAX_TARGETS], dir[1024], sub[1100], src[1024],
+	     base[1024], parent_hex[40], shown[512];
+	struct fy_label labels[32];
+	char vl_buf[8][512];
+	size_t nvl = 0;
+	FILE *vol_labels;
+	struct fy_cat_snapshot parent;
+	struct fy_backup_opts o = { 0 };
+	struct fy_backup_result res;
+	int ret;
+
+	ret = fy_cat_snap_params(a->cat, s->id, &kv, &nkv);
+	if (ret) {
+		snprintf(err, errlen, "its parameters: %s", strerror(-ret));
+		return ret;
+	}
+	for (size_t i = 0; i < nkv; i++) {
+		if (!strcmp(kv[i].key, FY_P_REPO))
+			url = kv[i].value;
+		else if (!strcmp(kv[i].key, FY_P_COPY))
+			copy_list = strdup(kv[i].value);
+		else if (!strcmp(kv[i].key, FY_P_COPY_OPT))
+			opt_list = strdup(kv[i].value);
+		else if (!strcmp(kv[i].key, FY_P_CREATE))
+			create = kv[i].value;
+		else if (!strncmp(kv[i].key, FY_P_K8S_PREFIX, strlen(FY_P_K8S_PREFIX)))
+			add_label(labels, &nl, 24, kv[i].key, kv[i].value);
+	}
+	fy_job_dir(a, s->id, dir, sizeof(dir));
+	if (access(dir, F_OK)) {
+		snprintf(err, errlen, "its secrets are gone (%.600s): call CreateSnapshot again to resend them", dir);
+		ret = -ENOKEY;
+		goto out;
+	}
+	ret = open_target(url, dir, create && !strcmp(create, "true"), NULL, &primary, err, errlen);
+	if (ret)
+		goto out;
+	{
+		size_t nreq = copy_list ? split_urls(copy_list, urls, FY_MAX_TARGETS - 1) : 0, nopt;
+
+		nopt = opt_list ? split_urls(opt_list, urls + nreq, FY_MAX_TARGETS - 1 - nreq) : 0;
+		for (size_t i = 0; i < nreq + nopt; i++) {
+			char e2[768];
+
+			snprintf(sub, sizeof(sub), "%s/copy-%zu", dir, i + 1);
+			ret = open_target(urls[i], sub, create && !strcmp(create, "true"), primary, &copies[ncopies],
+					  e2, sizeof(e2));
+			if (ret && i >= nreq) {
+				fy_log_warn("snapshot %s: optional copy dropped: %s", s->id, e2);
+				continue;
+			}
+			if (ret) {
+				snprintf(err, errlen, "copy %zu: %s", i + 1, e2);
+				goto out;
+			}
+			optional[ncopies++] = i >= nreq;
+		}
+	}
+	/* The volume's Kubernetes names (PVC, PV), saved at CreateVolume. */
+	fy_vol_labels_path(a, s->volume_id, sub, sizeof(sub));
+	vol_labels = fopen(sub, "re");
+	while (vol_labels && nl < 24 && nvl < 8 && fgets(vl_buf[nvl], sizeof(vl_buf[nvl]), vol_labels)) {
+		char *eq = strchr(vl_buf[nvl], '='), *e = strchr(vl_buf[nvl], '\n');
+
+		if (e)
+			*e = 0;
+		if (!eq)
+			continue;
+		*eq = 0;
+		add_label(labels, &nl, 24, vl_buf[nvl], eq + 1);
+		nvl++;
+	}
+	if (vol_labels)
+		fclose(vol_labels);
+	add_label(labels, &nl, 32, "ferry.csi.dev/snapshot-id", s->id);
+	add_label(labels, &nl, 32, "ferry.csi.dev/snapshot-name", s->name);
+	add_label(labels, &nl, 32, "ferry.csi.dev/node", a->conf.node_id);
+	fy_snap_path(a, s->id, src, sizeof(src));
+	o.source = src;
+	o.volume = s->volume_id;
+	o.labels = labels;
+	o.nlabels = nl;
+	o.parent = "auto";
+	if (s->parent_id[0] && !fy_cat_snap_get(a->cat, s->parent_id, &parent) && parent.repo_snapshot[0]) {
+		snprintf(parent_hex, sizeof(parent_hex), "%s", parent.repo_snapshot);
+		o.parent = parent_hex;
+		fy_snap_path(a, parent.id, base, sizeof(base));
+		if (parent.local && parent.reflinked && s->reflinked && !access(base, F_OK))
+			o.base_image = base;
+	}
+	o.copies = copies;
+	o.copy_optional = optional;
+	o.ncopies = ncopies;
+	o.cancel = cancel;
+	ret = fy_backup(primary, &o, &res, err, errlen);
+	if (!ret) {
+		url_for_log(url, shown, sizeof(shown));
+		fy_hex(res.snapshot_id, FY_SNAP_ID_LEN, s->repo_snapshot);
+		s->bytes_uploaded = res.bytes_stored;
+		fy_log_info("snapshot %s uploaded to %s%s as %s: %s, %llu bytes read, %llu stored, %.2f s%s%s", s->id,
+			    shown, ncopies ? " and copies" : "", s->repo_snapshot, res.change_source,
+			    (unsigned long long)res.bytes_read, (unsigned long long)res.bytes_stored, res.seconds,
+			    res.warning[0] ? "; " : "", res.warning);
+	}
+out:
+	for (size_t i = 0; i < ncopies; i++)
+		fy_repo_close(copies[i]);
+	if (primary)
+		fy_repo_close(primary);
+	free(copy_list);
+	free(opt_list);
+	fy_kv_free(kv, nkv);
+	return ret;
+}
+
+/* The next job to run, in queue order: due, not running, and no earlier job
+ * of the same volume waiting.  *wait_ns: when the next one falls due. */
+static bool pick(struct fy_jobs *j, struct run *slot, int64_t *wait_ns)
+{
+	struct fy_agent *a = j->a;
+	struct fy_cat_job *jobs = NULL;
+	size_t n = 0;
+	int64_t now = fy_now_ns();
+	char (*vols)[FY_ID_MAX + 1];
+	bool found = false;
+
+	*wait_ns = -1;
+	if (fy_cat_jobs(a->cat, &jobs, &n) || !n) {
+		free(jobs);
+		return false;
+	}
+	vols = calloc(n, sizeof(*vols));
+	for (size_t i = 0; vols && i < n && !found; i++) {
+		struct fy_cat_snapshot s;
+		bool blocked = false, running = false;
+
+		if (fy_cat_snap_get(a->cat, jobs[i].snapshot_id, &s))
+			continue;
+		snprintf(vols[i], sizeof(vols[i]), "%s", s.volume_id);
+		for (size_t k = 0; k < i; k++)
+			blocked |= !strcmp(vols[k], s.volume_id);
+		for (unsigned r = 0; r < j->n; r++)
+			running |= j->runs[r].active && !strcmp(j->runs[r].vol, s.volume_id);
+		if (blocked || running)
+			continue;
+		if (jobs[i].next_ns > now) {
+			if (*wait_ns < 0 || jobs[i].next_ns - now < *wait_ns)
+				*wait_ns = jobs[i].next_ns - now;
+			continue;
+		}
+		snprintf(slot->snap, sizeof(slot->snap), "%s", s.id);
+		snprintf(slot->vol, sizeof(slot->vol), "%s", s.volume_id);
+		found = true;
+	}
+	free(vols);
+	free(jobs);
+	return found;
+}
+
+static void run_job(struct fy_jobs *j, struct run *slot)
+{
+	struct fy_agent *a = j->a;
+	struct fy_cat_snapshot s, now;
+	struct fy_cat_job job = { 0 };
+	struct fy_cat_job *jobs = NULL;
+	size_t n = 0;
+	char err[1024] = "", e2[512], dir[1024];
+	int64_t backoff;
+	int ret;
+
+	if (fy_cat_snap_get(a->cat, slot->snap, &s)) {
+		fy_cat_job_delete(a->cat, slot->snap, e2, sizeof(e2));
+		return;
+	}
+	if (s.state == FY_SNAP_READY) {
+		fy_cat_job_delete(a->cat, s.id, e2, sizeof(e2));
+		return;
+	}
+	if (!fy_cat_jobs(a->cat, &jobs, &n))
+		for (size_t i = 0; i < n; i++)
+			if (!strcmp(jobs[i].snapshot_id, s.id))
+				job = jobs[i];
+	free(jobs);
+	fy_log_info("snapshot %s: upload starts (attempt %u)", s.id, job.attempts + 1);
+	ret = upload(a, &s, &slot->cancel, err, sizeof(err));
+	if (ret == -ECANCELED && (atomic_load(&slot->cancel) || atomic_load(&a->stopping))) {
+		fy_log_info("snapshot %s: upload stopped; what is stored stays, and it resumes at the next start", s.id);
+		return;
+	}
+	if (fy_cat_snap_get(a->cat, s.id, &now))
+		return; /* deleted meanwhile */
+	if (!ret) {
+		now.state = FY_SNAP_READY;
+		now.ready_ns = fy_now_ns();
+		now.error[0] = 0;
+		memcpy(now.repo_snapshot, s.repo_snapshot, sizeof(now.repo_snapshot));
+		now.bytes_uploaded = s.bytes_uploaded;
+		ret = fy_cat_snap_update(a->cat, &now, e2, sizeof(e2));
+		if (ret) {
+			fy_log_error("snapshot %s: uploaded, but the catalog did not take it: %s", s.id, e2);
+			return; /* the job stays: a rerun finds everything stored */
+		}
+		fy_cat_job_delete(a->cat, s.id, e2, sizeof(e2));
+		fy_job_dir(a, s.id, dir, sizeof(dir));
+		fy_secrets_remove(dir);
+		evict(a, now.volume_id);
+		return;
+	}
+	now.state = FY_SNAP_FAILED;
+	snprintf(now.error, sizeof(now.error), "%.500s", err);
+	fy_cat_snap_update(a->cat, &now, e2, sizeof(e2));
+	snprintf(job.snapshot_id, sizeof(job.snapshot_id), "%s", s.id);
+	job.attempts++;
+	backoff = BACKOFF_MIN_NS << (job.attempts < 8 ? job.attempts - 1 : 7);
+	if (backoff > BACKOFF_MAX_NS)
+		backoff = BACKOFF_MAX_NS;
+	job.next_ns = fy_now_ns() + backoff;
+	fy_cat_job_update(a->cat, &job, e2, sizeof(e2));
+	fy_log_error("snapshot %s: upload failed (attempt %u, next in %lld s): %s", s.id, job.attempts,
+		     (long long)(backoff / 1000000000LL), err);
+}
+
+static void *worker(void *arg)
+{
+	struct fy_jobs *j = arg;
+	unsigned me;
+
+	pthread_mutex_lock(&j->mu);
+	me = j->n++;
+	while (!j->quit) {
+		struct run *slot = &j->runs[me];
+		int64_t wait_ns;
+
+		if (!pick(j, slot, &wait_ns)) {
+			if (j->kicked) {
+				j->kicked = false;
+				continue;
+			}
+			if (wait_ns < 0) {
+				pthread_cond_wait(&j->cv, &j->mu);
+			} else {
+				struct timespec until;
+
+				clock_gettime(CLOCK_REALTIME, &until);
+				until.tv_sec += wait_ns / 1000000000LL + 1;
+				pthread_cond_timedwait(&j->cv, &j->mu, &until);
+			}
+			continue;
+		}
+		slot->active = true;
+		atomic_store(&slot->cancel, atomic_load(&j->a->stopping));
+		pthread_mutex_unlock(&j->mu);
+		run_job(j, slot);
+		pthread_mutex_lock(&j->mu);
+		slot->active = false;
+		pthread_cond_broadcast(&j->cv);
+	}
+	pthread_mutex_unlock(&j->mu);
+	return NULL;
+}
+
+int fy_jobs_start(struct fy_agent *a, char *err, size_t errlen)
+{
+	struct fy_jobs *j = calloc(1, sizeof(*j));
+	unsigned want = a->conf.upload_workers ? a->conf.upload_workers : 1;
+
+	if (!j) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (want > MAX_WORKERS)
+		want = MAX_WORKERS;
+	j->a = a;
+	pthread_mutex_init(&j->mu, NULL);
+	pthread_cond_init(&j->cv, NULL);
+	a->jobs = j;
+	for (unsigned i = 0; i < want; i++) {
+		pthread_t t;
+
+		if (pthread_create(&t, NULL, worker, j)) {
+			snprintf(err, errlen, "cannot start upload threads");
+			fy_jobs_stop(a);
+			return -EAGAIN;
+		}
+		j->thr[i] = t;
+	}
+	return 0;
+}
+
+void fy_jobs_stop(struct fy_agent *a)
+{
+	struct fy_jobs *j = a->jobs;
+	unsigned started;
+
+	if (!j)
+		return;
+	pthread_mutex_lock(&j->mu);
+	j->quit = true;
+	for (unsigned i = 0; i < MAX_WORKERS; i++)
+		atomic_store(&j->runs[i].cancel, true);
+	pthread_cond_broadcast(&j->cv);
+	started = a->conf.upload_workers ? a->conf.upload_workers : 1;
+	pthread_mutex_unlock(&j->mu);
+	for (unsigned i = 0; i < started && i < MAX_WORKERS; i++)
+		if (j->thr[i])
+			pthread_join(j->thr[i], NULL);
+	pthread_mutex_destroy(&j->mu);
+	pthread_cond_destroy(&j->cv);
+	free(j);
+	a->jobs = NULL;
+}

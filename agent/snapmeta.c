@@ -1,0 +1,253 @@
+/* CSI SnapshotMetadata: the allocated ranges of a snapshot and the ranges
+ * that changed between two snapshots of one volume, streamed.  Computed from
+ * metadata only: the clones' extent maps while both are on this node, else
+ * the manifests in the repository (block granularity).  Never from data. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent_priv.h"
+#include "ferry.h"
+#include "image.h"
+#include "log.h"
+
+#define MSG(x) ((const ProtobufCMessage *)(x))
+#define MAP(x) ((struct fy_map_entry *const *)(x))
+#define DEFAULT_RESULTS 256
+#define MAX_RESULTS 65536
+
+/* Stream ranges in messages of at most max tuples, then end the call. */
+static void stream(struct fy_rpc_call *call, bool delta, const struct fy_range *r, size_t n, uint64_t capacity,
+		   int32_t max)
+{
+	size_t per = max > 0 ? (size_t)max : DEFAULT_RESULTS;
+	Csi__V1__BlockMetadata *bm;
+	Csi__V1__BlockMetadata **bmp;
+
+	if (per > MAX_RESULTS)
+		per = MAX_RESULTS;
+	bm = calloc(per, sizeof(*bm));
+	bmp = calloc(per, sizeof(*bmp));
+	if (!bm || !bmp) {
+		free(bm);
+		free(bmp);
+		return fy_rpc_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+	}
+	for (size_t i = 0; i < per; i++) {
+		csi__v1__block_metadata__init(&bm[i]);
+		bmp[i] = &bm[i];
+	}
+	/* An empty result is still one message: it carries the capacity. */
+	for (size_t at = 0; at < n || (at == 0 && n == 0); ) {
+		Csi__V1__GetMetadataAllocatedResponse ra = CSI__V1__GET_METADATA_ALLOCATED_RESPONSE__INIT;
+		Csi__V1__GetMetadataDeltaResponse rd = CSI__V1__GET_METADATA_DELTA_RESPONSE__INIT;
+		size_t k = n - at < per ? n - at : per;
+
+		for (size_t i = 0; i < k; i++) {
+			bm[i].byte_offset = (int64_t)r[at + i].off;
+			bm[i].size_bytes = (int64_t)r[at + i].len;
+		}
+		ra.block_metadata_type = rd.block_metadata_type = CSI__V1__BLOCK_METADATA_TYPE__VARIABLE_LENGTH;
+		ra.volume_capacity_bytes = rd.volume_capacity_bytes = (int64_t)capacity;
+		ra.n_block_metadata = rd.n_block_metadata = k;
+		ra.block_metadata = rd.block_metadata = bmp;
+		if (fy_rpc_send(call, delta ? MSG(&rd) : MSG(&ra))) {
+			free(bm);
+			free(bmp);
+			return fy_rpc_fail(call, GRPC_STATUS_CANCELLED, "the stream was cancelled");
+		}
+		at += k;
+		if (!n)
+			break;
+	}
+	free(bm);
+	free(bmp);
+	fy_rpc_end(call);
+}
+
+/* Ranges of a manifest's blocks: the allocated ones (a non-zero chunk id). */
+static int manifest_allocated(const Ferry__V1__Manifest *m, uint64_t from, struct fy_range **out, size_t *nout)
+{
+	static const uint8_t zero[FY_ID_LEN];
+	uint64_t cs = m->chunk_size, nb = cs ? (m->size + cs - 1) / cs : 0;
+	struct fy_range *r = NULL;
+	size_t n = 0, cap = 0;
+
+	for (uint64_t i = 0; i < nb; i++) {
+		uint64_t off = i * cs, end = off + cs > m->size ? m->size : off + cs;
+
+		if (end <= from || (i + 1) * FY_ID_LEN > m->chunk_ids.len ||
+		    !memcmp(m->chunk_ids.data + i * FY_ID_LEN, zero, FY_ID_LEN))
+			continue;
+		if (off < from)
+			off = from;
+		if (n && r[n - 1].off + r[n - 1].len == off) {
+			r[n - 1].len += end - off;
+			continue;
+		}
+		if (n == cap) {
+			struct fy_range *g = realloc(r, (cap = cap ? 2 * cap : 64) * sizeof(*r));
+
+			if (!g) {
+				free(r);
+				return -ENOMEM;
+			}
+			r = g;
+		}
+		r[n++] = (struct fy_range){ off, end - off };
+	}
+	*out = r;
+	*nout = n;
+	return 0;
+}
+
+/* Cut ranges to start at or after from. */
+static void clip(struct fy_range *r, size_t *n, uint64_t from)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < *n; i++) {
+		uint64_t end = r[i].off + r[i].len;
+
+		if (end <= from)
+			continue;
+		if (r[i].off < from)
+			r[i] = (struct fy_range){ from, end - from };
+		r[k++] = r[i];
+	}
+	*n = k;
+}
+
+static int lookup(struct fy_rpc_call *call, struct fy_agent *a, const char *what, const char *id,
+		  struct fy_cat_snapshot *s)
+{
+	if (!id || !*id) {
+		fy_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "%s is required", what);
+		return -1;
+	}
+	if (!fy_safe_token(id, FY_ID_MAX)) {
+		fy_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "%s is not a valid id", what);
+		return -1;
+	}
+	if (fy_cat_snap_get(a->cat, id, s)) {
+		fy_rpc_fail(call, GRPC_STATUS_NOT_FOUND, "%s %s does not exist", what, id);
+		return -1;
+	}
+	return 0;
+}
+
+static void get_allocated(struct fy_rpc_call *call, const ProtobufCMessage *req_, void *ctx)
+{
+	const Csi__V1__GetMetadataAllocatedRequest *req = (const Csi__V1__GetMetadataAllocatedRequest *)req_;
+	struct fy_agent *a = ctx;
+	struct fy_cat_snapshot s;
+	struct fy_range *r = NULL;
+	size_t n = 0;
+	char path[1024], why[768];
+	int ret;
+
+	if (lookup(call, a, "snapshot_id", req->snapshot_id, &s))
+		return;
+	if (req->max_results < 0 || req->starting_offset < 0)
+		return fy_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "GetMetadataAllocated: negative %s",
+				   req->max_results < 0 ? "max_results" : "starting_offset");
+	if ((uint64_t)req->starting_offset >= s.size)
+		return fy_rpc_fail(call, GRPC_STATUS_OUT_OF_RANGE,
+				   "GetMetadataAllocated: starting_offset %lld is past the snapshot's end (%llu bytes)",
+				   (long long)req->starting_offset, (unsigned long long)s.size);
+	fy_snap_path(a, s.id, path, sizeof(path));
+	if (s.local) {
+		ret = fy_img_allocated(path, (uint64_t)req->starting_offset, &r, &n, why, sizeof(why));
+	} else {
+		struct fy_repo *repo;
+		Ferry__V1__Manifest *m;
+		uint8_t id[FY_SNAP_ID_LEN];
+
+		ret = fy_snapshot_repo(a, &s, MAP(req->secrets), req->n_secrets, &repo, why, sizeof(why));
+		if (!ret) {
+			fy_unhex(s.repo_snapshot, id, sizeof(id));
+			ret = fy_manifest_read(repo, id, &m, why, sizeof(why));
+			if (!ret) {
+				ret = manifest_allocated(m, (uint64_t)req->starting_offset, &r, &n);
+				ferry__v1__manifest__free_unpacked(m, NULL);
+			}
+			fy_repo_close(repo);
+		}
+	}
+	if (ret) {
+		free(r);
+		return fy_rpc_fail(call, ret == -ENOENT ? GRPC_STATUS_FAILED_PRECONDITION : fy_errno_status(ret),
+				   "GetMetadataAllocated %s: %s", s.id, why);
+	}
+	stream(call, false, r, n, s.size, req->max_results);
+	free(r);
+}
+
+static void get_delta(struct fy_rpc_call *call, const ProtobufCMessage *req_, void *ctx)
+{
+	const Csi__V1__GetMetadataDeltaRequest *req = (const Csi__V1__GetMetadataDeltaRequest *)req_;
+	struct fy_agent *a = ctx;
+	struct fy_cat_snapshot base, target;
+	struct fy_range *r = NULL;
+	size_t n = 0;
+	char bpath[1024], tpath[1024], why[768] = "";
+	int ret = -EOPNOTSUPP;
+
+	if (lookup(call, a, "base_snapshot_id", req->base_snapshot_id, &base) ||
+	    lookup(call, a, "target_snapshot_id", req->target_snapshot_id, &target))
+		return;
+	if (req->max_results < 0 || req->starting_offset < 0)
+		return fy_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "GetMetadataDelta: negative %s",
+				   req->max_results < 0 ? "max_results" : "starting_offset");
+	if (strcmp(base.volume_id, target.volume_id))
+		return fy_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+				   "GetMetadataDelta: %s and %s are snapshots of different volumes", base.id, target.id);
+	if ((uint64_t)req->starting_offset >= target.size)
+		return fy_rpc_fail(call, GRPC_STATUS_OUT_OF_RANGE,
+				   "GetMetadataDelta: starting_offset %lld is past the snapshot's end (%llu bytes)",
+				   (long long)req->starting_offset, (unsigned long long)target.size);
+	fy_snap_path(a, base.id, bpath, sizeof(bpath));
+	fy_snap_path(a, target.id, tpath, sizeof(tpath));
+	if (base.local && target.local)
+		ret = fy_img_delta(bpath, tpath, (uint64_t)req->starting_offset, &r, &n, why, sizeof(why));
+	if (ret == -EOPNOTSUPP && base.repo_snapshot[0] && target.repo_snapshot[0]) {
+		struct fy_repo *repo;
+		struct fy_diff_result d;
+		uint8_t ia[FY_SNAP_ID_LEN], ib[FY_SNAP_ID_LEN];
+
+		if (why[0])
+			fy_log_info("GetMetadataDelta: %s; from the manifests instead", why);
+		ret = fy_snapshot_repo(a, &target, MAP(req->secrets), req->n_secrets, &repo, why, sizeof(why));
+		if (!ret) {
+			fy_unhex(base.repo_snapshot, ia, sizeof(ia));
+			fy_unhex(target.repo_snapshot, ib, sizeof(ib));
+			ret = fy_diff(repo, ia, ib, &d, why, sizeof(why));
+			fy_repo_close(repo);
+			if (!ret) {
+				r = d.ranges;
+				n = d.nranges;
+				clip(r, &n, (uint64_t)req->starting_offset);
+			}
+		}
+	} else if (ret == -EOPNOTSUPP && !why[0]) {
+		snprintf(why, sizeof(why), "%s is no longer on this node and not in a repository",
+			 base.local ? target.id : base.id);
+	}
+	if (ret) {
+		free(r);
+		return fy_rpc_fail(call, ret == -EOPNOTSUPP || ret == -ENOENT ? GRPC_STATUS_FAILED_PRECONDITION
+									      : fy_errno_status(ret),
+				   "GetMetadataDelta %s..%s: %s", base.id, target.id, why);
+	}
+	stream(call, true, r, n, target.size, req->max_results);
+	free(r);
+}
+
+const struct fy_rpc_method fy_snapmeta_methods[] = {
+	{ "/csi.v1.SnapshotMetadata/GetMetadataAllocated", &csi__v1__get_metadata_allocated_request__descriptor,
+	  get_allocated, false },
+	{ "/csi.v1.SnapshotMetadata/GetMetadataDelta", &csi__v1__get_metadata_delta_request__descriptor, get_delta,
+	  false },
+};
+const size_t fy_snapmeta_nmethods = sizeof(fy_snapmeta_methods) / sizeof(fy_snapmeta_methods[0]);

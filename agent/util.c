@@ -1,0 +1,296 @@
+/* Small helpers of the agent: ids, paths, validation, status codes, secrets. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent_priv.h"
+
+pthread_mutex_t *fy_stripe(pthread_mutex_t *locks, const char *key)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return &locks[h % FY_STRIPES];
+}
+
+int fy_new_id(const char *prefix, char *id, size_t len)
+{
+	unsigned char r[16];
+	int n;
+
+	if (RAND_bytes(r, sizeof(r)) != 1)
+		return -EIO;
+	n = snprintf(id, len, "%s-", prefix);
+	for (size_t i = 0; i < sizeof(r) && (size_t)n + 2 < len; i++)
+		n += snprintf(id + n, len - (size_t)n, "%02x", r[i]);
+	return 0;
+}
+
+bool fy_safe_token(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > max || !strcmp(s, ".") || !strcmp(s, ".."))
+		return false;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p < 0x20 || *p == 0x7f || *p == '/' || *p == '\\')
+			return false;
+	return true;
+}
+
+bool fy_our_id(const char *s, const char *prefix)
+{
+	size_t pl = strlen(prefix);
+
+	if (strncmp(s, prefix, pl) || s[pl] != '-' || strlen(s) != pl + 1 + 32)
+		return false;
+	for (const char *p = s + pl + 1; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+			return false;
+	return true;
+}
+
+void fy_vol_path(const struct fy_agent *a, const char *id, char *path, size_t len)
+{
+	snprintf(path, len, "%s/%s.img", a->vol_dir, id);
+}
+
+void fy_vol_labels_path(const struct fy_agent *a, const char *id, char *path, size_t len)
+{
+	snprintf(path, len, "%s/%s.labels", a->vol_dir, id);
+}
+
+void fy_snap_path(const struct fy_agent *a, const char *id, char *path, size_t len)
+{
+	snprintf(path, len, "%s/%s.img", a->snap_dir, id);
+}
+
+void fy_job_dir(const struct fy_agent *a, const char *snapshot_id, char *path, size_t len)
+{
+	snprintf(path, len, "%s/%s", a->job_dir, snapshot_id);
+}
+
+/* The one place where an errno becomes a gRPC status. */
+grpc_status_code fy_errno_status(int err)
+{
+	switch (err < 0 ? -err : err) {
+	case 0: return GRPC_STATUS_OK;
+	case ENOENT: return GRPC_STATUS_NOT_FOUND;
+	case EEXIST: return GRPC_STATUS_ALREADY_EXISTS;
+	case EINVAL: case ENAMETOOLONG: return GRPC_STATUS_INVALID_ARGUMENT;
+	case EACCES: case EPERM: return GRPC_STATUS_PERMISSION_DENIED;
+	case ENOSPC: case EDQUOT: case ENOMEM: return GRPC_STATUS_RESOURCE_EXHAUSTED;
+	case EBUSY: return GRPC_STATUS_FAILED_PRECONDITION;
+	case ECANCELED: return GRPC_STATUS_CANCELLED;
+	case ETIMEDOUT: return GRPC_STATUS_DEADLINE_EXCEEDED;
+	case ERANGE: case EFBIG: return GRPC_STATUS_OUT_OF_RANGE;
+	case EAGAIN: case ECONNREFUSED: case ECONNRESET: case EHOSTUNREACH: case ENETUNREACH:
+		return GRPC_STATUS_UNAVAILABLE;
+	case EBADMSG: return GRPC_STATUS_DATA_LOSS;
+	case EOPNOTSUPP: return GRPC_STATUS_UNIMPLEMENTED;
+	}
+	return GRPC_STATUS_INTERNAL;
+}
+
+int64_t fy_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+const char *fy_map_get(struct fy_map_entry *const *e, size_t n, const char *key)
+{
+	for (size_t i = 0; i < n; i++)
+		if (e[i]->key && !strcmp(e[i]->key, key))
+			return e[i]->value ? e[i]->value : "";
+	return NULL;
+}
+
+int fy_check_map(struct fy_map_entry *const *e, size_t n, size_t max_total, const char *what, char *err,
+		 size_t errlen)
+{
+	size_t total = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		size_t k = e[i]->key ? strlen(e[i]->key) : 0, v = e[i]->value ? strlen(e[i]->value) : 0;
+
+		if (k == 0) {
+			snprintf(err, errlen, "%s: an empty key", what);
+			return -EINVAL;
+		}
+		total += k + v;
+	}
+	if (total > max_total) {
+		snprintf(err, errlen, "%s: %zu bytes, more than the %zu allowed", what, total, max_total);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int fy_mkdir_p(const char *path, unsigned mode)
+{
+	char buf[1024];
+	size_t n = strlen(path);
+
+	if (n >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, n + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(buf, mode) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, mode) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int fy_rmtree(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	char sub[1024];
+	int ret = 0;
+
+	if (!d)
+		return errno == ENOENT ? 0 : (errno == ENOTDIR ? (unlink(path) ? -errno : 0) : -errno);
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
+		if (de->d_type == DT_DIR)
+			ret = fy_rmtree(sub) ?: ret;
+		else if (unlink(sub) && errno != ENOENT)
+			ret = -errno;
+	}
+	closedir(d);
+	if (rmdir(path) && errno != ENOENT)
+		ret = -errno;
+	return ret;
+}
+
+static int write_secret(const char *dir, const char *name, const char *value, char *err, size_t errlen)
+{
+	char path[1024], tmp[1100];
+	size_t len = strlen(value), off = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		int e = errno;
+
+		snprintf(err, errlen, "secrets: cannot create a file in %s: %s", dir, strerror(e));
+		return -e;
+	}
+	while (off < len) {
+		ssize_t w = write(fd, value + off, len - off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			int e = w < 0 ? errno : EIO;
+
+			close(fd);
+			unlink(tmp);
+			snprintf(err, errlen, "secrets: writing in %s: %s", dir, strerror(e));
+			return -e;
+		}
+		off += (size_t)w;
+	}
+	if (fsync(fd) || close(fd) || rename(tmp, path)) {
+		int e = errno;
+
+		unlink(tmp);
+		snprintf(err, errlen, "secrets: saving in %s: %s", dir, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+int fy_secrets_write(const char *dir, struct fy_map_entry *const *e, size_t n, const char *prefix, bool *s3,
+		     char *err, size_t errlen)
+{
+	static const char *const keys[] = { FY_S_PASSWORD, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+					    "AWS_SESSION_TOKEN" };
+	char pk[256];
+	int ret;
+
+	*s3 = false;
+	ret = fy_mkdir_p(dir, 0700);
+	if (ret) {
+		snprintf(err, errlen, "secrets: cannot make %s: %s", dir, strerror(-ret));
+		return ret;
+	}
+	chmod(dir, 0700);
+	for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+		const char *v = NULL;
+
+		if (*prefix) {
+			snprintf(pk, sizeof(pk), "%s%s", prefix, keys[k]);
+			v = fy_map_get(e, n, pk);
+		}
+		if (!v)
+			v = fy_map_get(e, n, keys[k]);
+		if (!v) {
+			snprintf(pk, sizeof(pk), "%s/%s", dir, keys[k]);
+			unlink(pk);
+			continue;
+		}
+		ret = write_secret(dir, keys[k], v, err, errlen);
+		if (ret)
+			return ret;
+		if (k > 0)
+			*s3 = true;
+	}
+	return 0;
+}
+
+void fy_secrets_remove(const char *dir)
+{
+	fy_rmtree(dir);
+}
+
+int fy_secret_password(const char *dir, char *buf, size_t len)
+{
+	char path[1024];
+	ssize_t n;
+	int fd;
+
+	buf[0] = 0;
+	snprintf(path, sizeof(path), "%s/%s", dir, FY_S_PASSWORD);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = 0;
+	return 0;
+}
+
+int fy_target_url(const char *url, const char *dir, bool s3, char *out, size_t len)
+{
+	int n;
+
+	if (!s3 || strncmp(url, "s3://", 5))
+		n = snprintf(out, len, "%s", url);
+	else
+		n = snprintf(out, len, "%s%csecret-dir=%s", url, strchr(url, '?') ? '&' : '?', dir);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
