@@ -388,6 +388,7 @@ def prand_stream(n, seed, chunk=4 * MiB):
             yield b
     finally:
         p.kill()
+        p.stdout.close()
         p.wait()
 
 

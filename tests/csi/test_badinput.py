@@ -1,10 +1,13 @@
 #!/usr/bin/python3
-"""CSI: bad input, each with its status code; a failed upload reported as
-UNAVAILABLE and retried with the next call's secrets; a repository created
-on demand; and no secret in the agent's log, in an error message, or in a
-file others can read.
+"""CSI: bad input, each with its status code (BadInput); uploads that fail
+-- reported as UNAVAILABLE by the next CreateSnapshot and retried with its
+secrets --, a repository created on demand, one volume to two repositories,
+and failed uploads that must not hold others back (Uploads, one agent per
+test); and no secret in any agent's log, in an error message, or left in its
+state directory.
 
-Every secret value sent contains SECRET_MARK, so one grep finds them all."""
+Every secret value sent is distinctive (most hold SECRET_MARK), so a grep
+finds them."""
 import os
 import stat
 import subprocess
@@ -13,8 +16,8 @@ import time
 import grpc
 
 from csilib import (BS, P_CREATE, P_REPO, PASSWORD, WORK, MiB, Agent, AgentTest, Code, block_cap,
-                    log, main, mount_cap, new_repo, pb, prand, pwrite_sync, repo_snapshot_of,
-                    repo_snapshots)
+                    ferry, log, main, mount_cap, mounts_at, new_repo, pb, prand, pwrite_sync,
+                    repo_snapshot_of)
 
 SECRET_MARK = "s3cr3t-CSI"
 WRONG_PASSWORD = "wrong-password-" + SECRET_MARK + "-1"
@@ -249,7 +252,7 @@ class BadInput(AgentTest):
             # whatever lands in the scratch and kubelet dirs).
             created_etc_x = not etc_x_before and os.path.lexists("/etc/x")
             if created_etc_x:
-                while os.path.ismount("/etc/x"):
+                while mounts_at("/etc/x"):
                     subprocess.run(["umount", "/etc/x"], check=True)
                 if os.path.isdir("/etc/x"):
                     os.rmdir("/etc/x")
@@ -269,23 +272,38 @@ class BadInput(AgentTest):
                   "NodeUnpublishVolume volume_id ''")
         self.code(Code.INVALID_ARGUMENT, N.NodeUnpublishVolume, R(volume_id=vid, target_path=""),
                   "NodeUnpublishVolume target ''")
-        # A mount point outside the kubelet dir (ours, harmless): never unmounted.
+        # A mount point outside the kubelet dir (a small tmpfs of ours): no
+        # NodeUnpublishVolume may unmount it, however the path is spelled.
         outside = os.path.join(WORK, "outside-mount")
         os.makedirs(outside, exist_ok=True)
-        if not os.path.ismount(outside):
-            subprocess.run(["mount", "--bind", outside, outside], check=True)
+        if not mounts_at(outside):
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", outside], check=True)
+        link = os.path.join(a.kubelet, "pods", "evil-link-2")     # in the kubelet dir, pointing out
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        if not os.path.lexists(link):
+            os.symlink(WORK, link)
         try:
-            for t in ("/etc/x", "/etc", outside, a.kubelet + "/../../etc", a.kubelet + "/../work/outside-mount",
-                      "relative"):
+            # Existing paths outside the kubelet dir: refused.
+            for t in ("/etc", outside, os.path.join(a.kubelet, "../../work/outside-mount"),
+                      os.path.join(link, "outside-mount"), a.kubelet + "/../../work/outside-mount/"):
                 self.code(Code.INVALID_ARGUMENT, N.NodeUnpublishVolume, R(volume_id=vid, target_path=t),
                           "NodeUnpublishVolume target %r" % t)
+            # Paths outside it that do not exist: never published, so refused
+            # or (idempotent) OK, and nothing touched.
+            for t in ("/etc/x", "relative", os.path.join(a.kubelet, "../../work/no-such-dir/x")):
+                with self.subTest("NodeUnpublishVolume target %r" % t):
+                    try:
+                        N.NodeUnpublishVolume(R(volume_id=vid, target_path=t), timeout=30)
+                    except grpc.RpcError as e:
+                        self.errors.append(e.details())
+                        self.assertEqual(e.code(), Code.INVALID_ARGUMENT, e.details())
             for bad in BAD_IDS:
                 self.code(Code.INVALID_ARGUMENT, N.NodeUnpublishVolume,
                           R(volume_id=bad, target_path=a.block_target()), "NodeUnpublishVolume volume_id %r" % bad)
-            self.assertTrue(os.path.ismount(outside), "NodeUnpublishVolume unmounted %s" % outside)
+            self.assertTrue(mounts_at(outside), "NodeUnpublishVolume unmounted %s" % outside)
             self.assertTrue(os.path.isdir("/etc"))
         finally:
-            while os.path.ismount(outside):
+            while mounts_at(outside):
                 subprocess.run(["umount", outside], check=True)
 
     def test_node_stats(self):
@@ -354,6 +372,71 @@ class BadInput(AgentTest):
                              "delta between two snapshots with no write in between")
 
     # -------------------------------------------- uploads that fail, secrets
+    def test_zz_no_secrets_anywhere(self):
+        """Last: no secret in the log, in any error detail, or in a file of
+        the state dir."""
+        a = self.agent
+        rc, _ = a.stop()
+        self.assertEqual(rc, 0, "exit status after SIGTERM")
+        self.assertAgentClean(a)
+        self.assertGreater(len(self.errors), 50, "too few errors collected")
+        check_no_secrets(self, a, self.errors)
+
+
+def check_no_secrets(tc, a, errors):
+    """No secret in the (stopped) agent's log, in the error details it
+    returned, or in any file of its state dir once no upload is pending
+    (docs/agent.md: a job's secrets are deleted when it ends)."""
+    text = a.log_text()
+    tc.assertGreater(len(text.splitlines()), 3, "the agent logged (almost) nothing: the grep proves nothing")
+    for s in ALL_SECRETS:
+        hits = [ln for ln in text.splitlines() if s in ln]
+        tc.assertEqual(hits, [], "secret %r in the agent log" % s[:40])
+    for e in errors:
+        for s in ALL_SECRETS:
+            tc.assertNotIn(s, e, "secret in an error message")
+    for root, dirs, files in os.walk(a.state):
+        for f in files:
+            p = os.path.join(root, f)
+            if p.endswith(".img") or os.path.islink(p) or not os.path.isfile(p):
+                continue
+            with open(p, "rb") as fh:
+                body = fh.read(16 * MiB)
+            found = [x[:40] for x in ALL_SECRETS if x.encode() in body]
+            mode = stat.S_IMODE(os.stat(p).st_mode)
+            tc.assertEqual(found, [], "%s (mode %04o) still holds secrets after every upload ended"
+                           % (os.path.relpath(p, a.state), mode))
+
+
+class Uploads(AgentTest):
+    """Uploads that fail, and their retries: one agent per test, so that a
+    stuck upload in one test cannot hold up the next; each agent's log and
+    state are checked for secrets when it stops."""
+
+    def setUp(self):
+        self.agent = Agent("up-" + self._testMethodName[len("test_"):], node_id="node-up").start()
+        self.errors = []
+        a = self.agent
+        self.vol = a.create_volume("pvc-up", SIZE)
+        t = a.publish(self.vol.volume_id, a.block_target("pvc-up"))
+        pwrite_sync(t, 0, prand(MiB, "up"))
+        a.unpublish(self.vol.volume_id, t)
+
+    def tearDown(self):
+        a = self.agent
+        if not a.running():
+            return
+        # Uploads that have not finished (a failure) end with their snapshots:
+        # then no upload may hold secrets any more.
+        for snap in a.list_snapshots():
+            if not snap.ready_to_use:
+                log("deleting %s (upload not finished)" % snap.snapshot_id)
+                a.delete_snapshot(snap.snapshot_id)
+        rc, _ = a.stop()
+        self.assertEqual(rc, 0, "exit status after SIGTERM")
+        self.assertAgentClean(a)
+        check_no_secrets(self, a, self.errors)
+
     def until_error(self, vid, name, params, secrets, what, timeout=120):
         """Call CreateSnapshot again and again (as the snapshotter does) until
         it fails; returns the error.  Fails if it becomes ready instead."""
@@ -368,9 +451,10 @@ class BadInput(AgentTest):
             time.sleep(0.1)
         self.fail("%s: no error within %ds" % (what, timeout))
 
-    def until_ready(self, vid, name, params, secrets, what, timeout=120):
+    def until_ready(self, vid, name, params, secrets, what, timeout=120, tolerate=True):
         """Call CreateSnapshot again and again until ready_to_use; errors from
-        an earlier failed attempt (UNAVAILABLE) are tolerated meanwhile."""
+        an earlier failed attempt (UNAVAILABLE) are tolerated meanwhile
+        (unless tolerate=False: then the first error fails)."""
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
@@ -380,14 +464,15 @@ class BadInput(AgentTest):
                     return r
             except grpc.RpcError as e:
                 self.errors.append("%s: %s" % (what, e.details()))
+                self.assertTrue(tolerate, "%s: %s %s" % (what, e.code().name, e.details()))
                 self.assertEqual(e.code(), Code.UNAVAILABLE, "%s: %s" % (what, e.details()))
                 last = e.details()
             time.sleep(0.1)
         self.fail("%s: not ready within %ds (last error: %s)" % (what, timeout, last))
 
-    def test_upload_failure_and_retry(self):
+    def test_upload_wrong_password_then_retry(self):
         a = self.agent
-        url, path = new_repo("badinput")
+        url, path = new_repo("up-wrongpw")
         vid = self.vol.volume_id
         name = "snapshot-bad-wrongpw"
         params = {P_REPO: url}
@@ -404,60 +489,75 @@ class BadInput(AgentTest):
         self.assertEqual(r.snapshot_id, s.snapshot_id)
         repo_snapshot_of(url, s.snapshot_id)
 
+    def test_upload_missing_repository(self):
         # A repository that does not exist, not to be created: UNAVAILABLE too.
-        missing = "file://" + os.path.join(WORK, "repos", "does-not-exist")
+        a, vid = self.agent, self.vol.volume_id
+        missing = "file://" + os.path.join(WORK, "repos", "up-does-not-exist")
         s2 = a.create_snapshot(vid, "snapshot-bad-norepo", {P_REPO: missing}, {"password": PASSWORD})
         err = self.until_error(vid, "snapshot-bad-norepo", {P_REPO: missing}, {"password": PASSWORD}, "missing repo")
         self.assertEqual(err.code(), Code.UNAVAILABLE, err.details())
         self.assertFalse(os.path.exists(missing[len("file://"):]), "a repository was created without being asked")
         a.delete_snapshot(s2.snapshot_id)
 
+    def test_upload_create_repository(self):
         # create-repository "true": made on first use, with the password given.
-        fresh_url = "file://" + os.path.join(WORK, "repos", "created-by-agent")
-        s3 = a.create_snapshot(vid, "snapshot-bad-create", {P_REPO: fresh_url, P_CREATE: "true"},
-                               {"password": PASSWORD})
-        a.wait_ready(s3.snapshot_id, timeout=120)
+        vid = self.vol.volume_id
+        fresh_url = "file://" + os.path.join(WORK, "repos", "up-created-by-agent")
+        s3 = self.until_ready(vid, "snapshot-bad-create", {P_REPO: fresh_url, P_CREATE: "true"},
+                              {"password": PASSWORD}, "create-repository", tolerate=False)
         repo_snapshot_of(fresh_url, s3.snapshot_id)
+        ferry("check", "--repo", fresh_url)
 
+    def test_upload_all_secret_kinds(self):
         # Every kind of secret at once (S3 keys and copy overrides are not used
         # by a file:// repository): accepted, uploaded, and never logged.
-        s4 = a.create_snapshot(vid, "snapshot-bad-allsecrets", {P_REPO: url},
-                               {"password": PASSWORD, "copy-1.password": COPY_PASSWORD,
-                                "AWS_ACCESS_KEY_ID": AWS_KEY, "AWS_SECRET_ACCESS_KEY": AWS_SECRET,
-                                "AWS_SESSION_TOKEN": AWS_TOKEN})
-        a.wait_ready(s4.snapshot_id, timeout=120)
-        log("repository snapshots: %d" % len(repo_snapshots(url)))
+        url, _ = new_repo("up-secrets")
+        vid = self.vol.volume_id
+        self.until_ready(vid, "snapshot-bad-allsecrets", {P_REPO: url},
+                         {"password": PASSWORD, "copy-1.password": COPY_PASSWORD,
+                          "AWS_ACCESS_KEY_ID": AWS_KEY, "AWS_SECRET_ACCESS_KEY": AWS_SECRET,
+                          "AWS_SESSION_TOKEN": AWS_TOKEN}, "all kinds of secrets", tolerate=False)
 
-    def test_zz_no_secrets_anywhere(self):
-        """Last: no secret in the log, in any error detail, or in a file of
-        the state dir that anyone but the owner could read."""
+    def test_same_volume_two_repositories(self):
+        """Snapshots of one volume to one repository, then to another (a class
+        changed, or two classes): each upload lands in its own repository."""
+        vid = self.vol.volume_id
+        url1, _ = new_repo("up-two-1")
+        url2, _ = new_repo("up-two-2")
+        sec = {"password": PASSWORD}
+        s1 = self.until_ready(vid, "snapshot-up-two-1", {P_REPO: url1}, sec, "first repository", tolerate=False)
+        s2 = self.until_ready(vid, "snapshot-up-two-2", {P_REPO: url2}, sec, "second repository", tolerate=False)
+        s3 = self.until_ready(vid, "snapshot-up-two-3", {P_REPO: url1}, sec, "first repository again",
+                              tolerate=False)
+        for url, snap in ((url1, s1), (url2, s2), (url1, s3)):
+            repo_snapshot_of(url, snap.snapshot_id)
+            ferry("check", "--repo", url, "--read-data")
+
+    def failing_then_good(self, failing_vid, good_vid, what):
+        """A snapshot of failing_vid whose upload fails (reported, retried with
+        backoff), then three snapshots of good_vid to a good repository: each
+        must become ready within a minute."""
         a = self.agent
-        rc, _ = a.stop()
-        self.assertEqual(rc, 0, "exit status after SIGTERM")
-        self.assertAgentClean(a)
-        text = a.log_text()
-        self.assertGreater(len(text.splitlines()), 3, "the agent logged (almost) nothing: the grep proves nothing")
-        for s in ALL_SECRETS:
-            hits = [ln for ln in text.splitlines() if s in ln]
-            self.assertEqual(hits, [], "secret %r in the agent log" % s[:40])
-        for e in self.errors:
-            for s in ALL_SECRETS:
-                self.assertNotIn(s, e, "secret in an error message")
-        self.assertGreater(len(self.errors), 50, "too few errors collected")
-        for root, dirs, files in os.walk(a.state):
-            for f in files:
-                p = os.path.join(root, f)
-                if p.endswith(".img") or os.path.islink(p) or not os.path.isfile(p):
-                    continue
-                with open(p, "rb") as fh:
-                    body = fh.read(16 * MiB)
-                # Every upload has finished or was deleted: no secret is kept
-                # (docs/agent.md: the job's secrets go when it finishes).
-                found = [x[:40] for x in ALL_SECRETS if x.encode() in body]
-                mode = stat.S_IMODE(os.stat(p).st_mode)
-                self.assertEqual(found, [], "%s (mode %04o) still holds secrets after every upload ended"
-                                 % (os.path.relpath(p, a.state), mode))
+        missing = {P_REPO: "file://" + os.path.join(WORK, "repos", "up-missing-" + what)}
+        a.create_snapshot(failing_vid, "snapshot-up-failing", missing, {"password": PASSWORD})
+        err = self.until_error(failing_vid, "snapshot-up-failing", missing, {"password": PASSWORD}, "failing upload")
+        self.assertEqual(err.code(), Code.UNAVAILABLE, err.details())
+        url, _ = new_repo("up-good-" + what)
+        for i in range(3):
+            t0 = time.monotonic()
+            s = self.until_ready(good_vid, "snapshot-up-good-%d" % i, {P_REPO: url}, {"password": PASSWORD},
+                                 "%s: upload %d after a failing one" % (what, i), timeout=60, tolerate=False)
+            log("upload %d ready in %.1fs" % (i, time.monotonic() - t0))
+            repo_snapshot_of(url, s.snapshot_id)
 
+    def test_failed_upload_does_not_block_other_volumes(self):
+        other = self.agent.create_volume("pvc-up-other", SIZE)
+        self.failing_then_good(self.vol.volume_id, other.volume_id, "other-volume")
+
+    def test_failed_upload_does_not_block_other_repository(self):
+        """The same volume, another repository: no incremental chain links the
+        two, so the failing one must not hold the others back."""
+        self.failing_then_good(self.vol.volume_id, self.vol.volume_id, "same-volume")
 
 if __name__ == "__main__":
     main()

@@ -11,12 +11,15 @@ How the freeze is seen from outside:
   cut under FIFREEZE has it clear, one cut with freeze "false" has it set
   (the control that shows the check can fail)."""
 import errno
+import fcntl
 import os
+import struct
 import subprocess
 import uuid
 
 from csilib import (P_FREEZE, P_HOOK, P_REPO, PASSWORD, WORK, MiB, Agent, AgentTest, Code, ferry,
-                    log, main, mount_cap, mounts_at, new_repo, pb, prand, repo_snapshot_of)
+                    log, main, mount_cap, mounts_at, new_repo, pb, prand, read_range,
+                    repo_snapshot_of)
 
 MARKS = os.path.join(WORK, "hook-marks")
 HOOK = """#!/bin/sh
@@ -60,6 +63,15 @@ def ext4_features(image):
 def debugfs_cat(image, path):
     p = subprocess.run(["debugfs", "-R", "cat " + path, image], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     return p.stdout
+
+
+def logical_sector_size(dev):
+    """BLKSSZGET of a block device."""
+    fd = os.open(dev, os.O_RDONLY)
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, 0x1268, b"\0" * 4))[0]   # BLKSSZGET
+    finally:
+        os.close(fd)
 
 
 def write_file(path, data, sync=True):
@@ -131,6 +143,9 @@ class Mount(AgentTest):
         if "INODES" in by_unit:
             self.assertGreater(by_unit["INODES"].used, 0)
             self.assertGreater(by_unit["INODES"].total, 0)
+        caps = self.agent.node.NodeGetCapabilities(pb.NodeGetCapabilitiesRequest(), timeout=10).capabilities
+        if pb.NodeServiceCapability.RPC.VOLUME_CONDITION in [c.rpc.type for c in caps]:
+            self.assertTrue(r.HasField("volume_condition"), "VOLUME_CONDITION advertised, no volume_condition")
         if r.HasField("volume_condition"):
             self.assertFalse(r.volume_condition.abnormal, r.volume_condition.message)
 
@@ -281,12 +296,54 @@ class Mount(AgentTest):
         a.delete_volume(c.volume_id)
         a.delete_volume(vid)
 
+    def test_republish_after_snapshot(self):
+        """A volume published, snapshotted, unpublished and published again:
+        its filesystem mounts and its files are there (ext4 with 1 KiB
+        blocks, as mkfs makes it on small volumes; XFS with 512-byte
+        sectors); a block volume keeps its logical sector size."""
+        a = self.agent
+        for fs, size in (("ext4", 64 * MiB), ("xfs", 320 * MiB)):
+            with self.subTest(fs=fs):
+                cap = mount_cap(fs)
+                v = a.create_volume("pvc-mount-again-" + fs, size, cap=cap)
+                t = a.publish(v.volume_id, a.mount_target("again-" + fs), cap=cap)
+                write_file(os.path.join(t, "f"), b"before the snapshot\n")
+                s = a.create_snapshot(v.volume_id, "snapshot-again-" + fs)
+                self.unpublish_twice(v.volume_id, t)
+                try:
+                    t = a.publish(v.volume_id, a.mount_target("again-" + fs), cap=cap)
+                    self.assertEqual(read_file(os.path.join(t, "f")), b"before the snapshot\n")
+                    self.unpublish_twice(v.volume_id, t)
+                finally:
+                    a.delete_snapshot(s.snapshot_id)
+                    a.delete_volume(v.volume_id)
+        with self.subTest(kind="block"):
+            v = a.create_volume("pvc-mount-again-block", 16 * MiB)
+            t = a.publish(v.volume_id, a.block_target())
+            before = logical_sector_size(t)
+            s = a.create_snapshot(v.volume_id, "snapshot-again-block")
+            self.unpublish_twice(v.volume_id, t)
+            t = a.publish(v.volume_id, a.block_target())
+            after = logical_sector_size(t)
+            c = a.create_volume("pvc-mount-again-block-clone", 16 * MiB, snapshot=s.snapshot_id)
+            tc = a.publish(c.volume_id, a.block_target())
+            clone = logical_sector_size(tc)
+            for vid, tt in ((v.volume_id, t), (c.volume_id, tc)):
+                self.unpublish_twice(vid, tt)
+                a.delete_volume(vid)
+            a.delete_snapshot(s.snapshot_id)
+            self.assertEqual((after, clone), (before, before),
+                             "logical sector size of a block volume: %d when new, %d after a snapshot, %d for "
+                             "its clone" % (before, after, clone))
+
     def test_block_volume_readonly(self):
         """A block volume published readonly: the device refuses writes."""
         a = self.agent
         v = a.create_volume("pvc-mount-blockro", 16 * MiB)
         t = a.publish(v.volume_id, a.block_target(), readonly=True)
-        with self.assertRaises(OSError) as cm:
+        self.addCleanup(lambda: (mounts_at(t) and a.unpublish(v.volume_id, t), a.delete_volume(v.volume_id)))
+        with self.assertRaises(OSError, msg="a write to a block volume published readonly went through "
+                               "(and reached the image: %s)" % a.vol_img(v.volume_id)) as cm:
             fd = os.open(t, os.O_WRONLY)
             try:
                 os.write(fd, b"x" * 4096)
@@ -294,8 +351,8 @@ class Mount(AgentTest):
             finally:
                 os.close(fd)
         self.assertIn(cm.exception.errno, (errno.EROFS, errno.EACCES, errno.EPERM), str(cm.exception))
+        self.assertEqual(read_range(a.vol_img(v.volume_id), 0, 4096), b"\0" * 4096)
         self.unpublish_twice(v.volume_id, t)
-        a.delete_volume(v.volume_id)
 
     def test_mount_unknown_fs_type(self):
         a = self.agent

@@ -96,10 +96,22 @@ class Restart(AgentTest):
         self.assertEqual(listed[local.snapshot_id].creation_time, local.creation_time)
         self.assertEqual(listed[s.snapshot_id].source_volume_id, big.volume_id)
         self.assertEqual(listed[s.snapshot_id].creation_time, s.creation_time)
-        # The upload resumes by itself (no CreateSnapshot call brings the secrets again).
-        t0 = time.monotonic()
-        a.wait_ready(s.snapshot_id, timeout=300)
-        log("upload resumed and finished %.1fs after the restart" % (time.monotonic() - t0))
+        # The upload resumes by itself (no CreateSnapshot call brings the
+        # secrets again); meanwhile Probe and ListSnapshots answer promptly.
+        worst = 0.0
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            t1 = time.monotonic()
+            a.identity.Probe(pb.ProbeRequest(), timeout=30)
+            got = a.get_snapshot(s.snapshot_id)
+            worst = max(worst, time.monotonic() - t1)
+            if got.ready_to_use:
+                break
+            time.sleep(0.05)
+        log("upload resumed and finished %.1fs after the restart began; slowest Probe+ListSnapshots %.3fs"
+            % (time.monotonic() - a.t_start, worst))
+        a.wait_ready(s.snapshot_id, timeout=1)
+        self.assertLess(worst, 1.0, "Probe+ListSnapshots took %.2fs during an upload" % worst)
         rs = repo_snapshot_of(url, s.snapshot_id)
         self.assertEqual(len(repo_snapshots(url)), 1, "more than one repository snapshot for one CSI snapshot")
         log("resumed upload's stats: %s" % rs.get("stats"))
@@ -116,9 +128,15 @@ class Restart(AgentTest):
                         pb.DeleteVolumeRequest(volume_id=small.volume_id),
                         "DeleteVolume of a volume published before the restart")
 
-        # --- SIGTERM in the middle of an upload (to a fresh repository: a full upload again).
+        # --- SIGTERM in the middle of an upload: a clone of the big volume
+        # (CLONE_VOLUME, a reflink: no second GiB to write) to a fresh
+        # repository, a full upload again.
+        r = pb.CreateVolumeRequest(name="pvc-restart-big-clone", capacity_range=pb.CapacityRange(required_bytes=BIG),
+                                   volume_capabilities=[block_cap()])
+        r.volume_content_source.volume.volume_id = big.volume_id
+        big2 = a.controller.CreateVolume(r, timeout=120).volume
         url2, path2 = new_repo("restart-2")
-        s2 = a.create_snapshot(big.volume_id, "snapshot-restart-big-2", {P_REPO: url2}, secrets)
+        s2 = a.create_snapshot(big2.volume_id, "snapshot-restart-big-2", {P_REPO: url2}, secrets)
         wait_for_chunks(a, path2)
         rc, took = a.stop(signal.SIGTERM)
         log("SIGTERM during an upload: exit %s after %.2fs; repository manifest written: %s"
@@ -153,7 +171,7 @@ class Restart(AgentTest):
             self.assertFalse(mounts_at(t))
         for x in (local, s, s2):
             a.delete_snapshot(x.snapshot_id)
-        for v in (small.volume_id, big.volume_id, c.volume_id):
+        for v in (small.volume_id, big.volume_id, big2.volume_id, c.volume_id):
             a.delete_volume(v)
             self.assertFalse(os.path.exists(a.vol_img(v)))
         self.assertCode(Code.NOT_FOUND, a.controller.ValidateVolumeCapabilities,
