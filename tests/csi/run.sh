@@ -38,9 +38,16 @@ mounts_under() {
   awk -v p="$1/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r
 }
 
+py=
 cleanup() {
   local rc=$? pid rest l f m tries
   set +e
+  # 0. The test program, if a signal cut the run short.
+  if [ -n "$py" ] && kill -0 "$py" 2>/dev/null; then
+    kill -TERM "$py" 2>/dev/null
+    for tries in $(seq 100); do kill -0 "$py" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$py" 2>/dev/null
+  fi
   # 1. Agents csilib started and that are still running.
   if [ -f "$T/work/agent.pids" ]; then
     while read -r pid rest; do
@@ -85,8 +92,13 @@ export CSI_STUBS="$T/stubs" CSI_STATE_ROOT="$T/state" CSI_KUBELET_ROOT="$T/kubel
 export PYTHONDONTWRITEBYTECODE=1 PYTHONPATH="$SRC/tests/csi"
 echo "ferry: $FERRY"
 echo "scene: $T (state XFS on $(losetup -j "$T/state.img" -O NAME -n))"
+# In the background, so that a signal to this script (ctest's timeout, ^C)
+# runs the cleanup at once rather than after the program ends.
+"$PY" -u "$SRC/tests/csi/$test_file" -v "$@" &
+py=$!
 rc=0
-"$PY" -u "$SRC/tests/csi/$test_file" -v "$@" || rc=$?
+wait "$py" || rc=$?
+py=
 if [ "$rc" != 0 ]; then
   # The agents' logs, for the report (they go away with $T).
   for f in "$T"/work/*.log; do

@@ -130,6 +130,38 @@ class Identity(AgentTest):
                                                              volume_capabilities=[block_cap()]),
                         "ValidateVolumeCapabilities of a deleted volume")
 
+    def test_capacity_range(self):
+        """capacity_range honoured: at least required_bytes, at most limit_bytes."""
+        a = self.agent
+        C = a.controller
+        req = 5 * MiB + 1
+        r = C.CreateVolume(pb.CreateVolumeRequest(name="pvc-identity-odd", volume_capabilities=[block_cap()],
+                                                  capacity_range=pb.CapacityRange(required_bytes=req)), timeout=30)
+        self.assertGreaterEqual(r.volume.capacity_bytes, req)
+        self.assertEqual(os.stat(a.vol_img(r.volume.volume_id)).st_size, r.volume.capacity_bytes)
+        a.delete_volume(r.volume.volume_id)
+        # A limit that leaves room for the agent's rounding, one that does not.
+        for limit in (8 * MiB, req):
+            try:
+                r = C.CreateVolume(pb.CreateVolumeRequest(
+                    name="pvc-identity-limit-%d" % limit, volume_capabilities=[block_cap()],
+                    capacity_range=pb.CapacityRange(required_bytes=req, limit_bytes=limit)), timeout=30)
+            except grpc.RpcError as e:
+                self.assertEqual(e.code(), Code.OUT_OF_RANGE, e.details())
+                self.assertEqual(limit, req, "refused a range with room: %s" % e.details())
+                continue
+            self.assertGreaterEqual(r.volume.capacity_bytes, req)
+            self.assertLessEqual(r.volume.capacity_bytes, limit, "capacity above limit_bytes")
+            a.delete_volume(r.volume.volume_id)
+        # limit_bytes below required_bytes: no volume can satisfy it.
+        try:
+            r = C.CreateVolume(pb.CreateVolumeRequest(
+                name="pvc-identity-inverted", volume_capabilities=[block_cap()],
+                capacity_range=pb.CapacityRange(required_bytes=8 * MiB, limit_bytes=4 * MiB)), timeout=30)
+            self.fail("CreateVolume with limit_bytes below required_bytes made %s" % r.volume.volume_id)
+        except grpc.RpcError as e:
+            self.assertIn(e.code(), (Code.OUT_OF_RANGE, Code.INVALID_ARGUMENT), e.details())
+
     def test_default_capacity(self):
         # No capacity_range: the plugin chooses (the agent's default), never zero.
         a = self.agent

@@ -14,7 +14,7 @@ import re
 import stat
 import uuid
 
-from csilib import (BS, L_SNAPSHOT_ID, P_COPY, P_REPO, P_VS_NAME, P_VS_NS, P_VSC_NAME, PASSWORD, WORK, MiB,
+from csilib import (BS, L_SNAPSHOT_ID, P_COPY, P_COPY_OPT, P_REPO, P_VS_NAME, P_VS_NS, P_VSC_NAME, PASSWORD, WORK, MiB,
                     Agent, AgentTest, Code, block_cap, blocks, ferry, first_difference, log, loops_backed_by, main,
                     merge_ranges, merged, mounts_at, new_repo, pb, prand, pwrite_sync, read_range,
                     repo_snapshot_of, tuples)
@@ -116,6 +116,11 @@ class Lifecycle(AgentTest):
         a.publish(vid, target)
         self.assertEqual(len(mounts_at(target)), 1, "publish twice mounted twice")
 
+        # Stats of a block volume: its size in bytes.
+        st = a.node.NodeGetVolumeStats(pb.NodeGetVolumeStatsRequest(volume_id=vid, volume_path=target), timeout=30)
+        totals = [u.total for u in st.usage if u.unit == pb.VolumeUsage.BYTES]
+        self.assertEqual(totals, [SIZE], "NodeGetVolumeStats of a block volume: %s" % st)
+
         expected = bytearray(SIZE)
         self.write(target, expected, WRITES1, "w1")
         expected1 = bytes(expected)
@@ -146,7 +151,10 @@ class Lifecycle(AgentTest):
         # Writes after the cut must not reach the snapshot.
         self.write(target, expected, WRITES2, "w2")
         expected2 = bytes(expected)
-        params2 = dict(params1, **{P_VS_NAME: "vs-two", P_VSC_NAME: "snapcontent-" + str(uuid.uuid4())})
+        # No copy-to this time, but an optional copy that cannot be written (no
+        # repository there): dropped with a warning, the snapshot still ready.
+        params2 = dict(params1, **{P_VS_NAME: "vs-two", P_VSC_NAME: "snapcontent-" + str(uuid.uuid4()),
+                                   P_COPY_OPT: "file://" + os.path.join(WORK, "repos", "lifecycle-no-such-copy")})
         del params2[P_COPY]
         s2 = a.create_snapshot(vid, "snapshot-" + str(uuid.uuid4()), params2, secrets)
         self.assertNotEqual(s2.snapshot_id, s1.snapshot_id)
@@ -280,6 +288,53 @@ class Lifecycle(AgentTest):
             self.assertFalse(os.path.exists(img), "deleted volume's image remains")
             self.assertEqual(loops_backed_by(img), [], "loop device still attached to deleted %s" % img)
         self.assertEqual(a.list_snapshots(), [])
+
+    def test_two_targets(self):
+        """One volume at two block targets (two pods on the node): unpublishing
+        one leaves the other working; the loop device goes with the last."""
+        a = self.agent
+        v = a.create_volume("pvc-lifecycle-two", 16 * MiB)
+        t1 = a.publish(v.volume_id, a.block_target("pvc-lifecycle-two"))
+        t2 = a.publish(v.volume_id, a.block_target("pvc-lifecycle-two"))
+        data = prand(MiB, "two")
+        pwrite_sync(t1, 3 * MiB, data)
+        self.assertEqual(read_range(t2, 3 * MiB, MiB), data, "the two targets are not the same volume")
+        a.unpublish(v.volume_id, t1)
+        self.assertFalse(mounts_at(t1))
+        pwrite_sync(t2, 5 * MiB, data)
+        self.assertEqual(read_range(t2, 3 * MiB, MiB), data, "the second target after unpublishing the first")
+        self.assertEqual(read_range(t2, 5 * MiB, MiB), data)
+        self.assertCode(Code.FAILED_PRECONDITION, a.controller.DeleteVolume,
+                        pb.DeleteVolumeRequest(volume_id=v.volume_id), "DeleteVolume with one target left")
+        a.unpublish(v.volume_id, t2)
+        img = a.vol_img(v.volume_id)
+        self.assertEqual(loops_backed_by(img), [], "loop device still attached after the last unpublish")
+        self.assertEqual(read_range(img, 5 * MiB, MiB), data, "data written through the device not in the image")
+        a.delete_volume(v.volume_id)
+
+    def test_snapshot_outlives_volume(self):
+        """A snapshot stays usable after its volume is deleted."""
+        a = self.agent
+        v = a.create_volume("pvc-lifecycle-gone", 16 * MiB)
+        t = a.publish(v.volume_id, a.block_target("pvc-lifecycle-gone"))
+        exp = bytearray(16 * MiB)
+        exp[MiB:3 * MiB] = prand(2 * MiB, "gone")
+        pwrite_sync(t, MiB, bytes(exp[MiB:3 * MiB]))
+        s = a.create_snapshot(v.volume_id, "snapshot-lifecycle-gone")
+        self.assertTrue(s.ready_to_use)
+        a.unpublish(v.volume_id, t)
+        a.delete_volume(v.volume_id)
+        got = a.get_snapshot(s.snapshot_id)
+        self.assertIsNotNone(got, "the snapshot went with its volume")
+        self.assertEqual(got.source_volume_id, v.volume_id)
+        alloc = tuples(a.metadata("allocated", snapshot_id=s.snapshot_id))
+        self.assertEqual(blocks(alloc), blocks([(MiB, 2 * MiB)]), "allocated ranges of the orphaned snapshot")
+        c = a.create_volume("pvc-lifecycle-gone-restored", 16 * MiB, snapshot=s.snapshot_id)
+        tc = a.publish(c.volume_id, a.block_target("pvc-lifecycle-gone-restored"))
+        self.assertIsNone(first_difference(tc, exp), "volume from a snapshot whose source was deleted")
+        a.unpublish(c.volume_id, tc)
+        a.delete_volume(c.volume_id)
+        a.delete_snapshot(s.snapshot_id)
 
     def test_zz_stop_clean(self):
         a = self.agent

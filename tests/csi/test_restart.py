@@ -14,7 +14,7 @@ import signal
 import time
 
 from csilib import (P_REPO, PASSWORD, WORK, GiB, MiB, Agent, AgentTest, Code, block_cap, count_files,
-                    ferry, first_difference, log, main, mounts_at, new_repo, pb, prand, prand_stream,
+                    ferry, first_difference, log, loops_backed_by, main, mounts_at, new_repo, pb, prand, prand_stream,
                     pwrite_sync, repo_snapshot_of, repo_snapshots, sha256_of)
 
 BIG = 1 * GiB
@@ -122,8 +122,11 @@ class Restart(AgentTest):
         os.unlink(out)
         ferry("check", "--repo", url, "--read-data")
 
-        # Publications survived the SIGKILL: still mounted, still refusing DeleteVolume.
+        # Publications survived the SIGKILL: still mounted, still refusing
+        # DeleteVolume; kubelet publishing them again is a no-op.
         self.assertTrue(mounts_at(t_small) and mounts_at(t_big), "publish mounts lost")
+        a.publish(small.volume_id, t_small)
+        self.assertEqual(len(mounts_at(t_small)), 1, "publish after restart mounted again")
         self.assertCode(Code.FAILED_PRECONDITION, a.controller.DeleteVolume,
                         pb.DeleteVolumeRequest(volume_id=small.volume_id),
                         "DeleteVolume of a volume published before the restart")
@@ -172,8 +175,10 @@ class Restart(AgentTest):
         for x in (local, s, s2):
             a.delete_snapshot(x.snapshot_id)
         for v in (small.volume_id, big.volume_id, big2.volume_id, c.volume_id):
+            img = a.vol_img(v)
             a.delete_volume(v)
-            self.assertFalse(os.path.exists(a.vol_img(v)))
+            self.assertFalse(os.path.exists(img))
+            self.assertEqual(loops_backed_by(img), [], "loop device of %s left attached" % v)
         self.assertCode(Code.NOT_FOUND, a.controller.ValidateVolumeCapabilities,
                         pb.ValidateVolumeCapabilitiesRequest(volume_id=small.volume_id,
                                                              volume_capabilities=[block_cap()]),
