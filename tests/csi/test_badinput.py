@@ -437,7 +437,7 @@ class Uploads(AgentTest):
         self.assertAgentClean(a)
         check_no_secrets(self, a, self.errors)
 
-    def until_error(self, vid, name, params, secrets, what, timeout=120):
+    def until_error(self, vid, name, params, secrets, what, timeout=45):
         """Call CreateSnapshot again and again (as the snapshotter does) until
         it fails; returns the error.  Fails if it becomes ready instead."""
         deadline = time.monotonic() + timeout
@@ -451,7 +451,7 @@ class Uploads(AgentTest):
             time.sleep(0.1)
         self.fail("%s: no error within %ds" % (what, timeout))
 
-    def until_ready(self, vid, name, params, secrets, what, timeout=120, tolerate=True):
+    def until_ready(self, vid, name, params, secrets, what, timeout=45, tolerate=True):
         """Call CreateSnapshot again and again until ready_to_use; errors from
         an earlier failed attempt (UNAVAILABLE) are tolerated meanwhile
         (unless tolerate=False: then the first error fails)."""
@@ -536,7 +536,7 @@ class Uploads(AgentTest):
     def failing_then_good(self, failing_vid, good_vid, what):
         """A snapshot of failing_vid whose upload fails (reported, retried with
         backoff), then three snapshots of good_vid to a good repository: each
-        must become ready within a minute."""
+        must become ready within 30 s."""
         a = self.agent
         missing = {P_REPO: "file://" + os.path.join(WORK, "repos", "up-missing-" + what)}
         a.create_snapshot(failing_vid, "snapshot-up-failing", missing, {"password": PASSWORD})
@@ -546,7 +546,7 @@ class Uploads(AgentTest):
         for i in range(3):
             t0 = time.monotonic()
             s = self.until_ready(good_vid, "snapshot-up-good-%d" % i, {P_REPO: url}, {"password": PASSWORD},
-                                 "%s: upload %d after a failing one" % (what, i), timeout=60, tolerate=False)
+                                 "%s: upload %d after a failing one" % (what, i), timeout=30, tolerate=False)
             log("upload %d ready in %.1fs" % (i, time.monotonic() - t0))
             repo_snapshot_of(url, s.snapshot_id)
 

@@ -97,7 +97,7 @@ class Concurrency(AgentTest):
 
         t0 = time.monotonic()
         for sid in ids:
-            a.wait_ready(sid, timeout=300)
+            a.wait_ready(sid, timeout=120)
         log("all %d snapshots ready %.1fs later" % (len(ids), time.monotonic() - t0))
 
         # One repository snapshot per CSI snapshot: a name sent twice is uploaded once.

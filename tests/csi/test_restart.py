@@ -20,7 +20,7 @@ from csilib import (P_REPO, PASSWORD, WORK, GiB, MiB, Agent, AgentTest, Code, bl
 BIG = 1 * GiB
 
 
-def wait_for_chunks(agent, repo_path, timeout=120):
+def wait_for_chunks(agent, repo_path, timeout=60):
     """Poll until the repository holds chunk objects (the upload is under
     way); returns how many.  Fails if the snapshot manifest appears first."""
     chunks = os.path.join(repo_path, "chunks")
@@ -99,7 +99,7 @@ class Restart(AgentTest):
         # The upload resumes by itself (no CreateSnapshot call brings the
         # secrets again); meanwhile Probe and ListSnapshots answer promptly.
         worst = 0.0
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 150
         while time.monotonic() < deadline:
             t1 = time.monotonic()
             a.identity.Probe(pb.ProbeRequest(), timeout=30)
@@ -148,7 +148,7 @@ class Restart(AgentTest):
         self.assertLess(took, 10.0, "SIGTERM took %.1fs during an upload" % took)
         self.assertAgentClean(a)
         a.start()
-        a.wait_ready(s2.snapshot_id, timeout=300)
+        a.wait_ready(s2.snapshot_id, timeout=150)
         rs2 = repo_snapshot_of(url2, s2.snapshot_id)
         out = os.path.join(WORK, "restart-restore-2.img")
         ferry("restore", "--repo", url2, rs2["id"], out)
