@@ -622,32 +622,35 @@ int fy_cat_volume_delete(struct fy_cat *c, const char *id, char *err, size_t err
 	return delete_one(c, S_VOL_DELETE, id, err, errlen, "deleting volume");
 }
 
-int fy_cat_volumes(struct fy_cat *c, struct fy_cat_volume **out, size_t *nout)
+/* Every row of a prepared listing, each read into an element of elem bytes
+ * by read_row (< 0: stop with that error); *out malloc'd.  Under c->mu. */
+static int list_rows(struct fy_cat *c, sqlite3_stmt *st, size_t elem, int (*read_row)(sqlite3_stmt *, void *),
+		     const char *what, void **out, size_t *nout)
 {
-	struct fy_cat_volume *v = NULL;
+	char *v = NULL;
 	size_t n = 0, cap = 0;
-	sqlite3_stmt *st = c->st[S_VOLS];
 	int rc;
 
 	*out = NULL;
 	*nout = 0;
 	pthread_mutex_lock(&c->mu);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct fy_cat_volume *nv = grow(v, &cap, n, sizeof(*v));
+		char *nv = grow(v, &cap, n, elem);
 
 		if (!nv) {
-			rc = cat_err(-ENOMEM, NULL, 0, "listing volumes: out of memory");
+			rc = cat_err(-ENOMEM, NULL, 0, "%s: out of memory", what);
 			break;
 		}
 		v = nv;
-		if ((rc = read_volume(st, &v[n])) < 0)
+		memset(v + n * elem, 0, elem);
+		if ((rc = read_row(st, v + n * elem)) < 0)
 			break;
 		n++;
 	}
 	if (rc == SQLITE_DONE)
 		rc = 0;
 	else if (rc > 0)
-		rc = sql_fail(c, rc, NULL, 0, "listing volumes", NULL);
+		rc = sql_fail(c, rc, NULL, 0, what, NULL);
 	sqlite3_reset(st);
 	pthread_mutex_unlock(&c->mu);
 	if (rc < 0) {
@@ -657,6 +660,11 @@ int fy_cat_volumes(struct fy_cat *c, struct fy_cat_volume **out, size_t *nout)
 	*out = v;
 	*nout = n;
 	return 0;
+}
+
+int fy_cat_volumes(struct fy_cat *c, struct fy_cat_volume **out, size_t *nout)
+{
+	return list_rows(c, c->st[S_VOLS], sizeof(**out), read_volume_any, "listing volumes", (void **)out, nout);
 }
 
 /* ---- snapshots ---- */
@@ -1098,43 +1106,20 @@ int fy_cat_job_delete(struct fy_cat *c, const char *snapshot_id, char *err, size
 	return delete_one(c, S_JOB_DELETE, snapshot_id, err, errlen, "deleting the upload job of snapshot");
 }
 
+static int read_job(sqlite3_stmt *st, void *p)
+{
+	struct fy_cat_job *j = p;
+	int rc = col_text(st, 0, j->snapshot_id, sizeof(j->snapshot_id), "an upload job");
+
+	if (rc < 0)
+		return rc;
+	j->queued_ns = sqlite3_column_int64(st, 1);
+	j->attempts = (unsigned)sqlite3_column_int64(st, 2);
+	j->next_ns = sqlite3_column_int64(st, 3);
+	return 0;
+}
+
 int fy_cat_jobs(struct fy_cat *c, struct fy_cat_job **out, size_t *nout)
 {
-	struct fy_cat_job *j = NULL;
-	size_t n = 0, cap = 0;
-	sqlite3_stmt *st = c->st[S_JOBS];
-	int rc;
-
-	*out = NULL;
-	*nout = 0;
-	pthread_mutex_lock(&c->mu);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct fy_cat_job *nj = grow(j, &cap, n, sizeof(*j));
-
-		if (!nj) {
-			rc = cat_err(-ENOMEM, NULL, 0, "listing upload jobs: out of memory");
-			break;
-		}
-		j = nj;
-		memset(&j[n], 0, sizeof(j[n]));
-		if ((rc = col_text(st, 0, j[n].snapshot_id, sizeof(j[n].snapshot_id), "an upload job")) < 0)
-			break;
-		j[n].queued_ns = sqlite3_column_int64(st, 1);
-		j[n].attempts = (unsigned)sqlite3_column_int64(st, 2);
-		j[n].next_ns = sqlite3_column_int64(st, 3);
-		n++;
-	}
-	if (rc == SQLITE_DONE)
-		rc = 0;
-	else if (rc > 0)
-		rc = sql_fail(c, rc, NULL, 0, "listing upload jobs", NULL);
-	sqlite3_reset(st);
-	pthread_mutex_unlock(&c->mu);
-	if (rc < 0) {
-		free(j);
-		return rc;
-	}
-	*out = j;
-	*nout = n;
-	return 0;
+	return list_rows(c, c->st[S_JOBS], sizeof(**out), read_job, "listing upload jobs", (void **)out, nout);
 }

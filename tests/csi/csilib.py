@@ -552,6 +552,17 @@ class AgentTest(unittest.TestCase):
                          % (agent.log_path, agent.log_tail(80)))
 
 
+class StopsClean:
+    """Mixed into a TestCase whose class-wide agent is cls.agent: the last
+    test stops it with SIGTERM and wants exit 0 and no sanitizer report."""
+
+    def test_zz_stop_clean(self):
+        a = self.agent
+        rc, _ = a.stop()
+        self.assertEqual(rc, 0, "exit status after SIGTERM")
+        self.assertAgentClean(a)
+
+
 def enoent_ok(fn, *a):
     try:
         fn(*a)

@@ -9,7 +9,7 @@ import time
 
 import grpc
 
-from csilib import (P_REPO, PASSWORD, MiB, Agent, AgentTest, Code, L_SNAPSHOT_ID, log, main, new_repo, pb,
+from csilib import (StopsClean, P_REPO, PASSWORD, MiB, Agent, AgentTest, Code, L_SNAPSHOT_ID, log, main, new_repo, pb,
                     prand, pwrite_sync, repo_snapshots)
 
 NVOL = 10
@@ -36,7 +36,7 @@ def run_all(fns):
     return out
 
 
-class Concurrency(AgentTest):
+class Concurrency(StopsClean, AgentTest):
     @classmethod
     def setUpClass(cls):
         cls.agent = Agent("concurrency", node_id="node-conc", upload_workers=2).start()
@@ -152,12 +152,6 @@ class Concurrency(AgentTest):
         self.assertEqual(a.list_snapshots(), [])
         for vid in vols:
             a.delete_volume(vid)
-
-    def test_zz_stop_clean(self):
-        a = self.agent
-        rc, _ = a.stop()
-        self.assertEqual(rc, 0, "exit status after SIGTERM")
-        self.assertAgentClean(a)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,13 @@ import time
 
 import grpc
 
-from csilib import (P_REPO, PASSWORD, MiB, Agent, AgentTest, block_cap, blocks, first_difference, log, main,
+from csilib import (StopsClean, P_REPO, PASSWORD, MiB, Agent, AgentTest, block_cap, blocks, first_difference, log, main,
                     new_repo, pb, prand, pwrite_sync, repo_snapshot_of, tuples)
 
 SIZE = 64 * MiB
 
 
-class Eviction(AgentTest):
+class Eviction(StopsClean, AgentTest):
     @classmethod
     def setUpClass(cls):
         cls.agent = Agent("eviction", node_id="node-evict", local_snapshots=1).start()
@@ -112,12 +112,6 @@ class Eviction(AgentTest):
         for s in (s1, s2):
             a.delete_snapshot(s.snapshot_id)
         self.assertEqual(a.list_snapshots(), [])
-
-    def test_zz_stop_clean(self):
-        a = self.agent
-        rc, _ = a.stop()
-        self.assertEqual(rc, 0, "exit status after SIGTERM")
-        self.assertAgentClean(a)
 
 
 if __name__ == "__main__":

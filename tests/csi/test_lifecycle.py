@@ -14,7 +14,7 @@ import re
 import stat
 import uuid
 
-from csilib import (BS, L_SNAPSHOT_ID, P_COPY, P_COPY_OPT, P_REPO, P_VS_NAME, P_VS_NS, P_VSC_NAME, PASSWORD, WORK, MiB,
+from csilib import (StopsClean, BS, L_SNAPSHOT_ID, P_COPY, P_COPY_OPT, P_REPO, P_VS_NAME, P_VS_NS, P_VSC_NAME, PASSWORD, WORK, MiB,
                     Agent, AgentTest, Code, block_cap, blocks, ferry, first_difference, log, loops_backed_by, main,
                     merge_ranges, merged, mounts_at, new_repo, pb, prand, pwrite_sync, read_range,
                     repo_snapshot_of, tuples)
@@ -36,7 +36,7 @@ def describe_blocks(bset):
     return ", ".join("%d+%d" % r for r in merged(bset)) or "none"
 
 
-class Lifecycle(AgentTest):
+class Lifecycle(StopsClean, AgentTest):
     @classmethod
     def setUpClass(cls):
         cls.agent = Agent("lifecycle", node_id="node-lc").start()
@@ -335,12 +335,6 @@ class Lifecycle(AgentTest):
         a.unpublish(c.volume_id, tc)
         a.delete_volume(c.volume_id)
         a.delete_snapshot(s.snapshot_id)
-
-    def test_zz_stop_clean(self):
-        a = self.agent
-        rc, took = a.stop()
-        self.assertEqual(rc, 0, "exit status after SIGTERM")
-        self.assertAgentClean(a)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import struct
 import subprocess
 import uuid
 
-from csilib import (P_FREEZE, P_HOOK, P_REPO, PASSWORD, WORK, MiB, Agent, AgentTest, Code, ferry,
+from csilib import (StopsClean, P_FREEZE, P_HOOK, P_REPO, PASSWORD, WORK, MiB, Agent, AgentTest, Code, ferry,
                     log, main, mount_cap, mounts_at, new_repo, pb, prand, read_range,
                     repo_snapshot_of)
 
@@ -87,7 +87,7 @@ def read_file(path):
         return f.read()
 
 
-class Mount(AgentTest):
+class Mount(StopsClean, AgentTest):
     @classmethod
     def setUpClass(cls):
         os.makedirs(MARKS, exist_ok=True)
@@ -364,12 +364,6 @@ class Mount(AgentTest):
                         "NodePublishVolume with fs_type nosuchfs")
         self.assertFalse(mounts_at(target))
         a.delete_volume(v.volume_id)
-
-    def test_zz_stop_clean(self):
-        a = self.agent
-        rc, _ = a.stop()
-        self.assertEqual(rc, 0, "exit status after SIGTERM")
-        self.assertAgentClean(a)
 
 
 if __name__ == "__main__":
