@@ -487,6 +487,16 @@ static void t_clone_sparse(void **state)
 
 /* ---- loop devices ------------------------------------------------------- */
 
+static int sector_size(const char *dev)
+{
+	int fd = open(dev, O_RDONLY | O_CLOEXEC), ss = -1;
+
+	assert_true(fd >= 0);
+	assert_int_equal(ioctl(fd, BLKSSZGET, &ss), 0);
+	close(fd);
+	return ss;
+}
+
 static void t_loop(void **state)
 {
 	char img[PATH_MAX], dev[64], dev2[64], dev3[64], bad[PATH_MAX];
@@ -500,7 +510,10 @@ static void t_loop(void **state)
 	/* Attached again: the same device. */
 	assert_int_equal(fy_loop_attach(img, false, dev2, sizeof(dev2), err, sizeof(err)), 0);
 	assert_string_equal(dev, dev2);
-	assert_true(loop_flags(dev) & LO_FLAGS_DIRECT_IO);	/* XFS takes direct I/O */
+	/* Buffered, 512-byte sectors (direct I/O would give a reflinked file
+	 * 4096-byte ones, and its filesystem would no longer mount). */
+	assert_false(loop_flags(dev) & LO_FLAGS_DIRECT_IO);
+	assert_int_equal(sector_size(dev), 512);
 	assert_false(loop_flags(dev) & LO_FLAGS_READ_ONLY);
 	assert_int_equal(dev_size(dev), 64 * MiB);
 
@@ -526,11 +539,31 @@ static void t_loop(void **state)
 		assert_true(pwrite(fd, b, sizeof(b), 0) < 0);
 		close(fd);
 	}
-	assert_int_equal(fy_loop_attach(img, false, dev3, sizeof(dev3), err, sizeof(err)), -EBUSY);
-	err_has(img, dev2, "read-only", NULL);
+	/* A writer gets a read-write device of its own; readers share theirs. */
+	assert_int_equal(fy_loop_attach(img, false, dev3, sizeof(dev3), err, sizeof(err)), 0);
+	assert_string_not_equal(dev2, dev3);
+	assert_false(loop_flags(dev3) & LO_FLAGS_READ_ONLY);
+	detach(dev3);
 	assert_int_equal(fy_loop_attach(img, true, dev3, sizeof(dev3), err, sizeof(err)), 0);
 	assert_string_equal(dev2, dev3);
 	detach(dev2);
+
+	/* A reflink clone attached keeps 512-byte sectors too. */
+	{
+		char clone[PATH_MAX];
+		bool reflinked = false;
+
+		path_in(clone, sizeof(clone), xfs, "loop-clone.img");
+		assert_int_equal(fy_img_clone(img, clone, &reflinked, err, sizeof(err)), 0);
+		assert_true(reflinked);
+		assert_int_equal(fy_loop_attach(img, false, dev2, sizeof(dev2), err, sizeof(err)), 0);
+		assert_int_equal(sector_size(dev2), 512);
+		assert_int_equal(fy_loop_attach(clone, false, dev3, sizeof(dev3), err, sizeof(err)), 0);
+		assert_int_equal(sector_size(dev3), 512);
+		detach(dev3);
+		detach(dev2);
+		unlink(clone);
+	}
 
 	/* Bad inputs. */
 	assert_int_equal(fy_loop_attach(xfs, false, dev3, sizeof(dev3), err, sizeof(err)), -EISDIR);
