@@ -102,6 +102,15 @@ int fy_secret_password(const char *dir, char *buf, size_t len);
 /* url with "secret-dir=dir" added when s3 keys were written. */
 int fy_target_url(const char *url, const char *dir, bool s3, char *out, size_t len);
 int fy_mkdir_p(const char *path, unsigned mode);
+/* A repository URL without its query (which may name credential files): for logs. */
+void fy_url_shown(const char *url, char *out, size_t len);
+/* Open the repository at url with the secrets in dir (fy_secrets_write):
+ * the password file and, for S3, the keys (secret-dir=).  With create, a
+ * repository that does not exist is made — a copy of primary when given.
+ * whose names the secrets in the hint of a missing password. */
+struct fy_repo;
+int fy_repo_open_dir(const char *url, const char *dir, bool create, struct fy_repo *primary, const char *whose,
+		     struct fy_repo **r, char *err, size_t errlen);
 int fy_rmtree(const char *path);
 
 /* Can we serve this capability?  0, or -EINVAL with why. */
@@ -125,7 +134,6 @@ void fy_snapshot_to_csi(const struct fy_cat_snapshot *s, Csi__V1__Snapshot *out,
 int fy_snapshot_materialise(struct fy_agent *a, const struct fy_cat_snapshot *s, const char *path,
 			    struct fy_map_entry *const *secrets, size_t nsecrets, char *err, size_t errlen);
 /* Open the primary repository a snapshot was uploaded to, with secrets. */
-struct fy_repo;
 int fy_snapshot_repo(struct fy_agent *a, const struct fy_cat_snapshot *s, struct fy_map_entry *const *secrets,
 		     size_t nsecrets, struct fy_repo **r, char *err, size_t errlen);
 

@@ -11,8 +11,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-
 #include "agent_priv.h"
 #include "ferry.h"
 #include "image.h"
@@ -87,56 +85,6 @@ static size_t split_urls(char *list, char **out, size_t max)
 			out[n++] = t;
 	}
 	return n;
-}
-
-/* The URL without its query (which may name credential files): for logs. */
-static void url_for_log(const char *url, char *out, size_t len)
-{
-	size_t q = strcspn(url, "?");
-
-	snprintf(out, len, "%.*s", (int)q, url);
-}
-
-static int open_target(const char *url, const char *dir, bool create, struct fy_repo *primary, struct fy_repo **r,
-		       char *err, size_t errlen)
-{
-	char full[2048], pw[1024], shown[512], e2[512];
-	struct fy_secret sec = { 0 };
-	bool s3 = access(dir, F_OK) == 0;
-	char probe[1100];
-	int ret;
-
-	snprintf(probe, sizeof(probe), "%s/AWS_ACCESS_KEY_ID", dir);
-	s3 = access(probe, F_OK) == 0;
-	ret = fy_target_url(url, dir, s3, full, sizeof(full));
-	if (ret) {
-		snprintf(err, errlen, "repository URL too long");
-		return ret;
-	}
-	fy_secret_password(dir, pw, sizeof(pw));
-	sec.password = pw[0] ? pw : NULL;
-	url_for_log(url, shown, sizeof(shown));
-	ret = fy_repo_open(full, &sec, r, e2, sizeof(e2));
-	if (ret == -ENOENT && create) {
-		struct fy_init_opts io = { .chunk_size = FY_DEFAULT_CHUNK,
-					   .compression = FERRY__V1__COMPRESSION__COMPRESSION_DEFLATE, .level = 1 };
-		const char *lg = getenv("FERRY_SCRYPT_LOG2N"); /* tests: a cheaper key derivation */
-
-		if (lg && atoi(lg) >= 10 && atoi(lg) <= 22)
-			io.scrypt_log2n = (unsigned)atoi(lg);
-
-		ret = primary ? fy_repo_init_copy(full, primary, &sec, io.scrypt_log2n, e2, sizeof(e2))
-			      : fy_repo_init(full, &io, &sec, e2, sizeof(e2));
-		if (!ret) {
-			fy_log_info("created the repository %s%s", shown, primary ? " (a copy of the primary)" : "");
-			ret = fy_repo_open(full, &sec, r, e2, sizeof(e2));
-		}
-	}
-	if (ret)
-		snprintf(err, errlen, "%.200s: %.700s%s", shown, e2,
-			 ret == -EACCES && !pw[0] ? " (no 'password' in the snapshot class's secrets)" : "");
-	OPENSSL_cleanse(pw, sizeof(pw));
-	return ret;
 }
 
 /* Keep the newest local_snapshots clones of a volume once uploaded. */
@@ -236,7 +184,8 @@ static int upload(struct fy_agent *a, struct fy_cat_snapshot *s, atomic_bool *ca
 		ret = -ENOKEY;
 		goto out;
 	}
-	ret = open_target(url, dir, create && !strcmp(create, "true"), NULL, &primary, err, errlen);
+	ret = fy_repo_open_dir(url, dir, create && !strcmp(create, "true"), NULL, "the snapshot class's secrets",
+			       &primary, err, errlen);
 	if (ret)
 		goto out;
 	{
@@ -247,8 +196,8 @@ static int upload(struct fy_agent *a, struct fy_cat_snapshot *s, atomic_bool *ca
 			char e2[768];
 
 			snprintf(sub, sizeof(sub), "%s/copy-%zu", dir, i + 1);
-			ret = open_target(urls[i], sub, create && !strcmp(create, "true"), primary, &copies[ncopies],
-					  e2, sizeof(e2));
+			ret = fy_repo_open_dir(urls[i], sub, create && !strcmp(create, "true"), primary,
+					       "the snapshot class's secrets", &copies[ncopies], e2, sizeof(e2));
 			if (ret && i >= nreq) {
 				fy_log_warn("snapshot %s: optional copy dropped: %s", s->id, e2);
 				continue;
@@ -301,7 +250,7 @@ static int upload(struct fy_agent *a, struct fy_cat_snapshot *s, atomic_bool *ca
 	o.cancel = cancel;
 	ret = fy_backup(primary, &o, &res, err, errlen);
 	if (!ret) {
-		url_for_log(url, shown, sizeof(shown));
+		fy_url_shown(url, shown, sizeof(shown));
 		fy_hex(res.snapshot_id, FY_SNAP_ID_LEN, s->repo_snapshot);
 		s->bytes_uploaded = res.bytes_stored;
 		fy_log_info("snapshot %s uploaded to %s%s as %s: %s, %llu bytes read, %llu stored, %.2f s%s%s", s->id,

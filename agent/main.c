@@ -111,6 +111,14 @@ static int set_key(struct fy_agent_conf *c, const char *key, const char *val, ch
 #undef UINT
 }
 
+static void conf_free(struct fy_agent_conf *c)
+{
+	for (size_t i = 0; i < c->nhooks; i++) {
+		free(c->hooks[i].pre);
+		free(c->hooks[i].post);
+	}
+}
+
 static int read_config(struct fy_agent_conf *c, const char *path, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "re");
@@ -373,10 +381,7 @@ out:
 	fy_jobs_stop(a);
 	if (a->cat)
 		fy_cat_close(a->cat);
-	for (size_t i = 0; i < a->conf.nhooks; i++) {
-		free(a->conf.hooks[i].pre);
-		free(a->conf.hooks[i].post);
-	}
+	conf_free(&a->conf);
 	free(methods);
 	free(a);
 	if (!ret)
@@ -384,10 +389,7 @@ out:
 	return ret;
 usage_err:
 	fprintf(stderr, "ferry agent: %s\n", err);
-	for (size_t i = 0; i < a->conf.nhooks; i++) {
-		free(a->conf.hooks[i].pre);
-		free(a->conf.hooks[i].post);
-	}
+	conf_free(&a->conf);
 	free(a);
 	return 2;
 }

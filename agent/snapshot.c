@@ -12,8 +12,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-
 #include "agent_priv.h"
 #include "ferry.h"
 #include "image.h"
@@ -433,13 +431,13 @@ void fy_list_snapshots(struct fy_rpc_call *call, const ProtobufCMessage *req_, v
 	free(s);
 }
 
-int fy_snapshot_repo_dir(struct fy_agent *a, const struct fy_cat_snapshot *s, struct fy_map_entry *const *secrets,
-			 size_t nsecrets, struct fy_repo **r, char *tmpdir, size_t tmplen, char *err, size_t errlen)
+int fy_snapshot_repo(struct fy_agent *a, const struct fy_cat_snapshot *s, struct fy_map_entry *const *secrets,
+		     size_t nsecrets, struct fy_repo **r, char *err, size_t errlen)
 {
 	struct fy_kv *kv = NULL;
 	size_t nkv = 0;
 	const char *url = NULL;
-	char full[2048], id[48], pw[1024];
+	char dir[700], id[48];
 	bool s3;
 	int ret;
 
@@ -458,32 +456,13 @@ int fy_snapshot_repo_dir(struct fy_agent *a, const struct fy_cat_snapshot *s, st
 		return -ENOENT;
 	}
 	fy_new_id("secrets", id, sizeof(id));
-	snprintf(tmpdir, tmplen, "%s/%s", a->tmp_dir, id);
-	ret = fy_secrets_write(tmpdir, secrets, nsecrets, "", &s3, err, errlen);
+	snprintf(dir, sizeof(dir), "%s/%s", a->tmp_dir, id);
+	ret = fy_secrets_write(dir, secrets, nsecrets, "", &s3, err, errlen);
 	if (!ret)
-		ret = fy_target_url(url, tmpdir, s3, full, sizeof(full));
-	if (!ret) {
-		struct fy_secret sec = { 0 };
-
-		fy_secret_password(tmpdir, pw, sizeof(pw));
-		sec.password = pw[0] ? pw : NULL;
-		ret = fy_repo_open(full, &sec, r, err, errlen);
-		if (ret == -EACCES || (ret && !pw[0]))
-			snprintf(err + strlen(err), errlen - strlen(err), "%s",
-				 pw[0] ? "" : " (no 'password' in the secrets)");
-		OPENSSL_cleanse(pw, sizeof(pw));
-	}
-	fy_secrets_remove(tmpdir); /* read at open */
+		ret = fy_repo_open_dir(url, dir, false, NULL, "the request's secrets", r, err, errlen);
+	fy_secrets_remove(dir); /* read at open */
 	fy_kv_free(kv, nkv);
 	return ret;
-}
-
-int fy_snapshot_repo(struct fy_agent *a, const struct fy_cat_snapshot *s, struct fy_map_entry *const *secrets,
-		     size_t nsecrets, struct fy_repo **r, char *err, size_t errlen)
-{
-	char tmp[700];
-
-	return fy_snapshot_repo_dir(a, s, secrets, nsecrets, r, tmp, sizeof(tmp), err, errlen);
 }
 
 int fy_snapshot_materialise(struct fy_agent *a, const struct fy_cat_snapshot *s, const char *path,

@@ -10,7 +10,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "agent_priv.h"
+#include "ferry.h"
+#include "log.h"
 
 pthread_mutex_t *fy_stripe(pthread_mutex_t *locks, const char *key)
 {
@@ -293,4 +297,54 @@ int fy_target_url(const char *url, const char *dir, bool s3, char *out, size_t l
 	else
 		n = snprintf(out, len, "%s%csecret-dir=%s", url, strchr(url, '?') ? '&' : '?', dir);
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* The URL without its query (which may name credential files): for logs. */
+void fy_url_shown(const char *url, char *out, size_t len)
+{
+	size_t q = strcspn(url, "?");
+
+	snprintf(out, len, "%.*s", (int)q, url);
+}
+
+int fy_repo_open_dir(const char *url, const char *dir, bool create, struct fy_repo *primary, const char *whose,
+		     struct fy_repo **r, char *err, size_t errlen)
+{
+	char full[2048], pw[1024], shown[512], e2[512];
+	struct fy_secret sec = { 0 };
+	char probe[1100];
+	bool s3;
+	int ret;
+
+	snprintf(probe, sizeof(probe), "%s/AWS_ACCESS_KEY_ID", dir);
+	s3 = access(probe, F_OK) == 0;
+	ret = fy_target_url(url, dir, s3, full, sizeof(full));
+	if (ret) {
+		snprintf(err, errlen, "repository URL too long");
+		return ret;
+	}
+	fy_secret_password(dir, pw, sizeof(pw));
+	sec.password = pw[0] ? pw : NULL;
+	fy_url_shown(url, shown, sizeof(shown));
+	ret = fy_repo_open(full, &sec, r, e2, sizeof(e2));
+	if (ret == -ENOENT && create) {
+		struct fy_init_opts io = { .chunk_size = FY_DEFAULT_CHUNK,
+					   .compression = FERRY__V1__COMPRESSION__COMPRESSION_DEFLATE, .level = 1 };
+		const char *lg = getenv("FERRY_SCRYPT_LOG2N"); /* tests: a cheaper key derivation */
+
+		if (lg && atoi(lg) >= 10 && atoi(lg) <= 22)
+			io.scrypt_log2n = (unsigned)atoi(lg);
+
+		ret = primary ? fy_repo_init_copy(full, primary, &sec, io.scrypt_log2n, e2, sizeof(e2))
+			      : fy_repo_init(full, &io, &sec, e2, sizeof(e2));
+		if (!ret) {
+			fy_log_info("created the repository %s%s", shown, primary ? " (a copy of the primary)" : "");
+			ret = fy_repo_open(full, &sec, r, e2, sizeof(e2));
+		}
+	}
+	if (ret)
+		snprintf(err, errlen, "%.200s: %.700s%s%s%s", shown, e2, ret == -EACCES && !pw[0] ? " (no 'password' in " : "",
+			 ret == -EACCES && !pw[0] ? whose : "", ret == -EACCES && !pw[0] ? ")" : "");
+	OPENSSL_cleanse(pw, sizeof(pw));
+	return ret;
 }
