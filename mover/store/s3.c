@@ -8,7 +8,7 @@
  * fy_store_concurrency() callers keep that many requests in flight.
  *
  * Retries: transport failures (refused or reset connections, timeouts,
- * truncated bodies), 5xx, 429 and the SlowDown/RequestTimeout codes are
+ * truncated bodies), 5xx but 501, 429 and the SlowDown/RequestTimeout codes are
  * retried with exponential backoff and full jitter.  A PUT or DELETE whose
  * 2xx status arrived is never sent again.
  *
@@ -69,6 +69,9 @@ struct s3_store {
 	unsigned list_page;  /* max-keys of a listing page; 0: the server's (1000) */
 	size_t mp_threshold, part_size;
 	long low_speed_secs;
+	/* NOREPLACE puts as one conditional PUT (If-None-Match: *) rather than
+	 * HEAD + PUT; cleared by conditional=0 or when the server answers 501. */
+	_Atomic bool cond_put;
 
 	pthread_mutex_t mu; /* the idle handle pool */
 	CURL *idle[S3_MAX_CONNS];
@@ -477,6 +480,8 @@ static int object_path(const struct s3_store *s, const char *key, char *out, siz
 
 static bool retryable_status(const struct call *c)
 {
+	if (c->status == 501) /* Not Implemented does not get better */
+		return false;
 	if (c->status >= 500 || c->status == 429)
 		return true;
 	return !strcmp(c->code, "SlowDown") || !strcmp(c->code, "RequestTimeout") ||
@@ -775,18 +780,29 @@ static int s3_exists(struct fy_store *st, const char *key, uint64_t *size)
 	return rc;
 }
 
-static int put_simple(struct s3_store *s, const char *key, const void *buf, size_t len, const struct fy_digest *dg)
+/* One PUT of a whole object.  With cond, If-None-Match: * makes it keep an
+ * existing object: 412 then means "already there" (also when a retry finds
+ * the object its first attempt stored) and is success.  -ENOTSUP when the
+ * server refuses the condition itself (501): the caller falls back. */
+static int put_simple(struct s3_store *s, const char *key, const void *buf, size_t len, const struct fy_digest *dg,
+		      bool cond)
 {
 	struct call c = { .method = "PUT", .key = key, .query = "", .body = buf, .blen = len };
 	struct body_hdrs bh;
 	int rc;
 
 	body_headers(s, &c, key, buf, len, dg, false, &bh);
+	if (cond)
+		c.extra[c.nextra++] = (struct fy_sig_header){ "if-none-match", "*" };
 	rc = s3_call(s, &c);
 	free(c.resp.p);
 	if (rc < 0)
 		return rc;
-	return c.status / 100 == 2 ? 0 : status_error(s, &c, key);
+	if (c.status / 100 == 2 || (cond && c.status == 412))
+		return 0;
+	if (cond && c.status == 501)
+		return -ENOTSUP;
+	return status_error(s, &c, key);
 }
 
 static int abort_upload(struct s3_store *s, const char *key, const char *upload_id)
@@ -929,6 +945,17 @@ static int s3_put(struct fy_store *st, const char *key, const void *buf, size_t 
 	if (check_key(key))
 		return -EINVAL;
 	fy_store_clear_error();
+	/* Keeping an existing object: one conditional PUT where the server
+	 * can say "exists" atomically.  Not on a locked target: Ceph RGW
+	 * ignores the condition in a versioned bucket, and every extra
+	 * version there is locked for the retention; not for multipart. */
+	if ((flags & FY_PUT_NOREPLACE) && len <= s->mp_threshold && !locked_key(s, key) && atomic_load(&s->cond_put)) {
+		rc = put_simple(s, key, buf, len, dg, true);
+		if (rc != -ENOTSUP)
+			return rc;
+		atomic_store(&s->cond_put, false);
+		fy_store_clear_error();
+	}
 	if (flags & FY_PUT_NOREPLACE) {
 		rc = s3_exists(st, key, NULL);
 		if (rc != 0)
@@ -937,7 +964,7 @@ static int s3_put(struct fy_store *st, const char *key, const void *buf, size_t 
 	/* A 2xx answer to a PUT means the object is stored durably. */
 	if (len > s->mp_threshold)
 		return put_multipart(s, key, buf, len);
-	return put_simple(s, key, buf, len, dg);
+	return put_simple(s, key, buf, len, dg, false);
 }
 
 static int s3_get(struct fy_store *st, const char *key, uint64_t off, size_t len, void **buf, size_t *got)
@@ -1315,6 +1342,7 @@ static int s3_open(const char *url, struct fy_store **out, char *errbuf, size_t 
 	s->part_size = 16u << 20;
 	s->low_speed_secs = 60;
 	s->path_style = true;
+	s->cond_put = true;
 
 	/* s3://BUCKET[/PREFIX][?k=v&...] */
 	char *rest = copy + 5;
@@ -1387,6 +1415,8 @@ static int s3_open(const char *url, struct fy_store **out, char *errbuf, size_t 
 			s->list_page = (unsigned)u;
 		else if (!strcmp(tok, "retries") && parse_uint(v, 30, &u) == 0)
 			s->retries = (unsigned)u;
+		else if (!strcmp(tok, "conditional") && (!strcmp(v, "0") || !strcmp(v, "1")))
+			s->cond_put = v[0] == '1';
 		else if (!strcmp(tok, "timeout") && parse_uint(v, 3600, &u) == 0 && u > 0)
 			s->low_speed_secs = (long)u;
 		else if (!strcmp(tok, "multipart-threshold") && parse_size(v, &s->mp_threshold) == 0 &&

@@ -167,8 +167,37 @@ for c in requests forwarded fail_503 reset reset_request reset_response delayed;
   (($(fp_stat $c) > 0)) || fail "faultproxy counted no $c: $(cat "$FP_STATS")"
 done
 (($(fp_stat errors) == 0)) || fail "faultproxy errors: $(cat "$FP_STATS")"
-(($(fp_stat requests) == $(fp_stat forwarded) + $(fp_stat fail_503) + $(fp_stat reset_request) + $(fp_stat errors))) ||
-  fail "requests != forwarded + fail_503 + reset_request + errors: $(cat "$FP_STATS")"
+(($(fp_stat requests) == $(fp_stat forwarded) + $(fp_stat fail_503) + $(fp_stat reset_request) + $(fp_stat refused_conditional) + $(fp_stat errors))) ||
+  fail "requests != forwarded + fail_503 + reset_request + refused_conditional + errors: $(cat "$FP_STATS")"
 (($(fp_stat reset) == $(fp_stat reset_request) + $(fp_stat reset_response))) ||
   fail "reset != reset_request + reset_response: $(cat "$FP_STATS")"
 ok "fault proxy: 503s, resets and delays injected, counts add up, signed objects intact"
+
+# --- the proxy's lost replies and refused conditional writes, with curl
+# (SigV4 by curl itself, payload SHA-256 signed): a PUT whose reply is lost is
+# stored all the same; If-None-Match then gets RGW's 412 through the proxy,
+# and 501 from a proxy that refuses conditional writes.
+# (curl sends Expect: 100-continue with these bodies; "Expect:" to drop it
+# would still be signed, empty, and RGW would refuse the signature)
+sigput() { # URL FILE [extra curl args]: print the last HTTP status (000 or 100: no final answer)
+  local url=$1 f=$2; shift 2
+  curl -s -o /dev/null -w '%{http_code}' -m 30 --aws-sigv4 "aws:amz:$RGW_REGION:s3" \
+    --user "$RGW_PRIMARY_AK:$RGW_PRIMARY_SK" -H "x-amz-content-sha256: $(sha256sum "$f" | cut -d' ' -f1)" \
+    "$@" -T "$f" "$url" || true
+}
+start_faultproxy lose --fail-rate 0 --reset-rate 0 --delay-rate 0 --lose-reply-rate 1
+got=$(sigput "$FP_URL/ferry-primary/$P/lost" "$T/fp1")
+case $got in 000 | 100) ;; *) fail "a PUT through --lose-reply-rate 1 got an answer: $got" ;; esac
+awsp primary s3 cp --only-show-errors "s3://ferry-primary/$P/lost" "$T/lost.out" || fail "the PUT with a lost reply was not stored"
+cmp "$T/fp1" "$T/lost.out" || fail "the PUT with a lost reply stored other bytes"
+[ "$(fp_stat lost_reply)" = 1 ] || fail "lost_reply != 1: $(cat "$FP_STATS")"
+start_faultproxy nocond --fail-rate 0 --reset-rate 0 --delay-rate 0 --refuse-conditional
+got=$(sigput "$FP_URL/ferry-primary/$P/lost" "$T/fp2" -H "If-None-Match: *")
+[ "$got" = 501 ] || fail "a conditional PUT through --refuse-conditional: $got, expected 501"
+got=$(sigput "$RGW_HTTP/ferry-primary/$P/lost" "$T/fp2" -H "If-None-Match: *")
+[ "$got" = 412 ] || fail "RGW answered a conditional PUT of an existing key with $got, expected 412"
+got=$(sigput "$FP_URL/ferry-primary/$P/fresh" "$T/fp2")
+[ "$got" = 200 ] || fail "a plain PUT through --refuse-conditional: $got"
+[ "$(fp_stat refused_conditional)" = 1 ] && [ "$(fp_stat status_200)" = 1 ] ||
+  fail "refused_conditional/status_200 != 1/1: $(cat "$FP_STATS")"
+ok "fault proxy: a lost PUT reply leaves the object stored; If-None-Match gets RGW's 412, or 501 from a proxy that refuses it"

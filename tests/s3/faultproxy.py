@@ -3,7 +3,8 @@
 
     faultproxy.py --listen 127.0.0.1:0 --upstream 127.0.0.1:PORT \
         --port-file F --stats-file S [--seed N] [--fail-rate 0.10] \
-        [--reset-rate 0.02] [--delay-rate 0.05] [--delay-seconds 3]
+        [--reset-rate 0.02] [--delay-rate 0.05] [--delay-seconds 3] \
+        [--lose-reply-rate 0] [--refuse-conditional]
 
 Every request is relayed to the upstream unchanged: the request line and the
 header block are the bytes the client sent (Host included, so a SigV4
@@ -20,6 +21,14 @@ being slices of one uniform draw:
          a request without a body: forward it, relay the response headers and
          about half of its body, then RST (an empty body: RST before any of it);
   delay  sleep --delay-seconds, then forward.
+  lose   (PUT only; another method drawn here gets no fault) forward the
+         request whole, read the upstream's whole answer, then reset the
+         client without relaying any of it: the object is stored and the
+         client never learns it, as when a reply is lost on the way back.
+
+--refuse-conditional answers 501 NotImplemented (an S3 XML error), without
+forwarding, to every request that carries If-None-Match or If-Match: a
+server without conditional writes.
 
 The port file (the bound port and a newline) is written once listening.  The
 stats file, JSON, is rewritten (atomically) after every request:
@@ -32,7 +41,11 @@ stats file, JSON, is rewritten (atomically) after every request:
   delayed         delayed before forwarding
   errors          ended otherwise before being forwarded (client went away,
                   unparsable head, upstream unreachable: 502)
-Once every client is done: requests == forwarded + fail_503 + reset_request + errors.
+  lost_reply      PUTs forwarded whose answer was dropped (also in forwarded)
+  refused_conditional  answered 501 for a conditional header, not forwarded
+  status_NNN      answers relayed to the client, by status code
+Once every client is done:
+  requests == forwarded + fail_503 + reset_request + refused_conditional + errors.
 SIGTERM (or SIGINT) closes the listener, writes the stats and exits 0.
 """
 
@@ -182,7 +195,8 @@ class Proxy:
         self.rng = random.Random(args.seed)
         self.lock = threading.Lock()
         self.stats = dict(requests=0, forwarded=0, fail_503=0, reset=0,
-                          reset_request=0, reset_response=0, delayed=0, errors=0)
+                          reset_request=0, reset_response=0, delayed=0, errors=0,
+                          lost_reply=0, refused_conditional=0)
         self.stopping = False
 
     # ---- shared state
@@ -193,7 +207,7 @@ class Proxy:
     def count(self, *names):
         with self.lock:
             for n in names:
-                self.stats[n] += 1
+                self.stats[n] = self.stats.get(n, 0) + 1
             self.write_stats_locked()
 
     def write_stats_locked(self):
@@ -209,7 +223,7 @@ class Proxy:
             self.write_stats_locked()
 
     def fault(self):
-        """None, 'fail', 'reset' or 'delay' for one request."""
+        """None, 'fail', 'reset', 'delay' or 'lose' for one request."""
         a = self.args
         r = self.draw()
         if r < a.fail_rate:
@@ -218,6 +232,8 @@ class Proxy:
             return "reset"
         if r < a.fail_rate + a.reset_rate + a.delay_rate:
             return "delay"
+        if r < a.fail_rate + a.reset_rate + a.delay_rate + a.lose_reply_rate:
+            return "lose"
         return None
 
     # ---- one client connection
@@ -271,7 +287,22 @@ class Proxy:
         keep = ("close" not in ctoks and
                 (version.strip() != "HTTP/1.0" or "keep-alive" in ctoks))
 
+        if self.args.refuse_conditional and ("if-none-match" in fields or "if-match" in fields):
+            if expect and has_body:
+                settle("refused_conditional")
+                send_error(client, 501, "Not Implemented", "NotImplemented",
+                           "A header you provided implies functionality that is not implemented.",
+                           close=True)
+                return False
+            send_body(creader, kind, length, None)
+            settle("refused_conditional")
+            send_error(client, 501, "Not Implemented", "NotImplemented",
+                       "A header you provided implies functionality that is not implemented.",
+                       close=not keep)
+            return keep
         f = self.fault()
+        if f == "lose" and not (method == "PUT" and has_body):
+            f = None
         if f == "fail":
             if expect and has_body:
                 # a final answer before the body: the client will not send
@@ -320,26 +351,31 @@ class Proxy:
         settle("forwarded")
         usock.sendall(raw)
         reset_resp = f == "reset"
-        if reset_resp:
+        lose = f == "lose"
+        if reset_resp or lose:
             conn["client"] = None  # relay() resets it (or it is closed on error)
         try:
             ok, keep_up, keep_client = self.relay(
                 creader, client, usock, ureader, method, kind, length,
-                expect and has_body, reset_resp)
+                expect and has_body, reset_resp, lose)
         except BaseException:
-            if reset_resp:
+            if reset_resp or lose:
                 client.close()
             raise
         if reset_resp:
             self.count("reset", "reset_response")
+        if lose:
+            self.count("lost_reply")
         if not keep_up:
             usock.close()
             conn["up"] = None
         return ok and keep and keep_client
 
-    def relay(self, creader, client, usock, ureader, method, kind, length, expect, reset_resp):
+    def relay(self, creader, client, usock, ureader, method, kind, length, expect, reset_resp,
+              lose=False):
         """Relay the request body and the response.  Returns (completed,
-        upstream reusable, client reusable)."""
+        upstream reusable, client reusable).  With lose, the final answer is
+        read from the upstream and dropped, and the client is reset."""
         body_sent = not expect
         if not expect:
             send_body(creader, kind, length, usock)
@@ -361,6 +397,13 @@ class Proxy:
         up_close = "close" in tokens(rfields, "connection")
         if not no_body and rkind is None:
             rkind = "eof"
+        if lose:
+            if not no_body and rkind == "length":
+                copy_length(ureader, rlength, None)
+            elif not no_body and rkind == "chunked":
+                copy_chunked(ureader, None)
+            reset(client)
+            return False, rkind != "eof" and not up_close and body_sent, False
         if reset_resp:
             if no_body or (rkind == "length" and rlength == 0):
                 reset(client)
@@ -377,6 +420,7 @@ class Proxy:
                 client.sendall(ureader.some(65536))
             reset(client)
             return False, False, False
+        self.count("status_%d" % status)
         client.sendall(rhead)
         if no_body:
             pass
@@ -471,6 +515,17 @@ def send_simple(sock, code, reason, body, close):
         pass
 
 
+def send_error(sock, code, reason, s3code, message, close):
+    body = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>%s</Code><Message>%s</Message></Error>'
+            % (s3code, message)).encode()
+    head = ("HTTP/1.1 %d %s\r\nContent-Type: application/xml\r\nContent-Length: %d\r\n%s\r\n"
+            % (code, reason, len(body), "Connection: close\r\n" if close else ""))
+    try:
+        sock.sendall(head.encode() + body)
+    except OSError:
+        pass
+
+
 def send_slowdown(sock, close):
     head = ("HTTP/1.1 503 Slow Down\r\n"
             "Content-Type: application/xml\r\n"
@@ -508,9 +563,11 @@ def main():
     p.add_argument("--reset-rate", type=rate, default=0.02)
     p.add_argument("--delay-rate", type=rate, default=0.05)
     p.add_argument("--delay-seconds", type=float, default=3.0)
+    p.add_argument("--lose-reply-rate", type=rate, default=0.0)
+    p.add_argument("--refuse-conditional", action="store_true")
     args = p.parse_args()
-    if args.fail_rate + args.reset_rate + args.delay_rate > 1.0 + 1e-9:
-        p.error("fail + reset + delay rates exceed 1")
+    if args.fail_rate + args.reset_rate + args.delay_rate + args.lose_reply_rate > 1.0 + 1e-9:
+        p.error("fail + reset + delay + lose rates exceed 1")
     parse_addr(args.upstream)
     Proxy(args).run()
     return 0

@@ -99,4 +99,5 @@ start_faultproxy() {
 }
 
 # fp_stat NAME: one counter of the stats file of the last started proxy
-fp_stat() { /usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$FP_STATS" "$1"; }
+# (0 for a counter never incremented, e.g. status_412)
+fp_stat() { /usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], 0))' "$FP_STATS" "$1"; }

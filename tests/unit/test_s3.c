@@ -211,6 +211,7 @@ static void test_url_errors(void **state)
 		{ "s3://bucket?lock-days=3", "need lock=" },
 		{ "s3://bucket?part-size=1MiB", "part-size=1MiB" },
 		{ "s3://bucket?connections=0", "connections=0" },
+		{ "s3://bucket?conditional=yes", "conditional=yes" },
 		{ "s3://bucket?credentials=/nonexistent/creds", "cannot read S3 credentials file /nonexistent/creds" },
 		{ "s3://bucket?secret-dir=/nonexistent", "lacks the files AWS_ACCESS_KEY_ID" },
 		{ "s3://bucket?ca-file=/nonexistent/ca.pem", "S3 CA file /nonexistent/ca.pem" },
