@@ -108,9 +108,12 @@ static int add_chunk(const char *key, uint64_t size, void *arg)
 	return 0;
 }
 
-/* Send the chunks of one snapshot the target lacks, then its manifest. */
+/* Send the chunks of snapshot sid that the target lacks, then its manifest.
+ * present: the target has the manifest already (a snapshot named on the
+ * command line): only missing chunks are sent, which repairs a copy whose
+ * chunk objects were lost or removed. */
 static int copy_snapshot(struct copy *c, const uint8_t sid[FY_SNAP_ID_LEN], struct fy_idset *have,
-			 unsigned threads, struct fy_lock *to_lock)
+			 unsigned threads, struct fy_lock *to_lock, bool present)
 {
 	Ferry__V1__Manifest *m = NULL;
 	uint8_t *need = NULL;
@@ -179,6 +182,10 @@ static int copy_snapshot(struct copy *c, const uint8_t sid[FY_SNAP_ID_LEN], stru
 	rc = fy_lock_check(to_lock, c->err, c->errlen);
 	if (rc < 0)
 		return rc;
+	if (present) {
+		c->res->snapshots_present++;
+		return 0;
+	}
 	void *obj = NULL;
 	size_t len = 0;
 
@@ -236,6 +243,8 @@ int fy_copy(struct fy_repo *from, struct fy_repo *to, const uint8_t *ids, size_t
 		goto out;
 	}
 	res->chunks_present = have.n;
+	bool named = ids != NULL;
+
 	if (!ids) {
 		rc = fy_snapshot_ids(from, &all, &nall);
 		if (rc < 0) {
@@ -251,11 +260,11 @@ int fy_copy(struct fy_repo *from, struct fy_repo *to, const uint8_t *ids, size_t
 
 		for (size_t j = 0; j < npresent && !there; j++)
 			there = memcmp(present + j * FY_SNAP_ID_LEN, sid, FY_SNAP_ID_LEN) == 0;
-		if (there) {
+		if (there && !named) {
 			res->snapshots_present++;
 			continue;
 		}
-		rc = copy_snapshot(&c, sid, &have, threads, lt);
+		rc = copy_snapshot(&c, sid, &have, threads, lt, there);
 	}
 out:
 	clock_gettime(CLOCK_MONOTONIC, &t1);

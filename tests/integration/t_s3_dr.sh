@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# docs/dr-runbook.md, run: the 3-2-1-1 setup of its section 0 on a real RGW
+# (primary account, a copy in the replica account, an Object Lock copy), the
+# weekly drills of section 1 (check, a timed restore from the far copy with
+# fsck, RPO, catching up a copy), then its scenarios in order: the node lost
+# (restore onto a new loop device), the primary account lost (restore from
+# the copy, rebuild a new primary that stays incremental), ransomware with
+# every key (RGW refuses to delete the locked versions; the delete markers
+# the attacker left are removed; restore from the locked copy), and a damaged
+# chunk repaired from a good copy.  Step numbers refer to the runbook.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../s3/lib.sh"
+need_root "loop devices (the new node's disk)"
+# ferry signs as the primary user where a URL names no credentials
+export AWS_ACCESS_KEY_ID=$RGW_PRIMARY_AK AWS_SECRET_ACCESS_KEY=$RGW_PRIMARY_SK
+S3P=$S3_RUN
+RET=900 # Object Lock retention (s): longer than this test
+
+P="s3://ferry-primary/$S3P?endpoint=$RGW_HTTP"
+R="s3://ferry-replica/$S3P?endpoint=$RGW_HTTP&credentials=$RGW_CREDS&profile=replica"
+L="s3://ferry-lock/$S3P?endpoint=$RGW_HTTP&lock=compliance&lock-seconds=$RET"
+
+# --- 0. the setup
+img=$T/vol.img
+make_fs_image "$img" 64 21
+"$FERRY" init --repo "$P" >/dev/null
+"$FERRY" init --repo "$R" --copy-of "$P" >/dev/null
+"$FERRY" init --repo "$L" --copy-of "$P" >/dev/null
+"$FERRY" backup --repo "$P" --copy-to "$R" --copy-to "$L" --volume pg-data --json "$img" >"$T/b1.json"
+cp "$img" "$T/v1.img"
+prand $((4 << 20)) 22 | dd of="$img" bs=1M seek=40 conv=notrunc status=none
+"$FERRY" backup --repo "$P" --copy-to "$R" --copy-to "$L" --volume pg-data --json "$img" >"$T/b2.json"
+id2=$(json_get "$T/b2.json" .snapshot_id)
+[ "$(json_get "$T/b2.json" '[.targets[].ok] | all')" = true ] || fail "setup: a target failed: $(cat "$T/b2.json")"
+ok "0: two snapshots, each on P, on R (replica account) and on L (Object Lock) in one pass"
+
+# --- 1. weekly drills
+"$FERRY" check --repo "$P" >/dev/null || fail "1.1: check P"
+"$FERRY" check --repo "$R" --read-data >/dev/null || fail "1.1: check --read-data R"
+"$FERRY" check --repo "$L" --read-data >/dev/null || fail "1.1: check --read-data L"
+ok "1.1: every copy checks (R and L with --read-data)"
+
+id=$("$FERRY" snapshots --repo "$R" --volume pg-data --json | jq -r '.[-1].id')
+[ "$id" = "$id2" ] || fail "1.2: the newest snapshot on R is $id, not $id2"
+"$FERRY" restore --repo "$R" "$id" "$T/drill.img" --json >"$T/drill.json"
+rto=$(json_get "$T/drill.json" .duration_s)
+awk -v d="$rto" 'BEGIN { exit !(d > 0) }' || fail "1.2: restore reported duration_s '$rto'"
+cmp "$img" "$T/drill.img" || fail "1.2: the drill's restore differs from the volume"
+e2fsck -n -f "$T/drill.img" >"$T/fsck.out" 2>&1 || { cat "$T/fsck.out" >&2; fail "1.2: fsck -n of the drill's restore"; }
+ok "1.2: restore from R in $rto s (RTO of the data), identical, fsck clean"
+
+t=$("$FERRY" snapshots --repo "$R" --volume pg-data --json | jq -r '.[-1].time')
+rpo=$(( $(date +%s) - $(date -d "$t" +%s) ))
+[ "$rpo" -ge 0 ] && [ "$rpo" -lt 600 ] || fail "1.3: RPO $rpo s from snapshot time '$t'"
+ok "1.3: RPO now $rpo s (newest snapshot on R at $t)"
+
+# a backup that reached P only (an optional copy was down): copy catches R up
+"$FERRY" backup --repo "$P" --volume pg-data --json "$img" >"$T/b3.json"
+"$FERRY" copy --from "$P" --to "$R" --json >"$T/c1.json"
+[ "$(json_get "$T/c1.json" .snapshots_copied)" = 1 ] || fail "1.4: copy P -> R: $(cat "$T/c1.json")"
+"$FERRY" copy --from "$P" --to "$L" --json >"$T/c2.json"
+[ "$(json_get "$T/c2.json" .snapshots_copied)" = 1 ] || fail "1.4: copy P -> L: $(cat "$T/c2.json")"
+"$FERRY" copy --from "$P" --to "$R" --json >"$T/c3.json"
+[ "$(json_get "$T/c3.json" .snapshots_copied)" = 0 ] && [ "$(json_get "$T/c3.json" .chunks_copied)" = 0 ] ||
+  fail "1.4: a second copy sent something: $(cat "$T/c3.json")"
+ok "1.4: copy caught R and L up with the snapshot they missed; a second copy sends nothing"
+
+# --- 2. the node is lost: restore onto the new node's disk
+"$FERRY" snapshots --repo "$P" --volume pg-data --json | jq -e 'length == 3' >/dev/null || fail "2.1: P lists 3 snapshots"
+truncate -s 80M "$T/newdisk.img"
+dev=$(new_loop "$T/newdisk.img")
+"$FERRY" restore --repo "$P" "$id2" "$dev" >/dev/null || fail "2.2: restore onto $dev"
+cmp -n "$(stat -c %s "$img")" "$img" "$dev" || fail "2.2: $dev differs from the volume"
+e2fsck -n -f "$dev" >"$T/fsck2.out" 2>&1 || { cat "$T/fsck2.out" >&2; fail "2.3: fsck -n $dev"; }
+losetup -d "$dev"
+ok "2: snapshot $id2 restored onto a new loop device ($dev, larger than the volume), identical, fsck clean"
+
+# --- 3. account A lost: everything under P is deleted with its keys
+awsp primary s3 rm --recursive --only-show-errors "s3://ferry-primary/$S3P/" || fail "3: deleting P"
+expect_fail "3: P is gone" "config" "$FERRY" snapshots --repo "$P"
+"$FERRY" snapshots --repo "$R" --volume pg-data --json | jq -e 'length == 3' >/dev/null || fail "3.2: R lists 3 snapshots"
+"$FERRY" restore --repo "$R" "$id2" "$T/r3.img" >/dev/null
+cmp "$img" "$T/r3.img" || fail "3.2: restore from R differs"
+P2="s3://ferry-primary/$S3P-p2?endpoint=$RGW_HTTP"
+"$FERRY" init --repo "$P2" --copy-of "$R" >/dev/null
+"$FERRY" copy --from "$R" --to "$P2" --json >"$T/c4.json"
+[ "$(json_get "$T/c4.json" .snapshots_copied)" = 3 ] || fail "3.3: copy R -> P2: $(cat "$T/c4.json")"
+"$FERRY" check --repo "$P2" --read-data >/dev/null || fail "3.3: check --read-data P2"
+diff <("$FERRY" snapshots --repo "$R" --json | jq -r '.[].id') <("$FERRY" snapshots --repo "$P2" --json | jq -r '.[].id') ||
+  fail "3.3: P2's snapshot ids differ from R's"
+"$FERRY" backup --repo "$P2" --copy-to "$R" --copy-to "$L" --volume pg-data --json "$img" >"$T/b4.json"
+[ "$(json_get "$T/b4.json" '[.targets[].ok] | all')" = true ] || fail "3.4: a target failed: $(cat "$T/b4.json")"
+[ "$(json_get "$T/b4.json" '[.targets[].chunks_new] | add')" = 0 ] ||
+  fail "3.4: the first backup to the rebuilt primary sent chunks again: $(cat "$T/b4.json")"
+ok "3: P deleted; restored from R (replica account); P2 rebuilt from R with the same ids, and its next backup sent no chunk"
+
+# --- 4. ransomware with every key: P2 and R deleted, L attacked
+awsp primary s3 rm --recursive --only-show-errors "s3://ferry-primary/$S3P-p2/" || fail "4: deleting P2"
+awsp replica s3 rm --recursive --only-show-errors "s3://ferry-replica/$S3P/" || fail "4: deleting R"
+key=$(awsp primary s3api list-objects-v2 --bucket ferry-lock --prefix "$S3P/chunks/" --query 'Contents[0].Key' --output text)
+ver=$(awsp primary s3api list-object-versions --bucket ferry-lock --prefix "$key" --query 'Versions[0].VersionId' --output text)
+if awsp primary s3api delete-object --bucket ferry-lock --key "$key" --version-id "$ver" >"$T/del.out" 2>&1; then
+  fail "4: RGW deleted the retained version $ver of $key"
+fi
+# a plain delete of every key is allowed: it only hides them behind delete markers
+awsp primary s3 rm --recursive --only-show-errors "s3://ferry-lock/$S3P/" || fail "4: adding delete markers to L"
+n=$("$FERRY" snapshots --repo "$L" --json 2>/dev/null | jq length) || n=none
+[ "$n" != 3 ] && [ "$n" != 4 ] || fail "4: L still lists $n snapshots behind the delete markers"
+# runbook 4.1: remove the delete markers (deleting a marker is allowed), then restore
+awsp primary s3api list-object-versions --bucket ferry-lock --prefix "$S3P/" \
+  --query 'DeleteMarkers[].[Key,VersionId]' --output text >"$T/markers"
+nm=0
+while read -r k v; do
+  [ -n "$k" ] && [ "$k" != None ] || continue
+  awsp primary s3api delete-object --bucket ferry-lock --key "$k" --version-id "$v" >/dev/null || fail "4.1: removing the marker of $k"
+  nm=$((nm + 1))
+done <"$T/markers"
+[ "$nm" -gt 0 ] || fail "4.1: no delete markers found"
+"$FERRY" snapshots --repo "$L" --volume pg-data --json | jq -e 'length == 4' >/dev/null ||
+  fail "4.1: L does not list its 4 snapshots after the markers were removed"
+"$FERRY" check --repo "$L" --read-data >/dev/null || fail "4.2: check --read-data L"
+"$FERRY" restore --repo "$L" "$id2" "$T/r4.img" >/dev/null
+cmp "$img" "$T/r4.img" || fail "4.2: restore from L differs"
+P3="s3://ferry-primary/$S3P-p3?endpoint=$RGW_HTTP"
+"$FERRY" init --repo "$P3" --copy-of "$L" >/dev/null
+"$FERRY" copy --from "$L" --to "$P3" --json >"$T/c5.json"
+[ "$(json_get "$T/c5.json" .snapshots_copied)" = 4 ] || fail "4.3: copy L -> P3: $(cat "$T/c5.json")"
+ok "4: RGW refused to delete a locked version; $nm delete markers removed; L restored identical; P3 rebuilt from L"
+
+# --- 5. a damaged chunk in P3, repaired from L
+ck=$(awsp primary s3api list-objects-v2 --bucket ferry-primary --prefix "$S3P-p3/chunks/" --query 'Contents[0].Key' --output text)
+hexid=${ck##*/}
+awsp primary s3 cp --only-show-errors "s3://ferry-primary/$ck" "$T/chunk.obj"
+printf '\xff' | dd of="$T/chunk.obj" bs=1 seek=100 conv=notrunc status=none
+awsp primary s3 cp --only-show-errors "$T/chunk.obj" "s3://ferry-primary/$ck"
+rc=0
+"$FERRY" check --repo "$P3" --read-data >/dev/null 2>"$T/check5.err" || rc=$?
+[ "$rc" = 1 ] || fail "5: check --read-data of the damaged P3 exited $rc"
+grep -q "$hexid" "$T/check5.err" || { cat "$T/check5.err" >&2; fail "5: check does not name chunk $hexid"; }
+sid=$(grep -o 'named by snapshot [0-9a-f]*' "$T/check5.err" | head -1 | awk '{print $4}')
+[ -n "$sid" ] || fail "5: check names no snapshot: $(cat "$T/check5.err")"
+awsp primary s3 rm --only-show-errors "s3://ferry-primary/$ck"
+"$FERRY" copy --from "$L" --to "$P3" "$sid" --json >"$T/c6.json"
+[ "$(json_get "$T/c6.json" .chunks_copied)" = 1 ] && [ "$(json_get "$T/c6.json" .snapshots_copied)" = 0 ] ||
+  fail "5.2: the repair should send exactly the one chunk: $(cat "$T/c6.json")"
+"$FERRY" check --repo "$P3" --read-data >/dev/null || fail "5.2: check --read-data P3 after the repair"
+"$FERRY" restore --repo "$P3" "$id2" "$T/r5.img" >/dev/null
+cmp "$img" "$T/r5.img" || fail "5.2: restore from the repaired P3 differs"
+ok "5: check named the damaged chunk ${hexid:0:12}... of snapshot ${sid:0:8}; removed, sent again from L by 'copy $sid', check and restore pass"
