@@ -20,6 +20,18 @@ P="s3://ferry-primary/$S3P?endpoint=$RGW_HTTP"
 R="s3://ferry-replica/$S3P?endpoint=$RGW_HTTP&credentials=$RGW_CREDS&profile=replica"
 L="s3://ferry-lock/$S3P?endpoint=$RGW_HTTP&lock=compliance&lock-seconds=$RET"
 
+# rebuild STEP FROM NEW N: runbook 3.3 — a new primary NEW made a copy of FROM
+# and filled from it: N snapshots, the same ids, every chunk verified.
+rebuild() {
+  local step=$1 from=$2 new=$3 n=$4
+  "$FERRY" init --repo "$new" --copy-of "$from" >/dev/null
+  "$FERRY" copy --from "$from" --to "$new" --json >"$T/rebuild.json"
+  [ "$(json_get "$T/rebuild.json" .snapshots_copied)" = "$n" ] || fail "$step: copy to the new primary: $(cat "$T/rebuild.json")"
+  "$FERRY" check --repo "$new" --read-data >/dev/null || fail "$step: check --read-data of the new primary"
+  diff <("$FERRY" snapshots --repo "$from" --json | jq -r '.[].id') <("$FERRY" snapshots --repo "$new" --json | jq -r '.[].id') ||
+    fail "$step: the new primary's snapshot ids differ"
+}
+
 # --- 0. the setup
 img=$T/vol.img
 make_fs_image "$img" 64 21
@@ -82,12 +94,7 @@ expect_fail "3: P is gone" "config" "$FERRY" snapshots --repo "$P"
 "$FERRY" restore --repo "$R" "$id2" "$T/r3.img" >/dev/null
 cmp "$img" "$T/r3.img" || fail "3.2: restore from R differs"
 P2="s3://ferry-primary/$S3P-p2?endpoint=$RGW_HTTP"
-"$FERRY" init --repo "$P2" --copy-of "$R" >/dev/null
-"$FERRY" copy --from "$R" --to "$P2" --json >"$T/c4.json"
-[ "$(json_get "$T/c4.json" .snapshots_copied)" = 3 ] || fail "3.3: copy R -> P2: $(cat "$T/c4.json")"
-"$FERRY" check --repo "$P2" --read-data >/dev/null || fail "3.3: check --read-data P2"
-diff <("$FERRY" snapshots --repo "$R" --json | jq -r '.[].id') <("$FERRY" snapshots --repo "$P2" --json | jq -r '.[].id') ||
-  fail "3.3: P2's snapshot ids differ from R's"
+rebuild 3.3 "$R" "$P2" 3
 "$FERRY" backup --repo "$P2" --copy-to "$R" --copy-to "$L" --volume pg-data --json "$img" >"$T/b4.json"
 [ "$(json_get "$T/b4.json" '[.targets[].ok] | all')" = true ] || fail "3.4: a target failed: $(cat "$T/b4.json")"
 [ "$(json_get "$T/b4.json" '[.targets[].chunks_new] | add')" = 0 ] ||
@@ -122,9 +129,7 @@ done <"$T/markers"
 "$FERRY" restore --repo "$L" "$id2" "$T/r4.img" >/dev/null
 cmp "$img" "$T/r4.img" || fail "4.2: restore from L differs"
 P3="s3://ferry-primary/$S3P-p3?endpoint=$RGW_HTTP"
-"$FERRY" init --repo "$P3" --copy-of "$L" >/dev/null
-"$FERRY" copy --from "$L" --to "$P3" --json >"$T/c5.json"
-[ "$(json_get "$T/c5.json" .snapshots_copied)" = 4 ] || fail "4.3: copy L -> P3: $(cat "$T/c5.json")"
+rebuild 4.3 "$L" "$P3" 4
 ok "4: RGW refused to delete a locked version; $nm delete markers removed; L restored identical; P3 rebuilt from L"
 
 # --- 5. a damaged chunk in P3, repaired from L

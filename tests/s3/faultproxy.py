@@ -506,9 +506,9 @@ def stale(up):
     return bool(r) or up[1].pending()
 
 
-def send_simple(sock, code, reason, body, close):
-    head = ("HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n"
-            % (code, reason, len(body), "Connection: close\r\n" if close else ""))
+def send_simple(sock, code, reason, body, close, ctype="text/plain"):
+    head = ("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n"
+            % (code, reason, ctype, len(body), "Connection: close\r\n" if close else ""))
     try:
         sock.sendall(head.encode() + body)
     except OSError:
@@ -516,14 +516,10 @@ def send_simple(sock, code, reason, body, close):
 
 
 def send_error(sock, code, reason, s3code, message, close):
+    """An S3 XML error answer."""
     body = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>%s</Code><Message>%s</Message></Error>'
             % (s3code, message)).encode()
-    head = ("HTTP/1.1 %d %s\r\nContent-Type: application/xml\r\nContent-Length: %d\r\n%s\r\n"
-            % (code, reason, len(body), "Connection: close\r\n" if close else ""))
-    try:
-        sock.sendall(head.encode() + body)
-    except OSError:
-        pass
+    send_simple(sock, code, reason, body, close, "application/xml")
 
 
 def send_slowdown(sock, close):
