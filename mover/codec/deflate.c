@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,12 +72,137 @@ static uint32_t level_buf_size(int level)
 	}
 }
 
+/* ---- noise: segments not worth compressing ---- */
+
+/* A segment is judged from a sample of NOISE_PIECES pieces of NOISE_PIECE
+ * bytes spread evenly over it (4 KiB of 64 KiB): noise when the sample's byte
+ * counts are as flat as random bytes' are (encrypted or already compressed
+ * data, which deflate cannot shrink).  The measure is Pearson's chi-square
+ * against the uniform distribution, 256 * sum(c^2) / n - n for n sampled
+ * bytes: 255 degrees of freedom, so mean 255 and deviation 22.6 on random
+ * bytes; text is in the tens of thousands.  A repeat the sample lines up with
+ * (a block copied at a multiple of 4 KiB, up to the 32 KiB deflate can reach)
+ * doubles the counts and at least doubles the measure; a run of zeros or of
+ * any one byte in a piece adds thousands.  What the sample misses: noise that
+ * repeats at a distance that does not line up with it, which is then stored,
+ * not deflated. */
+#define NOISE_SEG ((size_t)64 << 10)
+#define NOISE_PIECES 16
+#define NOISE_PIECE 256
+#define NOISE_CHI2 400
+#define NOISE_CHI2_EARLY 1000
+
+/* Chi-square of the counts in h over n sampled bytes. */
+static uint64_t chi2(uint32_t h[4][256], uint64_t n)
+{
+	uint64_t sum = 0;
+
+	for (int b = 0; b < 256; b++) {
+		uint64_t c = (uint64_t)h[0][b] + h[1][b] + h[2][b] + h[3][b];
+
+		sum += c * c;
+	}
+	return 256 * sum / n - n;
+}
+
+static bool noise(const uint8_t *p)
+{
+	uint32_t h[4][256];
+	const size_t stride = NOISE_SEG / NOISE_PIECES;
+
+	memset(h, 0, sizeof(h));
+	for (int i = 0; i < NOISE_PIECES; i++) {
+		const uint8_t *q = p + (size_t)i * stride;
+
+		/* four tables: runs of one byte do not wait on one counter */
+		for (int j = 0; j < NOISE_PIECE; j += 4) {
+			h[0][q[j]]++;
+			h[1][q[j + 1]]++;
+			h[2][q[j + 2]]++;
+			h[3][q[j + 3]]++;
+		}
+		/* A quarter of the sample tells text at once (the measure's
+		 * spread on random bytes does not depend on the sample's size):
+		 * compressible data, the common case, costs a quarter. */
+		if (i == NOISE_PIECES / 4 - 1 && chi2(h, (uint64_t)(i + 1) * NOISE_PIECE) > NOISE_CHI2_EARLY)
+			return false;
+	}
+	return chi2(h, NOISE_PIECES * NOISE_PIECE) <= NOISE_CHI2;
+}
+
+/* Whole NOISE_SEG segments only: a shorter tail is always compressed. */
+static bool seg_noise(const uint8_t *in, size_t inlen, size_t off)
+{
+	return inlen - off >= NOISE_SEG && noise(in + off);
+}
+
+/* One run of input through igzip's one-shot compressor, appended at out.
+ * last: the run ends the input (its final block ends the stream); otherwise
+ * the output ends byte-aligned (FULL_FLUSH) so that a stored block can follow. */
+static ssize_t deflate_run(struct zctx *c, int level, const uint8_t *in, size_t len, bool last,
+			   uint8_t *out, size_t cap)
+{
+	struct isal_zstream *zs = &c->zs;
+	int ret;
+
+	/* Zero the whole stream: isal_deflate_stateless_init() leaves fields it
+	 * does not own alone, and stale bytes there spoil levels 2 and 3. */
+	memset(zs, 0, sizeof(*zs));
+	isal_deflate_stateless_init(zs);
+	zs->level = (uint32_t)level;
+	zs->level_buf_size = level_buf_size(level);
+	zs->level_buf = zs->level_buf_size ? c->level_buf : NULL;
+	zs->gzip_flag = IGZIP_DEFLATE;
+	zs->end_of_stream = last;
+	zs->flush = last ? NO_FLUSH : FULL_FLUSH;
+	zs->next_in = (uint8_t *)in;
+	zs->avail_in = (uint32_t)len;
+	zs->next_out = out;
+	zs->avail_out = (uint32_t)cap;
+
+	/* The one-shot compressor needs a few bytes (<= 8) of room beyond its
+	 * result, so output within that margin of cap is refused as well. */
+	ret = isal_deflate_stateless(zs);
+	if (ret == STATELESS_OVERFLOW)
+		return -ENOSPC;
+	if (ret != COMP_OK)
+		return -EINVAL;
+	if (zs->avail_in != 0)
+		return -ENOSPC;
+	return (ssize_t)zs->total_out;
+}
+
+/* Stored blocks (RFC 1951 3.2.4) of at most 65535 bytes each, at a byte
+ * boundary: a header byte (BFINAL, BTYPE 00, padding), LEN, NLEN, the bytes. */
+static ssize_t store_run(const uint8_t *in, size_t len, bool last, uint8_t *out, size_t cap)
+{
+	size_t o = 0;
+
+	while (len) {
+		size_t k = len > 65535 ? 65535 : len;
+
+		if (cap - o < 5 + k)
+			return -ENOSPC;
+		out[o] = last && k == len ? 1 : 0;
+		out[o + 1] = (uint8_t)k;
+		out[o + 2] = (uint8_t)(k >> 8);
+		out[o + 3] = (uint8_t)~k;
+		out[o + 4] = (uint8_t)(~k >> 8);
+		memcpy(out + o + 5, in, k);
+		o += 5 + k;
+		in += k;
+		len -= k;
+	}
+	return (ssize_t)o;
+}
+
 ssize_t fy_deflate(int level, const void *in, size_t inlen, void *out, size_t outcap)
 {
+	const uint8_t *src = in;
+	uint8_t *dst = out;
 	struct zctx *c;
-	struct isal_zstream *zs;
-	size_t cap;
-	int ret;
+	size_t cap, off, o = 0;
+	bool any_noise = false, all_noise = true;
 
 	if (level < 0 || level > 3)
 		return -EINVAL;
@@ -92,32 +218,41 @@ ssize_t fy_deflate(int level, const void *in, size_t inlen, void *out, size_t ou
 	c = zctx_get();
 	if (!c)
 		return -ENOMEM;
-	zs = &c->zs;
-	/* Zero the whole stream: isal_deflate_stateless_init() leaves fields it
-	 * does not own alone, and stale bytes there spoil levels 2 and 3. */
-	memset(zs, 0, sizeof(*zs));
-	isal_deflate_stateless_init(zs);
-	zs->level = (uint32_t)level;
-	zs->level_buf_size = level_buf_size(level);
-	zs->level_buf = zs->level_buf_size ? c->level_buf : NULL;
-	zs->gzip_flag = IGZIP_DEFLATE;
-	zs->end_of_stream = 1;
-	zs->flush = NO_FLUSH;
-	zs->next_in = (uint8_t *)in;
-	zs->avail_in = (uint32_t)inlen;
-	zs->next_out = out;
-	zs->avail_out = (uint32_t)cap;
 
-	/* The one-shot compressor needs a few bytes (<= 8) of room beyond its
-	 * result, so output within that margin of cap is refused as well. */
-	ret = isal_deflate_stateless(zs);
-	if (ret == STATELESS_OVERFLOW)
+	/* Most blocks are all one kind: all compressible (one igzip call, as if
+	 * there were no sampling) or all noise (nothing to try). */
+	for (off = 0; off < inlen && (!any_noise || all_noise); off += NOISE_SEG) {
+		bool n = seg_noise(src, inlen, off);
+
+		any_noise |= n;
+		all_noise &= n;
+	}
+	if (all_noise)
 		return -ENOSPC;
-	if (ret != COMP_OK)
-		return -EINVAL;
-	if (zs->avail_in != 0)
-		return -ENOSPC;
-	return (ssize_t)zs->total_out;
+	if (!any_noise)
+		return deflate_run(c, level, src, inlen, true, dst, cap);
+
+	/* Mixed: runs of compressible segments deflated, runs of noise stored,
+	 * one stream. Each deflated run starts with empty history, which costs
+	 * little: the history before it was noise. */
+	bool n = seg_noise(src, inlen, 0);
+
+	for (off = 0; off < inlen; n = !n) {
+		size_t end = off;
+		ssize_t w;
+
+		/* a run ends where a segment of the other kind begins */
+		do
+			end = inlen - end > NOISE_SEG ? end + NOISE_SEG : inlen;
+		while (end < inlen && seg_noise(src, inlen, end) == n);
+		w = n ? store_run(src + off, end - off, end == inlen, dst + o, cap - o)
+		      : deflate_run(c, level, src + off, end - off, end == inlen, dst + o, cap - o);
+		if (w < 0)
+			return w;
+		o += (size_t)w;
+		off = end;
+	}
+	return (ssize_t)o;
 }
 
 ssize_t fy_inflate(const void *in, size_t inlen, void *out, size_t outlen)

@@ -333,6 +333,92 @@ static void test_deflate_roundtrip(void **state)
 	free(back);
 }
 
+/* Noise (random bytes) among compressible data: the noisy 64 KiB segments
+ * are stored, the rest deflated, all in one stream that zlib reads. */
+static void test_deflate_noise(void **state)
+{
+	const size_t seg = (size_t)64 << 10;
+	uint8_t *in = xmalloc(BLK), *z = xmalloc(BLK), *back = xmalloc(BLK);
+	uint8_t *text = xmalloc(BLK);
+
+	(void)state;
+	fill_text(text, BLK);
+	for (int round = 0; round < 24; round++) {
+		/* a random layout of text, noise and zero runs, some not on
+		 * segment boundaries, the last one cut short at a random size */
+		size_t n = BLK - (round % 3 ? rnd() % seg : 0), noise_bytes = 0, off = 0;
+
+		while (off < n) {
+			size_t len = 1 + rnd() % (3 * seg);
+			int kind = (int)(rnd() % 3);
+
+			len = len > n - off ? n - off : len;
+			if (kind == 0)
+				memcpy(in + off, text + off, len);
+			else if (kind == 1)
+				fill_random(in + off, len), noise_bytes += len;
+			else
+				memset(in + off, 0, len);
+			off += len;
+		}
+		for (int level = 0; level <= 3; level++) {
+			ssize_t zl = fy_deflate(level, in, n, z, BLK);
+
+			if (zl == -ENOSPC) {
+				/* only when nearly all of it is noise */
+				assert_true(noise_bytes > n - n / 8);
+				continue;
+			}
+			assert_true(zl > 0);
+			zlib_check(z, (size_t)zl, in, n);
+			memset(back, 0xaa, n);
+			assert_int_equal(fy_inflate(z, (size_t)zl, back, n), (ssize_t)n);
+			assert_memory_equal(back, in, n);
+			/* the compressible part was compressed */
+			assert_true((size_t)zl < noise_bytes + (n - noise_bytes) / 2 + n / 100);
+		}
+	}
+	/* Noise at both ends, text in between; and text at both ends. */
+	fill_random(in, BLK);
+	memcpy(in + 3 * seg, text, 5 * seg);
+	for (int level = 0; level <= 3; level++) {
+		ssize_t zl = fy_deflate(level, in, BLK, z, BLK);
+
+		assert_true(zl > 0 && (size_t)zl < BLK - 5 * seg / 2);
+		zlib_check(z, (size_t)zl, in, BLK);
+	}
+	memcpy(in, text, BLK);
+	fill_random(in + seg, BLK - 2 * seg);
+	for (int level = 0; level <= 3; level++) {
+		ssize_t zl = fy_deflate(level, in, BLK, z, BLK);
+
+		assert_true(zl > 0 && (size_t)zl < BLK - seg);
+		zlib_check(z, (size_t)zl, in, BLK);
+	}
+	/* Random bytes that repeat are not noise: one random 4 KiB block over
+	 * and over (a volume's copies of one block), or random bytes with a
+	 * run of zeros in every segment. */
+	for (size_t off = 0; off < BLK; off += 4096)
+		if (off == 0)
+			fill_random(in, 4096);
+		else
+			memcpy(in + off, in, 4096);
+	assert_true((size_t)fy_deflate(1, in, BLK, z, BLK) < BLK / 4); /* igzip-1: ~11% */
+	fill_random(in, BLK);
+	for (size_t off = 0; off < BLK; off += seg)
+		memset(in + off + 8192, 0, 2048);
+	{
+		ssize_t zl = fy_deflate(1, in, BLK, z, BLK);
+
+		assert_true(zl > 0 && (size_t)zl < BLK - BLK / 40);
+		zlib_check(z, (size_t)zl, in, BLK);
+	}
+	free(in);
+	free(z);
+	free(back);
+	free(text);
+}
+
 static void test_deflate_enospc_einval(void **state)
 {
 	uint8_t *in = xmalloc(BLK), *z = xmalloc(BLK + 1024);
@@ -706,6 +792,7 @@ int main(void)
 		cmocka_unit_test(test_is_zero_block),
 		cmocka_unit_test(test_deflate_roundtrip),
 		cmocka_unit_test(test_deflate_enospc_einval),
+		cmocka_unit_test(test_deflate_noise),
 		cmocka_unit_test(test_inflate_zlib_stream),
 		cmocka_unit_test(test_inflate_corrupt),
 		cmocka_unit_test(test_deflate_threads),
