@@ -201,8 +201,7 @@ ssize_t fy_deflate(int level, const void *in, size_t inlen, void *out, size_t ou
 	const uint8_t *src = in;
 	uint8_t *dst = out;
 	struct zctx *c;
-	size_t cap, off, o = 0;
-	bool any_noise = false, all_noise = true;
+	size_t cap, off = 0, o = 0;
 
 	if (level < 0 || level > 3)
 		return -EINVAL;
@@ -219,25 +218,12 @@ ssize_t fy_deflate(int level, const void *in, size_t inlen, void *out, size_t ou
 	if (!c)
 		return -ENOMEM;
 
-	/* Most blocks are all one kind: all compressible (one igzip call, as if
-	 * there were no sampling) or all noise (nothing to try). */
-	for (off = 0; off < inlen && (!any_noise || all_noise); off += NOISE_SEG) {
-		bool n = seg_noise(src, inlen, off);
-
-		any_noise |= n;
-		all_noise &= n;
-	}
-	if (all_noise)
-		return -ENOSPC;
-	if (!any_noise)
-		return deflate_run(c, level, src, inlen, true, dst, cap);
-
-	/* Mixed: runs of compressible segments deflated, runs of noise stored,
-	 * one stream. Each deflated run starts with empty history, which costs
-	 * little: the history before it was noise. */
-	bool n = seg_noise(src, inlen, 0);
-
-	for (off = 0; off < inlen; n = !n) {
+	/* Runs of compressible segments are deflated, runs of noise stored, all
+	 * in one stream; each segment is sampled once.  Most blocks are one run:
+	 * all compressible (one igzip call, as if there were no sampling) or all
+	 * noise (nothing to try).  A deflated run after noise starts with empty
+	 * history, which costs little: the history before it was noise. */
+	for (bool n = seg_noise(src, inlen, 0); off < inlen; n = !n) {
 		size_t end = off;
 		ssize_t w;
 
@@ -245,6 +231,8 @@ ssize_t fy_deflate(int level, const void *in, size_t inlen, void *out, size_t ou
 		do
 			end = inlen - end > NOISE_SEG ? end + NOISE_SEG : inlen;
 		while (end < inlen && seg_noise(src, inlen, end) == n);
+		if (n && off == 0 && end == inlen)
+			return -ENOSPC;
 		w = n ? store_run(src + off, end - off, end == inlen, dst + o, cap - o)
 		      : deflate_run(c, level, src + off, end - off, end == inlen, dst + o, cap - o);
 		if (w < 0)
