@@ -585,6 +585,20 @@ int fy_cat_volume_by_name(struct fy_cat *c, const char *name, struct fy_cat_volu
 	return get_one(c, S_VOL_BY_NAME, name, v, read_volume_any, "reading the volume named");
 }
 
+/* Run a bound UPDATE of the row keyed id (under c->mu); no row changed is
+ * -ENOENT with "<what_row> <id>: <missing>". */
+static int run_update(struct fy_cat *c, struct bind *b, char *err, size_t errlen, const char *what,
+		      const char *row, const char *id, const char *missing)
+{
+	int rc = run(b);
+
+	if (rc != SQLITE_OK)
+		return sql_fail(c, rc, err, errlen, what, id);
+	if (sqlite3_changes(c->db) == 0)
+		return cat_err(-ENOENT, err, errlen, "%s %s: %s", row, id, missing);
+	return 0;
+}
+
 int fy_cat_volume_update(struct fy_cat *c, const struct fy_cat_volume *v, char *err, size_t errlen)
 {
 	int rc = volume_check(v, err, errlen);
@@ -595,10 +609,7 @@ int fy_cat_volume_update(struct fy_cat *c, const struct fy_cat_volume *v, char *
 	struct bind b = { c->st[S_VOL_UPDATE], 0, SQLITE_OK };
 
 	bind_volume(&b, v);
-	if ((rc = run(&b)) != SQLITE_OK)
-		rc = sql_fail(c, rc, err, errlen, "updating volume", v->id);
-	else if (sqlite3_changes(c->db) == 0)
-		rc = cat_err(-ENOENT, err, errlen, "volume %s: no such volume", v->id);
+	rc = run_update(c, &b, err, errlen, "updating volume", "volume", v->id, "no such volume");
 	pthread_mutex_unlock(&c->mu);
 	return rc;
 }
@@ -808,10 +819,7 @@ int fy_cat_snap_update(struct fy_cat *c, const struct fy_cat_snapshot *s, char *
 	struct bind b = { c->st[S_SNAP_UPDATE], 0, SQLITE_OK };
 
 	bind_snap(&b, s);
-	if ((rc = run(&b)) != SQLITE_OK)
-		rc = sql_fail(c, rc, err, errlen, "updating snapshot", s->id);
-	else if (sqlite3_changes(c->db) == 0)
-		rc = cat_err(-ENOENT, err, errlen, "snapshot %s: no such snapshot", s->id);
+	rc = run_update(c, &b, err, errlen, "updating snapshot", "snapshot", s->id, "no such snapshot");
 	pthread_mutex_unlock(&c->mu);
 	return rc;
 }
@@ -1092,10 +1100,8 @@ int fy_cat_job_update(struct fy_cat *c, const struct fy_cat_job *j, char *err, s
 	b_int(&b, j->queued_ns);
 	b_int(&b, j->attempts);
 	b_int(&b, j->next_ns);
-	if ((rc = run(&b)) != SQLITE_OK)
-		rc = sql_fail(c, rc, err, errlen, "updating the upload job of snapshot", j->snapshot_id);
-	else if (sqlite3_changes(c->db) == 0)
-		rc = cat_err(-ENOENT, err, errlen, "snapshot %s: no upload job", j->snapshot_id);
+	rc = run_update(c, &b, err, errlen, "updating the upload job of snapshot", "snapshot", j->snapshot_id,
+			"no upload job");
 	pthread_mutex_unlock(&c->mu);
 	return rc;
 }

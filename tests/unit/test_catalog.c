@@ -330,6 +330,7 @@ static void test_volumes(void **state)
 	assert_int_equal(fy_cat_volume_update(cat, &a, err, sizeof(err)), -EEXIST);
 	mkvol(&got, "vol-none", "pvc-none");
 	assert_int_equal(fy_cat_volume_update(cat, &got, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "volume vol-none: no such volume"));
 
 	/* The list, by id, holds exactly the two. */
 	assert_int_equal(fy_cat_volumes(cat, &all, &n), 0);
@@ -433,6 +434,7 @@ static void test_snapshots(void **state)
 	assert_snap_equal(&got, &s);
 	mksnap(&got, "snap-none", "vs-none", "vol-1", 1);
 	assert_int_equal(fy_cat_snap_update(cat, &got, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "snapshot snap-none: no such snapshot"));
 	mksnap(&got, "snap-2", "vs-2", "vol-1", 1);
 	assert_int_equal(fy_cat_snap_put(cat, &got, NULL, 0, err, sizeof(err)), 0);
 	snprintf(got.name, sizeof(got.name), "vs-1");
@@ -757,6 +759,7 @@ static void test_jobs(void **state)
 
 	snprintf(u.snapshot_id, sizeof(u.snapshot_id), "snap-none");
 	assert_int_equal(fy_cat_job_update(cat, &u, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "snapshot snap-none: no upload job"));
 
 	/* Survive a reopen. */
 	reopen();
