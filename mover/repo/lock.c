@@ -343,7 +343,7 @@ int fy_lock_take_note(struct fy_repo *r, bool exclusive, const char *command, fy
 	lk->created_ns = lk->refreshed_ns = now_ns();
 	rc = write_lock(lk, lk->refreshed_ns, FY_PUT_DURABLE | FY_PUT_NOREPLACE);
 	if (rc < 0) {
-		snprintf(err, errlen, "writing lock %s to %s: %s", lk->key, r->url, strerror(-rc));
+		snprintf(err, errlen, "writing lock %s to %s: %s", lk->key, r->url, fy_store_strerror(rc));
 		goto fail;
 	}
 	rc = check_others(lk, note, arg, err, errlen);

@@ -72,6 +72,11 @@ struct s3_store {
 	/* NOREPLACE puts as one conditional PUT (If-None-Match: *) rather than
 	 * HEAD + PUT; cleared by conditional=0 or when the server answers 501. */
 	_Atomic bool cond_put;
+	/* as-of=TIME: a read-only view of a versioned bucket as it was then
+	 * (each key's newest version not newer than TIME; hidden when that is
+	 * a delete marker).  Milliseconds since the epoch, -1 when not set. */
+	int64_t as_of_ms;
+	char as_of[40];
 
 	pthread_mutex_t mu; /* the idle handle pool */
 	CURL *idle[S3_MAX_CONNS];
@@ -770,10 +775,117 @@ static int head_object(struct s3_store *s, const char *key, struct call *c)
 	return c->status / 100 == 2 ? 1 : status_error(s, c, key);
 }
 
+/* ---- as-of views ---- */
+
+static int list_pages(struct s3_store *s, const char *kind, const char *prefix, fy_s3xml_cb cb, void *arg);
+
+/* "2026-11-21T10:00:00Z", with an optional fraction of a second (S3's
+ * LastModified has milliseconds): milliseconds since the epoch, or -1. */
+static int64_t parse_time_ms(const char *t)
+{
+	struct tm tm = { 0 };
+	const char *p = strptime(t, "%Y-%m-%dT%H:%M:%S", &tm);
+	int64_t ms = 0, scale = 100;
+
+	if (!p)
+		return -1;
+	if (*p == '.') {
+		if (!isdigit((unsigned char)*++p))
+			return -1;
+		for (; isdigit((unsigned char)*p); p++, scale /= 10)
+			ms += scale * (*p - '0');
+	}
+	if (strcmp(p, "Z") != 0)
+		return -1;
+	return (int64_t)timegm(&tm) * 1000 + ms;
+}
+
+static int read_only(struct s3_store *s)
+{
+	return fy_store_fail(-EROFS, "s3://%s/%s is opened as of %s: a read-only view", s->bucket, s->prefix, s->as_of);
+}
+
+/* Which version of each key the view shows.  A listing of versions gives a
+ * key's versions together, newest first: the first one not newer than the
+ * view's time decides the key (a delete marker hides it). */
+struct as_of_pick {
+	struct s3_store *s;
+	char key[S3_KEY_MAX + 1]; /* the key decided last */
+	int (*found)(const struct fy_s3xml_entry *e, void *arg);
+	void *arg;
+};
+
+static int as_of_entry(const struct fy_s3xml_entry *e, void *arg)
+{
+	struct as_of_pick *p = arg;
+	int64_t t;
+
+	if (!e->key || !strcmp(e->key, p->key))
+		return 0;
+	t = parse_time_ms(e->time ? e->time : "");
+	if (t < 0)
+		return fy_store_fail(-EIO, "s3://%s/%s: a version of %s without a LastModified time", p->s->bucket,
+				     p->s->prefix, e->key);
+	if (t > p->s->as_of_ms)
+		return 0;
+	snprintf(p->key, sizeof(p->key), "%s", e->key);
+	return e->delete_marker ? 0 : p->found(e, p->arg);
+}
+
+struct as_of_one {
+	const char *full;
+	char id[1100];
+	uint64_t size;
+	bool found;
+};
+
+static int as_of_found_one(const struct fy_s3xml_entry *e, void *arg)
+{
+	struct as_of_one *o = arg;
+
+	if (strcmp(e->key, o->full) != 0)
+		return 0;
+	snprintf(o->id, sizeof(o->id), "%s", e->id ? e->id : "");
+	o->size = e->size;
+	o->found = true;
+	return 0;
+}
+
+/* The version of key the view shows: 1 with its id and size, 0 when there is
+ * none (never written by then, or deleted). */
+static int as_of_version(struct s3_store *s, const char *key, char *id, size_t idlen, uint64_t *size)
+{
+	char full[S3_KEY_MAX + 1];
+	struct as_of_one o = { .full = full };
+	struct as_of_pick p = { .s = s, .found = as_of_found_one, .arg = &o };
+	int rc;
+
+	snprintf(full, sizeof(full), "%s%s", s->prefix, key);
+	/* List with the bucket-relative key as prefix: list_pages adds s->prefix. */
+	rc = list_pages(s, "versions", key, as_of_entry, &p);
+	if (rc < 0)
+		return rc;
+	if (!o.found)
+		return 0;
+	snprintf(id, idlen, "%s", o.id);
+	if (size)
+		*size = o.size;
+	return 1;
+}
+
 static int s3_exists(struct fy_store *st, const char *key, uint64_t *size)
 {
 	struct call c;
-	int rc = head_object(s3_of(st), key, &c);
+	struct s3_store *s = s3_of(st);
+	char id[1100];
+
+	if (s->as_of_ms >= 0) {
+		if (check_key(key))
+			return -EINVAL;
+		fy_store_clear_error();
+		return as_of_version(s, key, id, sizeof(id), size);
+	}
+	int rc = head_object(s, key, &c);
 
 	if (rc == 1 && size)
 		*size = c.clen;
@@ -945,6 +1057,8 @@ static int s3_put(struct fy_store *st, const char *key, const void *buf, size_t 
 	if (check_key(key))
 		return -EINVAL;
 	fy_store_clear_error();
+	if (s->as_of_ms >= 0)
+		return read_only(s);
 	/* Keeping an existing object: one conditional PUT where the server
 	 * can say "exists" atomically.  Not on a locked target: Ceph RGW
 	 * ignores the condition in a versioned bucket, and every extra
@@ -970,14 +1084,22 @@ static int s3_put(struct fy_store *st, const char *key, const void *buf, size_t 
 static int s3_get(struct fy_store *st, const char *key, uint64_t off, size_t len, void **buf, size_t *got)
 {
 	struct s3_store *s = s3_of(st);
-	char range[80];
-	struct call c = { .method = "GET", .key = key, .query = "", .want_body = true };
+	char range[80], id[1100], q[3400] = "", enc[3300];
+	struct call c = { .method = "GET", .key = key, .query = q, .want_body = true };
 	int rc;
 
 	*buf = NULL;
 	*got = 0;
 	if (check_key(key))
 		return -EINVAL;
+	if (s->as_of_ms >= 0) {
+		fy_store_clear_error();
+		rc = as_of_version(s, key, id, sizeof(id), NULL);
+		if (rc <= 0)
+			return rc < 0 ? rc : -ENOENT;
+		fy_s3_uri_encode(id, strlen(id), 0, enc, sizeof(enc));
+		snprintf(q, sizeof(q), "versionId=%s", enc);
+	}
 	if (len == 0) {
 		*buf = malloc(1);
 		return *buf ? 0 : -ENOMEM;
@@ -1075,6 +1197,17 @@ static int s3_list(struct fy_store *st, const char *prefix, fy_store_list_cb cb,
 	struct list_ctx l = { s, cb, arg };
 
 	fy_store_clear_error();
+	if (s->as_of_ms >= 0) {
+		struct as_of_pick *p = calloc(1, sizeof(*p));
+		int rc;
+
+		if (!p)
+			return -ENOMEM;
+		*p = (struct as_of_pick){ .s = s, .found = list_entry, .arg = &l };
+		rc = list_pages(s, "versions", prefix ? prefix : "", as_of_entry, p);
+		free(p);
+		return rc;
+	}
 	return list_pages(s, "objects", prefix ? prefix : "", list_entry, &l);
 }
 
@@ -1136,6 +1269,8 @@ static int s3_del(struct fy_store *st, const char *key)
 	if (check_key(key))
 		return -EINVAL;
 	fy_store_clear_error();
+	if (s->as_of_ms >= 0)
+		return read_only(s);
 	if (s->lock == LOCK_NONE)
 		return delete_one(s, key, NULL);
 
@@ -1229,6 +1364,8 @@ static long s3_cleanup(struct fy_store *st, int64_t min_age)
 	long n = 0;
 	int rc;
 
+	if (s->as_of_ms >= 0)
+		return 0; /* nothing of a read-only view's to clean */
 	rc = list_pages(s, "uploads", "", collect_upload, &u);
 	for (size_t i = 0; i < u.n && rc == 0; i++) {
 		if (strncmp(u.keys[i], s->prefix, pl) != 0)
@@ -1343,6 +1480,7 @@ static int s3_open(const char *url, struct fy_store **out, char *errbuf, size_t 
 	s->low_speed_secs = 60;
 	s->path_style = true;
 	s->cond_put = true;
+	s->as_of_ms = -1;
 
 	/* s3://BUCKET[/PREFIX][?k=v&...] */
 	char *rest = copy + 5;
@@ -1417,6 +1555,15 @@ static int s3_open(const char *url, struct fy_store **out, char *errbuf, size_t 
 			s->retries = (unsigned)u;
 		else if (!strcmp(tok, "conditional") && (!strcmp(v, "0") || !strcmp(v, "1")))
 			s->cond_put = v[0] == '1';
+		else if (!strcmp(tok, "as-of")) {
+			if (strlen(v) >= sizeof(s->as_of) || (s->as_of_ms = parse_time_ms(v)) < 0) {
+				fy_store_err(errbuf, errlen,
+					     "S3 URL '%s': as-of=%s is not a UTC time like 2026-11-21T10:00:00Z "
+					     "(a fraction of a second may follow the seconds)", url, v);
+				goto fail;
+			}
+			snprintf(s->as_of, sizeof(s->as_of), "%s", v);
+		}
 		else if (!strcmp(tok, "timeout") && parse_uint(v, 3600, &u) == 0 && u > 0)
 			s->low_speed_secs = (long)u;
 		else if (!strcmp(tok, "multipart-threshold") && parse_size(v, &s->mp_threshold) == 0 &&

@@ -5,8 +5,9 @@
 # fsck, RPO, catching up a copy), then its scenarios in order: the node lost
 # (restore onto a new loop device), the primary account lost (restore from
 # the copy, rebuild a new primary that stays incremental), ransomware with
-# every key (RGW refuses to delete the locked versions; the delete markers
-# the attacker left are removed; restore from the locked copy), and a damaged
+# every key (RGW refuses to delete the locked versions; the locked copy read
+# as of before the attack, through the attacker's delete markers, read-only;
+# then the markers removed and the copy restored as it is), and a damaged
 # chunk repaired from a good copy.  Step numbers refer to the runbook.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/../s3/lib.sh"
@@ -102,6 +103,7 @@ rebuild 3.3 "$R" "$P2" 3
 ok "3: P deleted; restored from R (replica account); P2 rebuilt from R with the same ids, and its next backup sent no chunk"
 
 # --- 4. ransomware with every key: P2 and R deleted, L attacked
+t_before=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ) # the last write to L was before this
 awsp primary s3 rm --recursive --only-show-errors "s3://ferry-primary/$S3P-p2/" || fail "4: deleting P2"
 awsp replica s3 rm --recursive --only-show-errors "s3://ferry-replica/$S3P/" || fail "4: deleting R"
 key=$(awsp primary s3api list-objects-v2 --bucket ferry-lock --prefix "$S3P/chunks/" --query 'Contents[0].Key' --output text)
@@ -113,7 +115,33 @@ fi
 awsp primary s3 rm --recursive --only-show-errors "s3://ferry-lock/$S3P/" || fail "4: adding delete markers to L"
 n=$("$FERRY" snapshots --repo "$L" --json 2>/dev/null | jq length) || n=none
 [ "$n" != 3 ] && [ "$n" != 4 ] || fail "4: L still lists $n snapshots behind the delete markers"
-# runbook 4.1: remove the delete markers (deleting a marker is allowed), then restore
+# runbook 4.1, first way: read L as it was before the attack, read-only, through
+# the delete markers (ferry picks each key's version by time)
+LA="$L&as-of=$t_before"
+"$FERRY" snapshots --repo "$LA" --volume pg-data --json | jq -e 'length == 4' >/dev/null ||
+  fail "4.1a: L as of $t_before does not list its 4 snapshots"
+"$FERRY" check --repo "$LA" --read-data >/dev/null || fail "4.1a: check --read-data of L as of $t_before"
+"$FERRY" restore --repo "$LA" "$id2" "$T/r4a.img" >/dev/null || fail "4.1a: restore from L as of $t_before"
+cmp "$img" "$T/r4a.img" || fail "4.1a: restore from L as of $t_before differs"
+rm -f "$T/r4a.img"
+# the view is read-only: a backup to it fails with one line and writes nothing
+l_versions() {
+  awsp primary s3api list-object-versions --bucket ferry-lock --prefix "$S3P/" \
+    --query '[length(Versions || `[]`), length(DeleteMarkers || `[]`)]' --output text
+}
+nv=$(l_versions)
+if "$FERRY" backup --repo "$LA" --volume pg-data "$img" >/dev/null 2>"$T/ro.err"; then
+  fail "4.1a: a backup to the as-of view succeeded"
+fi
+grep -q "opened as of $t_before: a read-only view" "$T/ro.err" || fail "4.1a: no read-only error: $(cat "$T/ro.err")"
+[ "$(wc -l <"$T/ro.err")" = 1 ] || fail "4.1a: more than one error line: $(cat "$T/ro.err")"
+[ "$(l_versions)" = "$nv" ] || fail "4.1a: the read-only backup changed L: versions and markers $nv before, $(l_versions) after"
+# before L existed there is nothing to read
+if "$FERRY" snapshots --repo "$L&as-of=2001-01-01T00:00:00Z" >/dev/null 2>"$T/early.err"; then
+  fail "4.1a: L as of 2001 lists snapshots"
+fi
+grep -q "no repository" "$T/early.err" || fail "4.1a: L as of 2001: $(cat "$T/early.err")"
+# runbook 4.1, second way: remove the delete markers (deleting a marker is allowed), then restore
 awsp primary s3api list-object-versions --bucket ferry-lock --prefix "$S3P/" \
   --query 'DeleteMarkers[].[Key,VersionId]' --output text >"$T/markers"
 nm=0
@@ -130,7 +158,7 @@ done <"$T/markers"
 cmp "$img" "$T/r4.img" || fail "4.2: restore from L differs"
 P3="s3://ferry-primary/$S3P-p3?endpoint=$RGW_HTTP"
 rebuild 4.3 "$L" "$P3" 4
-ok "4: RGW refused to delete a locked version; $nm delete markers removed; L restored identical; P3 rebuilt from L"
+ok "4: RGW refused to delete a locked version; L as of before the attack read through the markers (check, restore identical, read-only); $nm delete markers removed; L restored identical; P3 rebuilt from L"
 
 # --- 5. a damaged chunk in P3, repaired from L
 ck=$(awsp primary s3api list-objects-v2 --bucket ferry-primary --prefix "$S3P-p3/chunks/" --query 'Contents[0].Key' --output text)
