@@ -1198,15 +1198,9 @@ static int s3_list(struct fy_store *st, const char *prefix, fy_store_list_cb cb,
 
 	fy_store_clear_error();
 	if (s->as_of_ms >= 0) {
-		struct as_of_pick *p = calloc(1, sizeof(*p));
-		int rc;
+		struct as_of_pick p = { .s = s, .found = list_entry, .arg = &l };
 
-		if (!p)
-			return -ENOMEM;
-		*p = (struct as_of_pick){ .s = s, .found = list_entry, .arg = &l };
-		rc = list_pages(s, "versions", prefix ? prefix : "", as_of_entry, p);
-		free(p);
-		return rc;
+		return list_pages(s, "versions", prefix ? prefix : "", as_of_entry, &p);
 	}
 	return list_pages(s, "objects", prefix ? prefix : "", list_entry, &l);
 }
