@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli/cli.h"
+#include "cli.h"
 
 static const char copy_help[] =
 	"usage: ferry copy --from URL --to URL [--threads N] [SNAPSHOT...]\n\n"

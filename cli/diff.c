@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "cli/cli.h"
+#include "cli.h"
 
 static const char diff_help[] =
 	"usage: ferry diff --repo URL SNAP_A SNAP_B [--json]\n\n"

@@ -12,7 +12,7 @@
 
 #include <openssl/crypto.h>
 
-#include "cli/cli.h"
+#include "cli.h"
 
 void cli_error(const char *fmt, ...)
 {
