@@ -83,8 +83,6 @@ struct backup {
 	struct fy_bitmap want; /* with a parent: blocks that may have changed (the change source's answer) */
 	bool have_want;
 	struct fy_bitmap data; /* blocks that hold data (the allocation map); the rest are holes */
-	uint64_t kill_after;   /* test hook: SIGKILL ourselves after this many bytes */
-	_Atomic uint64_t processed;
 
 	struct rslot *rslots;
 	unsigned nr;
@@ -268,10 +266,6 @@ static void *worker(void *arg)
 next:
 		if (b->o->progress)
 			atomic_fetch_add(&b->o->progress->done, s->len);
-		/* Test hook (FERRY_TEST_KILL_AFTER_BYTES): die like a killed
-		 * process, with reads, seals and puts in flight. */
-		if (b->kill_after && atomic_fetch_add(&b->processed, s->len) + s->len >= b->kill_after)
-			raise(SIGKILL);
 		fy_queue_push(&b->rfree, s);
 	}
 	return NULL;
@@ -831,11 +825,6 @@ int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backu
 			rc = -ENOMEM;
 			goto out;
 		}
-	}
-	{
-		const char *k = getenv("FERRY_TEST_KILL_AFTER_BYTES");
-
-		b.kill_after = k ? strtoull(k, NULL, 10) : 0;
 	}
 	clock_gettime(CLOCK_REALTIME, &wall);
 	if (!o->volume || !*o->volume) {

@@ -3,11 +3,15 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -44,6 +48,65 @@ static bool scheme_valid(const char *s, size_t n)
 	return true;
 }
 
+/* Test hook FERRY_TEST_KILL_AFTER_OPS=OP:N (OP put, del or any; N >= 1): the
+ * process raises SIGKILL right after its Nth such store operation returned,
+ * whatever it returned, in the thread that made it; the other threads may have
+ * operations in flight.  Off (one branch per put and del) when unset.  For
+ * kill -9 tests (tests/integration/t_crash.sh), never for production use. */
+static pthread_once_t kill_once = PTHREAD_ONCE_INIT;
+static _Atomic unsigned kill_ops; /* FY_STORE_OP_* counted; 0: off */
+static _Atomic uint64_t kill_after, kill_count;
+
+static int kill_parse(const char *spec)
+{
+	unsigned ops = 0;
+	uint64_t n = 0;
+	char *end = NULL;
+
+	atomic_store(&kill_ops, 0);
+	if (!spec || !*spec)
+		return 0;
+	if (!strncmp(spec, "put:", 4))
+		ops = FY_STORE_OP_PUT;
+	else if (!strncmp(spec, "del:", 4))
+		ops = FY_STORE_OP_DEL;
+	else if (!strncmp(spec, "any:", 4))
+		ops = FY_STORE_OP_PUT | FY_STORE_OP_DEL;
+	errno = 0;
+	if (ops && isdigit((unsigned char)spec[4]))
+		n = strtoull(spec + 4, &end, 10);
+	if (!n || errno || *end)
+		return -EINVAL;
+	atomic_store(&kill_after, n);
+	atomic_store(&kill_count, 0);
+	atomic_store(&kill_ops, ops);
+	return 0;
+}
+
+static void kill_setup(void)
+{
+	const char *v = getenv("FERRY_TEST_KILL_AFTER_OPS");
+
+	if (kill_parse(v) < 0) {
+		/* A test that thinks it armed the hook must not run unarmed. */
+		fprintf(stderr, "ferry: FERRY_TEST_KILL_AFTER_OPS='%s': expected put:N, del:N or any:N with N >= 1\n", v);
+		_exit(2);
+	}
+}
+
+int fy_store_kill_arm(const char *spec)
+{
+	pthread_once(&kill_once, kill_setup); /* the environment first, then this */
+	return kill_parse(spec);
+}
+
+void fy_store_kill_point(unsigned op)
+{
+	pthread_once(&kill_once, kill_setup);
+	if ((atomic_load(&kill_ops) & op) && atomic_fetch_add(&kill_count, 1) + 1 == atomic_load(&kill_after))
+		raise(SIGKILL);
+}
+
 int fy_store_open(const char *url, struct fy_store **st, char *errbuf, size_t errlen)
 {
 	if (errbuf && errlen)
@@ -56,6 +119,8 @@ int fy_store_open(const char *url, struct fy_store **st, char *errbuf, size_t er
 		return -EINVAL;
 	}
 
+	/* A malformed FERRY_TEST_KILL_AFTER_OPS stops the process before it writes anything. */
+	pthread_once(&kill_once, kill_setup);
 	const char *sep = strstr(url, "://");
 	if (!sep)
 		return fy_store_backends[0]->open(url, st, errbuf, errlen);

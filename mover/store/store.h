@@ -95,11 +95,27 @@ extern const struct fy_store_ops fy_store_s3_ops;
  * scheme is -EPROTONOSUPPORT with a line in errbuf naming it. */
 int fy_store_open(const char *url, struct fy_store **st, char *errbuf, size_t errlen);
 
-static inline int fy_store_put(struct fy_store *s, const char *k, const void *b, size_t n, unsigned f)
-{ return s->ops->put(s, k, b, n, f, NULL); }
+/* Test hook, off unless FERRY_TEST_KILL_AFTER_OPS is set (docs/store.md,
+ * "Test hook: kill -9 at a chosen operation"): called after every put and del
+ * returns, it raises SIGKILL once the chosen count of them is reached. */
+#define FY_STORE_OP_PUT 1u
+#define FY_STORE_OP_DEL 2u
+void fy_store_kill_point(unsigned op);
+/* Arm the hook as FERRY_TEST_KILL_AFTER_OPS would ("put:N", "del:N", "any:N";
+ * NULL or "" disarms it), counting from zero; -EINVAL for anything else.
+ * For unit tests. */
+int fy_store_kill_arm(const char *spec);
+
 static inline int fy_store_put_dg(struct fy_store *s, const char *k, const void *b, size_t n, unsigned f,
 				  const struct fy_digest *dg)
-{ return s->ops->put(s, k, b, n, f, dg); }
+{
+	int rc = s->ops->put(s, k, b, n, f, dg);
+
+	fy_store_kill_point(FY_STORE_OP_PUT);
+	return rc;
+}
+static inline int fy_store_put(struct fy_store *s, const char *k, const void *b, size_t n, unsigned f)
+{ return fy_store_put_dg(s, k, b, n, f, NULL); }
 static inline int fy_store_get(struct fy_store *s, const char *k, uint64_t off, size_t n, void **b, size_t *got)
 { return s->ops->get(s, k, off, n, b, got); }
 static inline int fy_store_exists(struct fy_store *s, const char *k, uint64_t *size)
@@ -107,7 +123,12 @@ static inline int fy_store_exists(struct fy_store *s, const char *k, uint64_t *s
 static inline int fy_store_list(struct fy_store *s, const char *p, fy_store_list_cb cb, void *arg)
 { return s->ops->list(s, p, cb, arg); }
 static inline int fy_store_del(struct fy_store *s, const char *k)
-{ return s->ops->del(s, k); }
+{
+	int rc = s->ops->del(s, k);
+
+	fy_store_kill_point(FY_STORE_OP_DEL);
+	return rc;
+}
 static inline int fy_store_sync(struct fy_store *s)
 { return s->ops->sync(s); }
 static inline unsigned fy_store_concurrency(struct fy_store *s)

@@ -36,14 +36,17 @@ id1=$(json_get "$T/b1.json" .snapshot_id)
 prand $((6 << 20)) 6 | dd of="$img" bs=1M seek=30 conv=notrunc status=none
 "$FERRY" backup --repo "$P" --copy-to "$L" --copy-to "$S" --volume vol --json "$img" >"$T/b2.json"
 id2=$(json_get "$T/b2.json" .snapshot_id)
-# A backup killed before its manifest leaves unreferenced chunks behind.  A
-# worker seals a chunk only into a free object buffer, and a buffer is free
-# again only once every target has stored its chunk: with 13 buffers (8
-# uploaders + 2 workers + 3 targets), 24 chunks sealed means at least 11
-# stored on each lock target when the process dies.
+# A backup killed before its manifest leaves unreferenced chunks behind.  It
+# is killed after 75 puts (FERRY_TEST_KILL_AFTER_OPS, docs/store.md): its 3
+# locks, then 72 of its 75 chunk puts (25 chunks, 3 targets; no manifest is
+# written before all of them).  A worker seals a chunk only into a free object
+# buffer, and a buffer is free again only once every target has stored its
+# chunk: with 13 buffers (8 uploaders + 2 workers + 3 targets) no target is
+# more than 13 chunks ahead of another, so each lock target has at least
+# (72 - 2 x 13) / 3 > 15 chunks when the process dies.
 prand $((100 << 20)) 7 | dd of="$T/other.img" status=none
 rc=0
-FERRY_TEST_KILL_AFTER_BYTES=$((96 << 20)) "$FERRY" backup --repo "$P" --copy-to "$L" --copy-to "$S" --volume other \
+FERRY_TEST_KILL_AFTER_OPS=put:75 "$FERRY" backup --repo "$P" --copy-to "$L" --copy-to "$S" --volume other \
   --threads 2 --uploaders 8 "$T/other.img" >/dev/null 2>&1 || rc=$?
 [ "$rc" = 137 ] || fail "the killed backup exited $rc, not 137"
 s_written=$(date +%s) # every object of S was put (and its retention set) before this

@@ -670,6 +670,74 @@ static void test_never_partial(void **state)
 	free(data);
 }
 
+/* The kill -9 test hook (FERRY_TEST_KILL_AFTER_OPS): a child armed with
+ * OP:N dies by SIGKILL right after its Nth counted operation returned, with
+ * exactly the operations before it done; bad specs are refused. */
+static void test_kill_hook(void **state)
+{
+	struct fx *f = *state;
+	static const struct {
+		const char *spec;
+		int dels_first; /* del this many existing objects before the puts */
+		int want_objects; /* objects under k/ when the child dies */
+	} cases[] = {
+		{ "put:1", 0, 4 + 1 },
+		{ "put:3", 0, 4 + 3 },
+		{ "del:2", 3, 4 - 2 },
+		{ "any:4", 3, 4 - 3 + 1 },
+	};
+
+	assert_int_equal(fy_store_kill_arm("put:0"), -EINVAL);
+	assert_int_equal(fy_store_kill_arm("put:"), -EINVAL);
+	assert_int_equal(fy_store_kill_arm("put:-1"), -EINVAL);
+	assert_int_equal(fy_store_kill_arm("put:2x"), -EINVAL);
+	assert_int_equal(fy_store_kill_arm("get:2"), -EINVAL);
+	assert_int_equal(fy_store_kill_arm("put:99999999999999999999999"), -EINVAL);
+	assert_int_equal(fy_store_kill_arm(""), 0);
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		struct keys k = { 0 };
+		int status;
+
+		for (int i = 0; i < 4; i++) {
+			char key[16];
+
+			snprintf(key, sizeof(key), "k/old%d", i);
+			put_str(f->st, key, "old", 0);
+		}
+		pid_t pid = fork();
+
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			if (fy_store_kill_arm(cases[c].spec) < 0)
+				_exit(3);
+			for (int i = 0; i < cases[c].dels_first; i++) {
+				char key[16];
+
+				snprintf(key, sizeof(key), "k/old%d", i);
+				fy_store_del(f->st, key);
+			}
+			for (int i = 0; i < 10; i++) {
+				char key[16];
+
+				snprintf(key, sizeof(key), "k/new%d", i);
+				fy_store_put(f->st, key, "new", 3, 0);
+			}
+			_exit(0);
+		}
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		print_message("%s: child %s %d\n", cases[c].spec, WIFSIGNALED(status) ? "killed by" : "exited",
+			      WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+		assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+		assert_int_equal(fy_store_list(f->st, "k/", collect, &k), 0);
+		assert_int_equal(k.n, cases[c].want_objects);
+		keys_free(&k);
+		rm_rf(f->root);
+	}
+	/* Disarmed in this process: nothing counted, nothing killed. */
+	for (int i = 0; i < 3; i++)
+		put_str(f->st, "k/x", "x", 0);
+}
+
 static void test_sync_tolerates_removed_dir(void **state)
 {
 	struct fx *f = *state;
@@ -699,6 +767,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_plain_path_and_url, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_never_partial, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sync_tolerates_removed_dir, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kill_hook, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
