@@ -605,9 +605,11 @@ int cmd_snapshots(int argc, char **argv)
 	rc = cli_repo(&c, "snapshots", &repo);
 	if (rc)
 		return rc;
-	rc = fy_snapshot_ids(repo, &ids, &n);
+	char lerr[512];
+
+	rc = fy_snapshot_ids(repo, &ids, &n, lerr, sizeof(lerr));
 	if (rc < 0) {
-		cli_error("listing snapshots of %s: %s", c.repo, strerror(-rc));
+		cli_error("%s", lerr);
 		fy_repo_close(repo);
 		return 1;
 	}

@@ -19,6 +19,7 @@ enum {
 	OPT_YEARLY,
 	OPT_DRY_RUN,
 	OPT_REMOVE_ALL,
+	OPT_ALLOW_EMPTY,
 };
 
 static int parse_count(const char *s, unsigned *out)
@@ -222,13 +223,17 @@ int cmd_forget(int argc, char **argv)
 /* ---- prune ---- */
 
 static const char prune_help[] =
-	"usage: ferry prune --repo URL [--dry-run] [--json]\n\n"
+	"usage: ferry prune --repo URL [--dry-run] [--allow-empty] [--json]\n\n"
 	"Delete every chunk that no snapshot names (the chunks of forgotten snapshots and\n"
 	"of interrupted backups).  Prune holds the repository's exclusive lock, so it\n"
 	"waits for no one: while a backup or forget runs it fails, naming their lock.\n"
-	"A snapshot manifest that cannot be read stops prune before it deletes anything.\n\n"
+	"A snapshot manifest that cannot be read, or a folder of the repository that cannot\n"
+	"be listed, stops prune before it deletes anything; so does a repository that\n"
+	"holds chunks and no snapshot at all, unless --allow-empty says to delete them all.\n\n"
 	"  --dry-run            count what would be deleted (no lock taken, nothing deleted);\n"
 	"                       with --verbose, list the chunks\n"
+	"  --allow-empty        the repository has no snapshot on purpose (every one was\n"
+	"                       forgotten): delete every chunk\n"
 	CLI_COMMON_HELP;
 
 static void print_chunk(const uint8_t id[FY_ID_LEN], uint64_t size, void *arg)
@@ -244,6 +249,7 @@ int cmd_prune(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+		{ "allow-empty", no_argument, NULL, OPT_ALLOW_EMPTY },
 		CLI_COMMON_LONGOPTS,
 		{ 0 },
 	};
@@ -263,6 +269,9 @@ int cmd_prune(int argc, char **argv)
 			return 0;
 		case OPT_DRY_RUN:
 			o.dry_run = true;
+			break;
+		case OPT_ALLOW_EMPTY:
+			o.allow_empty = true;
 			break;
 		default:
 			return cli_usage_error("prune", "bad option");

@@ -152,6 +152,14 @@ static int collect_chunk(const char *key, uint64_t size, void *arg)
 	return 0;
 }
 
+static int first_key(const char *key, uint64_t size, void *arg)
+{
+	(void)key;
+	(void)size;
+	(void)arg;
+	return 1; /* one is enough: the folder can be listed */
+}
+
 /* An optional target failed: drop it, keep its reason; a required one fails the backup. */
 static void target_failed(struct target *t, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -892,12 +900,15 @@ int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backu
 		char e2[512];
 
 		rc = fy_lock_take(tg->repo, false, "backup", &tg->lk, e2, sizeof(e2));
-		if (rc == 0) {
-			rc = fy_store_list(tg->repo->store, "chunks/", collect_chunk, tg);
-			if (rc < 0)
-				snprintf(e2, sizeof(e2), "listing the chunks of %s: %s", tg->repo->url,
-					 fy_store_strerror(rc));
-		}
+		if (rc == 0)
+			rc = fy_repo_list(tg->repo, "chunks/", collect_chunk, tg, e2, sizeof(e2));
+		/* The folder the manifest goes to must be sound too (without a
+		 * parent to look for, nothing else lists it): a put would make a
+		 * missing one again, and hide that it was lost. */
+		if (rc == 0)
+			rc = fy_repo_list(tg->repo, "snapshots/", first_key, NULL, e2, sizeof(e2));
+		if (rc > 0)
+			rc = 0;
 		if (rc < 0 && tg->optional) {
 			target_failed(tg, rc, "%s", e2);
 		} else if (rc < 0) {

@@ -115,11 +115,9 @@ long fy_check(struct fy_repo *r, bool read_data, unsigned threads, void (*report
 		rc = -ENOMEM;
 		goto out;
 	}
-	rc = fy_snapshot_ids(r, &c.snap_ids, &nsnaps);
-	if (rc < 0) {
-		snprintf(err, errlen, "listing the snapshots of %s: %s", r->url, strerror((int)-rc));
+	rc = fy_snapshot_ids(r, &c.snap_ids, &nsnaps, err, errlen);
+	if (rc < 0)
 		goto out;
-	}
 	res->snapshots = nsnaps;
 	for (size_t i = 0; i < nsnaps; i++) {
 		Ferry__V1__Manifest *m;
@@ -145,11 +143,9 @@ long fy_check(struct fy_repo *r, bool read_data, unsigned threads, void (*report
 		ferry__v1__manifest__free_unpacked(m, NULL);
 	}
 	res->chunks_referenced = c.referenced.n;
-	rc = fy_store_list(r->store, "chunks/", collect_present, &c);
-	if (rc < 0) {
-		snprintf(err, errlen, "listing the chunks of %s: %s", r->url, strerror((int)-rc));
+	rc = fy_repo_list(r, "chunks/", collect_present, &c, err, errlen);
+	if (rc < 0)
 		goto out;
-	}
 	res->chunks_present = c.present.n;
 
 	size_t pos = 0, referenced_present = 0;

@@ -241,22 +241,18 @@ int fy_copy(struct fy_repo *from, struct fy_repo *to, const uint8_t *ids, size_t
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	rc = fy_store_list(to->store, "chunks/", add_chunk, &have);
+	rc = fy_repo_list(to, "chunks/", add_chunk, &have, err, errlen);
 	if (rc == 0)
-		rc = fy_snapshot_ids(to, &present, &npresent);
-	if (rc < 0) {
-		snprintf(err, errlen, "listing %s: %s", to->url, fy_store_strerror(rc));
+		rc = fy_snapshot_ids(to, &present, &npresent, err, errlen);
+	if (rc < 0)
 		goto out;
-	}
 	res->chunks_present = have.n;
 	bool named = ids != NULL;
 
 	if (!ids) {
-		rc = fy_snapshot_ids(from, &all, &nall);
-		if (rc < 0) {
-			snprintf(err, errlen, "listing the snapshots of %s: %s", from->url, fy_store_strerror(rc));
+		rc = fy_snapshot_ids(from, &all, &nall, err, errlen);
+		if (rc < 0)
 			goto out;
-		}
 		ids = all;
 		nids = nall;
 	}

@@ -192,12 +192,10 @@ int fy_lock_remove(struct fy_repo *r, const struct fy_lock_info *li, char *err, 
 static int check_others(struct fy_lock *lk, fy_lock_note_fn note, void *arg, char *err, size_t errlen)
 {
 	struct fy_store_keys l;
-	int rc = fy_store_keys(lk->repo->store, "locks/", &l);
+	int rc = fy_repo_keys(lk->repo, "locks/", &l, err, errlen);
 
-	if (rc < 0) {
-		snprintf(err, errlen, "listing the locks of %s: %s", lk->repo->url, strerror(-rc));
+	if (rc < 0)
 		goto out;
-	}
 	int64_t now = now_ns();
 
 	for (size_t i = 0; i < l.n; i++) {
@@ -432,14 +430,12 @@ int fy_lock_list(struct fy_repo *r, struct fy_lock_info **locks, size_t *n, char
 	struct fy_lock_info *v = NULL;
 	struct ident me;
 	size_t k = 0;
-	int rc = fy_store_keys(r->store, "locks/", &l);
+	int rc = fy_repo_keys(r, "locks/", &l, err, errlen);
 
 	*locks = NULL;
 	*n = 0;
-	if (rc < 0) {
-		snprintf(err, errlen, "listing the locks of %s: %s", r->url, strerror(-rc));
+	if (rc < 0)
 		goto out;
-	}
 	v = calloc(l.n ? l.n : 1, sizeof(*v));
 	if (!v) {
 		snprintf(err, errlen, "out of memory");

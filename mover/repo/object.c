@@ -62,6 +62,17 @@ void fy_chunk_key(const uint8_t id[FY_ID_LEN], char key[80])
 	snprintf(key, 80, "chunks/%.2s/%s", hex, hex);
 }
 
+int fy_chunk_key_id(const char *key, uint8_t id[FY_ID_LEN])
+{
+	const char *name = strrchr(key, '/');
+	char canon[80];
+
+	if (!name || fy_unhex(name + 1, id, FY_ID_LEN) < 0)
+		return -1;
+	fy_chunk_key(id, canon);
+	return strcmp(canon, key) == 0;
+}
+
 void fy_snap_key(const uint8_t id[FY_SNAP_ID_LEN], char key[64])
 {
 	char hex[2 * FY_SNAP_ID_LEN + 1];

@@ -161,6 +161,20 @@ static int init_repo(const char *url, const struct fy_init_opts *o, const struct
 		kf.wrapped_master.data = wrapped;
 		kf.wrapped_master.len = WRAPPED_LEN;
 	}
+	/* The folders first (file stores): from here on a missing one is damage. */
+	cfg.folders = true;
+	{
+		static const char *const folders[] = FY_FOLDERS;
+
+		for (size_t i = 0; i < sizeof(folders) / sizeof(folders[0]); i++) {
+			rc = fy_store_make_folder(st, folders[i]);
+			if (rc < 0) {
+				snprintf(err, errlen, "making the folder %s of %s: %s", folders[i], url,
+					 fy_store_strerror(rc));
+				goto out;
+			}
+		}
+	}
 	fy_hex(kid, sizeof(kid), hex);
 	snprintf(key, sizeof(key), "keys/%s", hex);
 	rc = put_message(st, key, &kf.base);
@@ -172,6 +186,36 @@ out:
 	OPENSSL_cleanse(master, sizeof(master));
 	OPENSSL_cleanse(wk, sizeof(wk));
 	fy_store_close(st);
+	return rc;
+}
+
+/* The outcome of listing one of r's folders: 0, cb's value, or -errno with
+ * one line in err naming the folder. */
+static int list_outcome(struct fy_repo *r, const char *folder, int rc, char *err, size_t errlen)
+{
+	if (rc >= 0)
+		return rc;
+	/* A repository made before init made its folders gets one at its first
+	 * write: until then it is not there, and that means empty. */
+	if (rc == -ENOENT && !r->folders)
+		return 0;
+	snprintf(err, errlen, "cannot list the %s folder of %s: %s%s", folder, r->url, fy_store_strerror(rc),
+		 rc == -ENOENT ? " (every repository has it from 'ferry init' on: a missing folder is not taken "
+				 "as an empty one)" : "");
+	return rc;
+}
+
+int fy_repo_list(struct fy_repo *r, const char *folder, fy_store_list_cb cb, void *arg, char *err, size_t errlen)
+{
+	return list_outcome(r, folder, fy_store_list(r->store, folder, cb, arg), err, errlen);
+}
+
+int fy_repo_keys(struct fy_repo *r, const char *folder, struct fy_store_keys *out, char *err, size_t errlen)
+{
+	int rc = list_outcome(r, folder, fy_store_keys(r->store, folder, out), err, errlen);
+
+	if (rc < 0)
+		fy_store_keys_free(out);
 	return rc;
 }
 
@@ -211,13 +255,11 @@ static int unlock(struct fy_repo *r, const struct fy_secret *sec, uint8_t master
 		  size_t errlen)
 {
 	struct fy_store_keys l;
-	int rc = fy_store_keys(r->store, "keys/", &l);
+	int rc = fy_repo_keys(r, "keys/", &l, err, errlen);
 	bool any_usable = false;
 
-	if (rc < 0) {
-		snprintf(err, errlen, "listing the keys of %s: %s", r->url, fy_store_strerror(rc));
+	if (rc < 0)
 		goto out;
-	}
 	rc = -EACCES;
 	for (size_t i = 0; i < l.n && rc != 0; i++) {
 		void *buf = NULL;
@@ -308,6 +350,7 @@ int fy_repo_open(const char *url, const struct fy_secret *sec, struct fy_repo **
 	r->compression = cfg->compression;
 	r->level = (int)cfg->compression_level;
 	r->encrypted = cfg->encryption != FERRY__V1__ENCRYPTION__ENCRYPTION_NONE;
+	r->folders = cfg->folders;
 	rc = unlock(r, sec, master, err, errlen);
 	if (rc < 0)
 		goto fail;

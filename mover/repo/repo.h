@@ -35,6 +35,7 @@ struct fy_repo {
 	int compression;       /* FERRY__V1__COMPRESSION__* */
 	int level;
 	bool encrypted;
+	bool folders;          /* the config says init made the folders (FORMAT.md, "Folders") */
 	uint8_t data_key[FY_KEY_LEN];
 	uint8_t id_key[FY_KEY_LEN];
 };
@@ -72,6 +73,20 @@ ssize_t fy_obj_open(const struct fy_repo *r, const char magic[4], const uint8_t 
 		    uint8_t *obj, size_t objlen, void *plain, size_t cap, void *scratch,
 		    char *why, size_t whylen);
 
+/* The repository's own folders, made by init. */
+#define FY_FOLDERS { "keys/", "chunks/", "snapshots/", "locks/" }
+/* List one of them ("chunks/", "snapshots/", "keys/", "locks/").  A folder
+ * that is missing (in a repository whose init made its folders), not a
+ * folder, or unreadable is an error with one line in err naming it, never an
+ * empty list.  cb's own non-zero return stops the walk and is returned. */
+int fy_repo_list(struct fy_repo *r, const char *folder, fy_store_list_cb cb, void *arg, char *err, size_t errlen);
+/* The same, collecting the keys (free with fy_store_keys_free). */
+int fy_repo_keys(struct fy_repo *r, const char *folder, struct fy_store_keys *out, char *err, size_t errlen);
+/* The chunk id named by a key, if the key is exactly where that chunk lives
+ * ("chunks/ab/ab12..." in lower-case hex): 1 and the id; 0 if the name is a
+ * chunk id in the wrong place (misplaced: *id is set); -1 if it is no chunk name. */
+int fy_chunk_key_id(const char *key, uint8_t id[FY_ID_LEN]);
+
 /* Store keys. */
 void fy_chunk_key(const uint8_t id[FY_ID_LEN], char key[80]);
 void fy_snap_key(const uint8_t id[FY_SNAP_ID_LEN], char key[64]);
@@ -91,8 +106,9 @@ int fy_manifest_write(struct fy_repo *r, const Ferry__V1__Manifest *m, char *err
 /* Load and verify snapshots/<id>; free with ferry__v1__manifest__free_unpacked(m, NULL). */
 int fy_manifest_read(struct fy_repo *r, const uint8_t id[FY_SNAP_ID_LEN], Ferry__V1__Manifest **m,
 		     char *err, size_t errlen);
-/* All snapshot ids in the repository (malloc'd array of n * 16 bytes). */
-int fy_snapshot_ids(struct fy_repo *r, uint8_t **ids, size_t *n);
+/* All snapshot ids in the repository (malloc'd array of n * 16 bytes).  A
+ * snapshots/ folder that cannot be listed is an error (one line in err). */
+int fy_snapshot_ids(struct fy_repo *r, uint8_t **ids, size_t *n, char *err, size_t errlen);
 /* The newest readable snapshot (of volume, or of any volume when NULL); -ENOENT if none.
  * With keep, *keep (NULL on entry) receives its decoded manifest, to free. */
 int fy_snapshot_newest(struct fy_repo *r, const char *volume, uint8_t id[FY_SNAP_ID_LEN],

@@ -1178,6 +1178,14 @@ static int list_pages(struct s3_store *s, const char *kind, const char *prefix, 
 		rc = s3_call(s, &c);
 		if (rc == 0 && c.status / 100 != 2)
 			rc = status_error(s, &c, prefix[0] ? prefix : "listing");
+		/* A listing never answers "missing" (that would read as an empty
+		 * folder): a 404 here is a bucket that is gone, an error. */
+		if (rc == -ENOENT) {
+			char why[512];
+
+			snprintf(why, sizeof(why), "%s", fy_store_strerror(rc));
+			rc = fy_store_fail(-EIO, "%s", why);
+		}
 		if (rc == 0) {
 			rc = fy_s3xml_list(c.resp.p, c.resp.len, cb, arg, &more, m1, sizeof(m1), m2, sizeof(m2));
 			if (rc == -EBADMSG)

@@ -143,6 +143,21 @@ static void test_xml_list_objects(void **state)
 	assert_string_equal(s.keys[0], "p/chunks/ab|");
 	assert_int_equal(s.sizes[0], 4194304);
 	assert_string_equal(s.keys[1], "p/a&b|");
+
+	/* A page that does not say whether more follow, or an entry without a
+	 * key, is no listing to trust: an error, never a (short) list. */
+	static const char *const bad[] = {
+		"<ListBucketResult><Contents><Key>p/a</Key><Size>1</Size></Contents></ListBucketResult>",
+		"<ListBucketResult><IsTruncated>maybe</IsTruncated></ListBucketResult>",
+		"<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Size>1</Size></Contents>"
+		"</ListBucketResult>",
+		"<ListBucketResult><IsTruncated>false</IsTruncated>",
+		"<Error><Code>InternalError</Code></Error>",
+		"not xml at all",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(fy_s3xml_list(bad[i], strlen(bad[i]), see, &s, &more, n1, sizeof(n1), n2, sizeof(n2)),
+				 -EBADMSG);
 }
 
 static void test_xml_versions_and_uploads(void **state)

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The repository on a real S3 server (Ceph RGW): a listing that cannot be
+# trusted -- HTTP 500 after every retry, an answer that is not XML, a
+# truncated page without a continuation token, a page that does not say
+# whether more follow (tests/s3/faultproxy.py --spoil-listing) -- is an
+# error for check, prune and backup, never an empty listing: nothing is
+# deleted.  A repository whose snapshots are gone and whose chunks are not:
+# prune refuses unless --allow-empty.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../s3/lib.sh"
+# ferry signs as the primary user (awscli takes --profile)
+export AWS_ACCESS_KEY_ID=$RGW_PRIMARY_AK AWS_SECRET_ACCESS_KEY=$RGW_PRIMARY_SK
+S3P=$S3_RUN
+MiB=$((1024 * 1024))
+
+# count PREFIX: objects under S3P/PREFIX in ferry-primary
+count() {
+  awsp primary s3api list-objects-v2 --bucket ferry-primary --prefix "$S3P/$1" --query 'length(Contents || `[]`)' --output text
+}
+
+P="s3://ferry-primary/$S3P?endpoint=$RGW_HTTP"
+prand $((9 * MiB)) vol > "$T/vol.img"
+"$FERRY" init --repo "$P" --chunk-size 1M >/dev/null
+id=$("$FERRY" backup --repo "$P" --volume vol "$T/vol.img")
+[ "$(count chunks/)" = 9 ] || fail "expected 9 chunk objects, found $(count chunks/)"
+
+for folder in snapshots chunks; do
+  for mode in 500 garbage truncated unsaid; do
+    start_faultproxy "spoil-$folder-$mode" --fail-rate 0 --reset-rate 0 --delay-rate 0 \
+      --spoil-listing "$mode" --spoil-match "$S3P%2F$folder%2F"
+    X="s3://ferry-primary/$S3P?endpoint=$FP_URL&retries=2"
+    for cmd in "check" "prune" "prune --dry-run" "prune --allow-empty" "backup --volume vol $T/vol.img"; do
+      rc=0
+      # shellcheck disable=SC2086
+      "$FERRY" $cmd --repo "$X" >"$T/out" 2>"$T/err" || rc=$?
+      [ $rc = 1 ] && [ "$(wc -l < "$T/err")" = 1 ] && grep -q "cannot list the $folder/ folder of" "$T/err" ||
+        { cat "$T/err" >&2; fail "$cmd with the $folder/ listing spoiled ($mode): exit $rc"; }
+    done
+    [ "$(count chunks/)" = 9 ] && [ "$(count snapshots/)" = 1 ] || fail "with the $folder/ listing spoiled ($mode), objects were deleted"
+    [ "$(fp_stat spoiled_listing)" -ge 5 ] || fail "the proxy spoiled too few listings: $(cat "$FP_STATS")"
+    ok "$folder/ listing spoiled ($mode): check, prune, backup fail naming the folder: $(cat "$T/err")"
+  done
+done
+"$FERRY" check --repo "$P" --read-data >/dev/null || fail "the repository does not check after the spoiled listings"
+
+# Snapshots gone, chunks still there: prune refuses unless --allow-empty.
+awsp primary s3 rm "s3://ferry-primary/$S3P/snapshots/$id" >/dev/null
+rc=0; "$FERRY" prune --repo "$P" 2>"$T/err" || rc=$?
+[ $rc = 1 ] && grep -q "holds 9 chunks and no snapshot.*--allow-empty" "$T/err" && [ "$(count chunks/)" = 9 ] ||
+  fail "prune of chunks without a snapshot: exit $rc: $(cat "$T/err")"
+"$FERRY" prune --repo "$P" --allow-empty --json >"$T/p.json"
+[ "$(json_get "$T/p.json" .chunks_removed)" = 9 ] && [ "$(count chunks/)" = 0 ] ||
+  fail "prune --allow-empty: $(cat "$T/p.json")"
+ok "chunks and no snapshot: prune refuses ($(cat "$T/err")); --allow-empty deletes them"
