@@ -140,14 +140,15 @@ static size_t block_len(const struct backup *b, uint64_t i)
 	return (size_t)(b->size - off < b->cs ? b->size - off : b->cs);
 }
 
+/* A chunk counts as present only under its own key: one in another
+ * fan-out folder is invisible to restore, so the block is stored again. */
 static int collect_chunk(const char *key, uint64_t size, void *arg)
 {
 	struct target *t = arg;
-	const char *name = strrchr(key, '/');
 	uint8_t id[FY_ID_LEN];
 
 	(void)size;
-	if (name && fy_unhex(name + 1, id, FY_ID_LEN) == 0)
+	if (fy_chunk_key_id(key, id) == 1)
 		return fy_idset_add(&t->known, id, 0, NULL) < 0 ? -ENOMEM : 0;
 	return 0;
 }

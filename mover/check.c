@@ -44,15 +44,24 @@ static void problem(struct check *c, const char *fmt, ...)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* A chunk is present only under its own key, where restore looks for it;
+ * a chunk name anywhere else under chunks/ is a problem of its own. */
 static int collect_present(const char *key, uint64_t size, void *arg)
 {
 	struct check *c = arg;
-	const char *name = strrchr(key, '/');
 	uint8_t id[FY_ID_LEN];
+	char want[80];
 
 	(void)size;
-	if (name && fy_unhex(name + 1, id, FY_ID_LEN) == 0)
+	switch (fy_chunk_key_id(key, id)) {
+	case 1:
 		return fy_idset_add(&c->present, id, 0, NULL) < 0 ? -ENOMEM : 0;
+	case 0:
+		fy_chunk_key(id, want);
+		problem(c, "chunk object %s is misplaced: a chunk with this id belongs at %s, where restore looks "
+			"for it", key, want);
+		return 0;
+	}
 	return 0;
 }
 

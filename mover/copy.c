@@ -97,13 +97,14 @@ out:
 	return NULL;
 }
 
+/* A chunk the copy holds where a reader looks for it: a misplaced one
+ * (another fan-out folder) does not count, so it is sent again. */
 static int add_chunk(const char *key, uint64_t size, void *arg)
 {
-	const char *name = strrchr(key, '/');
 	uint8_t id[FY_ID_LEN];
 
 	(void)size;
-	if (name && fy_unhex(name + 1, id, FY_ID_LEN) == 0)
+	if (fy_chunk_key_id(key, id) == 1)
 		return fy_idset_add(arg, id, 0, NULL) < 0 ? -ENOMEM : 0;
 	return 0;
 }
