@@ -30,17 +30,19 @@ static int parse_uint(const char *s, unsigned max, unsigned *out)
 static const char init_help[] =
 	"usage: ferry init --repo URL [--chunk-size SIZE] [--compression igzip:0..3|none]\n"
 	"                  [--insecure-no-encryption]\n"
-	"       ferry init --repo URL --copy-of URL2\n\n"
+	"       ferry init --repo URL --copy-of URL2 [--insecure-no-encryption]\n\n"
 	"Create a repository.  It is encrypted (AES-256-GCM) with a master key wrapped by\n"
 	"the password (FERRY_PASSWORD or --password-file, scrypt) or by a raw --key-file.\n"
 	"With --copy-of, create a copy of the repository at URL2 (opened with the same\n"
 	"password): the same keys and chunk size, so 'ferry backup --copy-to URL' and\n"
 	"'ferry copy' can write the same sealed chunks to both.  An immutable S3 target\n"
-	"(lock=compliance|governance) is refused unless its bucket has Object Lock.\n\n"
+	"(lock=compliance|governance) is refused unless its bucket has Object Lock.\n"
+	"--insecure-no-encryption makes an unencrypted repository (tests and trusted storage\n"
+	"only); every command that opens it needs the flag again, and none that is given a\n"
+	"password or key ever opens it.  With --copy-of it says the original is unencrypted.\n\n"
 	"  --copy-of URL2             make a copy of the repository at URL2\n"
 	"  --chunk-size SIZE          block size, a power of two from 1M to 16M (default 4M)\n"
 	"  --compression C            igzip:0, igzip:1 (default), igzip:2, igzip:3, or none\n"
-	"  --insecure-no-encryption   store data unencrypted (tests and trusted storage only)\n"
 	CLI_COMMON_HELP;
 
 /* ferry init --repo URL --copy-of FROM */
@@ -60,7 +62,8 @@ static int init_copy(struct cli_common *c, const char *from_url)
 		cli_free(c);
 		return rc;
 	}
-	struct fy_secret sec = { .password = c->password, .raw_key = c->have_raw_key ? c->raw_key : NULL };
+	struct fy_secret sec = { .password = c->password, .raw_key = c->have_raw_key ? c->raw_key : NULL,
+				 .insecure_no_encryption = c->insecure };
 	const char *lg = getenv("FERRY_SCRYPT_LOG2N");
 
 	rc = fy_repo_open(from_url, &sec, &from, err, sizeof(err));
@@ -90,7 +93,6 @@ int cmd_init(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "chunk-size", required_argument, NULL, 'c' },
 		{ "compression", required_argument, NULL, 'z' },
-		{ "insecure-no-encryption", no_argument, NULL, 'I' },
 		{ "copy-of", required_argument, NULL, 'C' },
 		CLI_COMMON_LONGOPTS,
 		{ 0 },
@@ -133,10 +135,6 @@ int cmd_init(int argc, char **argv)
 			}
 			shaped = true;
 			break;
-		case 'I':
-			o.insecure_no_encryption = true;
-			shaped = true;
-			break;
 		default:
 			return cli_usage_error("init", "bad option");
 		}
@@ -146,7 +144,8 @@ int cmd_init(int argc, char **argv)
 	if (copy_of && shaped)
 		return cli_usage_error("init", "--copy-of takes the chunk size, compression and encryption of the original");
 	if (copy_of)
-		return init_copy(&c, copy_of);
+		return init_copy(&c, copy_of); /* --insecure-no-encryption: the original is unencrypted */
+	o.insecure_no_encryption = c.insecure;
 	rc = cli_prepare(&c, "init", !o.insecure_no_encryption);
 	if (rc)
 		return rc;

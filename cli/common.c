@@ -65,6 +65,9 @@ int cli_common_opt(struct cli_common *c, int opt, const char *arg)
 	case CLI_OPT_S3_INSECURE:
 		setenv("FERRY_S3_INSECURE", "1", 1);
 		return 1;
+	case CLI_OPT_INSECURE:
+		c->insecure = true;
+		return 1;
 	}
 	return 0;
 }
@@ -128,7 +131,12 @@ int cli_prepare(struct cli_common *c, const char *cmd, bool need_secret)
 		c->repo = getenv("FERRY_REPO");
 	if (!c->repo || !*c->repo)
 		return cli_usage_error(cmd, "no repository: give --repo URL or set FERRY_REPO");
-	if (!need_secret)
+	if (c->insecure && (c->password_file || c->key_file))
+		return cli_usage_error(cmd, "--insecure-no-encryption is for a repository without a password: "
+				       "drop --%s", c->password_file ? "password-file" : "key-file");
+	/* An unencrypted repository on purpose: no secret (FERRY_PASSWORD is
+	 * not read), and an encrypted one then fails to open, saying so. */
+	if (!need_secret || c->insecure)
 		return 0;
 	if (c->key_file)
 		return load_key_file(c);
@@ -181,7 +189,8 @@ int cli_repos_opt(struct cli_common *c, const char *cmd, struct fy_repo **repo, 
 		cli_free(c);
 		return rc;
 	}
-	struct fy_secret sec = { .password = c->password, .raw_key = c->have_raw_key ? c->raw_key : NULL };
+	struct fy_secret sec = { .password = c->password, .raw_key = c->have_raw_key ? c->raw_key : NULL,
+				 .insecure_no_encryption = c->insecure };
 
 	rc = fy_repo_open(c->repo, &sec, repo, err, sizeof(err));
 	for (size_t i = 0; i < nmore && rc == 0; i++) {

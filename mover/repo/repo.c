@@ -89,6 +89,10 @@ static int init_repo(const char *url, const struct fy_init_opts *o, const struct
 		snprintf(err, errlen, "scrypt cost 2^%u is out of range (2^10 .. 2^22)", o->scrypt_log2n);
 		return -EINVAL;
 	}
+	if (o->insecure_no_encryption && (sec->password || sec->raw_key)) {
+		snprintf(err, errlen, "a password or key and --insecure-no-encryption contradict each other");
+		return -EINVAL;
+	}
 	if (!o->insecure_no_encryption && !sec->password && !sec->raw_key) {
 		snprintf(err, errlen, "no password: set FERRY_PASSWORD, or give --password-file or --key-file "
 			 "(or --insecure-no-encryption)");
@@ -340,7 +344,9 @@ int fy_repo_open(const char *url, const struct fy_secret *sec, struct fy_repo **
 	if (cfg->chunk_size < FY_MIN_CHUNK || cfg->chunk_size > FY_MAX_CHUNK ||
 	    (cfg->chunk_size & (cfg->chunk_size - 1)) || cfg->compression_level > 3 ||
 	    (cfg->compression != FERRY__V1__COMPRESSION__COMPRESSION_NONE &&
-	     cfg->compression != FERRY__V1__COMPRESSION__COMPRESSION_DEFLATE)) {
+	     cfg->compression != FERRY__V1__COMPRESSION__COMPRESSION_DEFLATE) ||
+	    (cfg->encryption != FERRY__V1__ENCRYPTION__ENCRYPTION_NONE &&
+	     cfg->encryption != FERRY__V1__ENCRYPTION__ENCRYPTION_AES256_GCM)) {
 		snprintf(err, errlen, "the config object of %s has invalid values", url);
 		rc = -EBADMSG;
 		goto fail;
@@ -351,6 +357,27 @@ int fy_repo_open(const char *url, const struct fy_secret *sec, struct fy_repo **
 	r->level = (int)cfg->compression_level;
 	r->encrypted = cfg->encryption != FERRY__V1__ENCRYPTION__ENCRYPTION_NONE;
 	r->folders = cfg->folders;
+	/* The config is not authenticated: whoever can write to the store can
+	 * replace it with an unencrypted one and add a key object without KDF.
+	 * Whoever holds a password or key expects an encrypted repository, and
+	 * an unencrypted one is opened only when the caller says so each time. */
+	if (!r->encrypted && (sec->password || sec->raw_key)) {
+		snprintf(err, errlen, "repository %s is not encrypted, yet a password or key was given: refusing to "
+			 "open it (was its config replaced?  an encrypted repository is never opened as plaintext)", url);
+		rc = -EPERM;
+		goto fail;
+	}
+	if (!r->encrypted && !sec->insecure_no_encryption) {
+		snprintf(err, errlen, "repository %s is not encrypted: opening it needs --insecure-no-encryption", url);
+		rc = -EPERM;
+		goto fail;
+	}
+	if (r->encrypted && sec->insecure_no_encryption && !sec->password && !sec->raw_key) {
+		snprintf(err, errlen, "repository %s is encrypted: give its password or key, not "
+			 "--insecure-no-encryption", url);
+		rc = -EACCES;
+		goto fail;
+	}
 	rc = unlock(r, sec, master, err, errlen);
 	if (rc < 0)
 		goto fail;

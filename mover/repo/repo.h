@@ -25,6 +25,10 @@
 struct fy_secret {
 	const char *password;  /* NULL if not given */
 	const uint8_t *raw_key; /* 32 bytes, NULL if not given */
+	/* The caller opens an unencrypted repository on purpose
+	 * (--insecure-no-encryption).  Without it an unencrypted repository is
+	 * refused; with a password or key it is refused always. */
+	bool insecure_no_encryption;
 };
 
 struct fy_repo {
@@ -58,7 +62,10 @@ int fy_repo_init_copy(const char *url, const struct fy_repo *from, const struct 
 		      unsigned scrypt_log2n, char *err, size_t errlen);
 /* Are a and b the same repository (copies of each other)? */
 bool fy_repo_same(const struct fy_repo *a, const struct fy_repo *b);
-/* Open and unlock.  -ENOENT: no repository there; -EACCES: wrong password/key. */
+/* Open and unlock.  -ENOENT: no repository there; -EACCES: wrong password/key;
+ * -EPERM: the repository is not encrypted, and either a password or key was
+ * given (an encrypted repository is never reopened as plaintext) or
+ * sec->insecure_no_encryption was not. */
 int fy_repo_open(const char *url, const struct fy_secret *sec, struct fy_repo **repo,
 		 char *err, size_t errlen);
 void fy_repo_close(struct fy_repo *repo);

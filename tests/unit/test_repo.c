@@ -170,11 +170,24 @@ static void test_objects_encrypted(void **state)
 static void test_objects_plain(void **state)
 {
 	struct fy_init_opts o = default_opts();
-	const struct fy_secret none = { 0 };
+	const struct fy_secret none = { 0 }, plain = { .insecure_no_encryption = true };
+	const struct fy_secret pw_plain = { .password = pw.password, .insecure_no_encryption = true };
+	char url[300], err[512];
+	struct fy_repo *r;
 
 	(void)state;
 	o.insecure_no_encryption = true;
-	struct fy_repo *r = make_repo("obj-plain", &o, &none);
+	snprintf(url, sizeof(url), "%s/obj-plain", dir);
+	assert_int_equal(fy_repo_init(url, &o, &pw, err, sizeof(err)), -EINVAL); /* a password contradicts it */
+	assert_int_equal(fy_repo_init(url, &o, &none, err, sizeof(err)), 0);
+	/* An unencrypted repository opens only when the caller says so, and
+	 * never for one who holds a password or key. */
+	assert_int_equal(fy_repo_open(url, &none, &r, err, sizeof(err)), -EPERM);
+	assert_non_null(strstr(err, "needs --insecure-no-encryption"));
+	assert_int_equal(fy_repo_open(url, &pw, &r, err, sizeof(err)), -EPERM);
+	assert_non_null(strstr(err, "yet a password or key was given"));
+	assert_int_equal(fy_repo_open(url, &pw_plain, &r, err, sizeof(err)), -EPERM);
+	assert_int_equal(fy_repo_open(url, &plain, &r, err, sizeof(err)), 0);
 
 	assert_false(r->encrypted);
 	roundtrip_objects(r);
@@ -183,6 +196,12 @@ static void test_objects_plain(void **state)
 	o.compression = FERRY__V1__COMPRESSION__COMPRESSION_NONE;
 	r = make_repo("obj-nocomp", &o, &pw);
 	roundtrip_objects(r);
+	fy_repo_close(r);
+	/* and an encrypted one does not open with the flag instead of its password */
+	snprintf(url, sizeof(url), "%s/obj-nocomp", dir);
+	assert_int_equal(fy_repo_open(url, &plain, &r, err, sizeof(err)), -EACCES);
+	assert_non_null(strstr(err, "is encrypted: give its password or key"));
+	assert_int_equal(fy_repo_open(url, &pw_plain, &r, err, sizeof(err)), 0);
 	fy_repo_close(r);
 }
 
