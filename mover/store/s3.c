@@ -1189,8 +1189,9 @@ static int list_pages(struct s3_store *s, const char *kind, const char *prefix, 
 		if (rc == 0) {
 			rc = fy_s3xml_list(c.resp.p, c.resp.len, cb, arg, &more, m1, sizeof(m1), m2, sizeof(m2));
 			if (rc == -EBADMSG)
-				rc = fy_store_fail(-EIO, "s3://%s/%s: the listing is not S3 XML", s->bucket, s->prefix);
-			if (more && !m1[0])
+				rc = fy_store_fail(-EIO, "s3://%s/%s: the answer to a listing is not a whole S3 listing "
+						   "(not XML, no IsTruncated, or an entry without a Key)", s->bucket, s->prefix);
+			else if (rc == 0 && more && !m1[0])
 				rc = fy_store_fail(-EIO, "s3://%s/%s: a truncated listing without a marker", s->bucket,
 						   s->prefix);
 		}

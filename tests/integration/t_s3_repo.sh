@@ -26,6 +26,11 @@ id=$("$FERRY" backup --repo "$P" --volume vol "$T/vol.img")
 
 for folder in snapshots chunks; do
   for mode in 500 garbage truncated unsaid; do
+    case $mode in
+      500) why="HTTP 500 InternalError" ;;
+      garbage | unsaid) why="not a whole S3 listing" ;;
+      truncated) why="a truncated listing without a marker" ;;
+    esac
     start_faultproxy "spoil-$folder-$mode" --fail-rate 0 --reset-rate 0 --delay-rate 0 \
       --spoil-listing "$mode" --spoil-match "$S3P%2F$folder%2F"
     X="s3://ferry-primary/$S3P?endpoint=$FP_URL&retries=2"
@@ -33,7 +38,8 @@ for folder in snapshots chunks; do
       rc=0
       # shellcheck disable=SC2086
       "$FERRY" $cmd --repo "$X" >"$T/out" 2>"$T/err" || rc=$?
-      [ $rc = 1 ] && [ "$(wc -l < "$T/err")" = 1 ] && grep -q "cannot list the $folder/ folder of" "$T/err" ||
+      [ $rc = 1 ] && [ "$(wc -l < "$T/err")" = 1 ] && grep -q "cannot list the $folder/ folder of" "$T/err" &&
+        grep -q "$why" "$T/err" ||
         { cat "$T/err" >&2; fail "$cmd with the $folder/ listing spoiled ($mode): exit $rc"; }
     done
     [ "$(count chunks/)" = 9 ] && [ "$(count snapshots/)" = 1 ] || fail "with the $folder/ listing spoiled ($mode), objects were deleted"
