@@ -352,10 +352,12 @@ int fy_repo_open_dir(const char *url, const char *dir, unsigned flags, struct fy
 
 		ret = primary ? fy_repo_init_copy(full, primary, &sec, io.scrypt_log2n, e2, sizeof(e2))
 			      : fy_repo_init(full, &io, &sec, e2, sizeof(e2));
-		if (!ret) {
+		if (!ret)
 			fy_log_info("created the repository %s%s", shown, primary ? " (a copy of the primary)" : "");
+		/* -EEXIST: another creator (another upload of this class, another
+		 * node) made it first: open theirs, with the same secrets. */
+		if (!ret || ret == -EEXIST)
 			ret = fy_repo_open(full, &sec, r, e2, sizeof(e2));
-		}
 	}
 	if (ret)
 		snprintf(err, errlen, "%.200s: %.700s%s%s%s", shown, e2, ret == -EACCES && !pw[0] ? " (no 'password' in " : "",

@@ -1,5 +1,6 @@
 /* Repository config and keys: init, open (unlock), close (docs/FORMAT.md). */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +52,7 @@ static int wrapping_key(const Ferry__V1__KeyFile *kf, const struct fy_secret *se
 	return -EINVAL;
 }
 
-static int put_message(struct fy_store *st, const char *key, const ProtobufCMessage *msg)
+static int put_message(struct fy_store *st, const char *key, const ProtobufCMessage *msg, unsigned flags)
 {
 	size_t len = protobuf_c_message_get_packed_size(msg);
 	uint8_t *buf = malloc(len ? len : 1);
@@ -60,7 +61,7 @@ static int put_message(struct fy_store *st, const char *key, const ProtobufCMess
 	if (!buf)
 		return -ENOMEM;
 	protobuf_c_message_pack(msg, buf);
-	rc = fy_store_put(st, key, buf, len, FY_PUT_DURABLE | FY_PUT_NOREPLACE);
+	rc = fy_store_put(st, key, buf, len, FY_PUT_DURABLE | flags);
 	free(buf);
 	return rc;
 }
@@ -110,6 +111,11 @@ static int init_repo(const char *url, const struct fy_init_opts *o, const struct
 		rc = rc > 0 ? -EEXIST : rc;
 		goto out;
 	}
+	/* Test hook: FERRY_TEST_STOP_AT=init stops the process here (SIGSTOP),
+	 * past the check for a config, so a test can release several creators
+	 * at once and make them race (tests/integration/t_repo_init_race.sh). */
+	if (getenv("FERRY_TEST_STOP_AT") && !strcmp(getenv("FERRY_TEST_STOP_AT"), "init"))
+		raise(SIGSTOP);
 
 	cfg.format_version = FY_FORMAT_VERSION;
 	uint8_t repo_id[16];
@@ -181,11 +187,19 @@ static int init_repo(const char *url, const struct fy_init_opts *o, const struct
 	}
 	fy_hex(kid, sizeof(kid), hex);
 	snprintf(key, sizeof(key), "keys/%s", hex);
-	rc = put_message(st, key, &kf.base);
+	rc = put_message(st, key, &kf.base, FY_PUT_NOREPLACE);
+	/* config last: it says "a repository is here".  Created only if absent:
+	 * of creators racing past the check above, one wins; each other one
+	 * removes its key object (which wraps a master key bound to a repo_id
+	 * that is nobody's) and gets -EEXIST, so it opens the winner's. */
 	if (rc == 0)
-		rc = put_message(st, "config", &cfg.base); /* config last: it says "a repository is here" */
-	if (rc < 0)
+		rc = put_message(st, "config", &cfg.base, FY_PUT_EXCL);
+	if (rc == -EEXIST) {
+		fy_store_del(st, key); /* may fail on an Object Lock target: the key is then a harmless orphan */
+		snprintf(err, errlen, "a repository already exists at %s (created by someone else at the same time)", url);
+	} else if (rc < 0) {
 		snprintf(err, errlen, "writing the repository at %s: %s", url, fy_store_strerror(rc));
+	}
 out:
 	OPENSSL_cleanse(master, sizeof(master));
 	OPENSSL_cleanse(wk, sizeof(wk));

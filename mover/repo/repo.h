@@ -52,7 +52,8 @@ struct fy_init_opts {
 	unsigned scrypt_log2n; /* 0: default */
 };
 
-/* Create a new repository at url.  Refuses (-EEXIST) when one exists. */
+/* Create a new repository at url.  Refuses (-EEXIST) when one exists, also
+ * when another creator made it at the same moment (then open that one). */
 int fy_repo_init(const char *url, const struct fy_init_opts *o, const struct fy_secret *sec,
 		 char *err, size_t errlen);
 /* Make url a copy of an open repository: the same repository id, keys and

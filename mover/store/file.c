@@ -507,11 +507,15 @@ static int file_put(struct fy_store *s, const char *key, const void *buf, size_t
 	if (rc)
 		goto out_unlink;
 
-	rc = place(dfd, tmp, base, flags & FY_PUT_NOREPLACE);
+	rc = place(dfd, tmp, base, flags & (FY_PUT_NOREPLACE | FY_PUT_EXCL));
 	if (rc < 0)
 		goto out_unlink;
 	if (rc != PLACED_RENAMED)
 		unlinkat(dfd, tmp, 0);
+	if (rc == PLACED_EXISTED && (flags & FY_PUT_EXCL)) {
+		rc = fy_store_fail(-EEXIST, "%s/%s already exists", fs->root, key);
+		goto out;
+	}
 	if (rc != PLACED_EXISTED) {
 		rc = mark_dirty(fs, dir, strlen(dir));
 		if (rc)

@@ -25,6 +25,12 @@
 
 #define FY_PUT_DURABLE 1u   /* durable on return (implies a sync of this key) */
 #define FY_PUT_NOREPLACE 2u /* keep an existing object (content-addressed data) */
+/* Create only: -EEXIST when another object is already there (implies
+ * NOREPLACE; the object this very call stored, found again by a retry, is
+ * success).  Atomic on the file store and on S3 with conditional PUTs; on an
+ * Object Lock target (RGW ignores the condition there) it is a HEAD, a PUT
+ * and a read back, which catches most races but not all (docs/store.md). */
+#define FY_PUT_EXCL 4u
 
 struct fy_store;
 

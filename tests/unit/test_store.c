@@ -339,6 +339,13 @@ static void test_noreplace(void **state)
 	/* without the flag the object is replaced */
 	put_str(f->st, "chunks/aa/x", "fourth", 0);
 	expect_get(f->st, "chunks/aa/x", 0, SIZE_MAX, "fourth");
+	/* create only: an existing object is -EEXIST and stays as it was */
+	assert_int_equal(fy_store_put(f->st, "chunks/aa/x", "fifth", 5, FY_PUT_EXCL | FY_PUT_DURABLE), -EEXIST);
+	assert_non_null(strstr(fy_store_strerror(-EEXIST), "already exists"));
+	expect_get(f->st, "chunks/aa/x", 0, SIZE_MAX, "fourth");
+	put_str(f->st, "chunks/aa/y", "new", FY_PUT_EXCL);
+	expect_get(f->st, "chunks/aa/y", 0, SIZE_MAX, "new");
+	assert_int_equal(count_temps(f->dir), 0);
 }
 
 static void test_key_validation(void **state)
