@@ -1514,6 +1514,22 @@ static int check_lock_config(struct s3_store *s, char *errbuf, size_t errlen)
 	return 0;
 }
 
+/* The URL parameters (docs/store.md).  Each may be given once; every one
+ * but insecure (a flag) needs a value. */
+static const char *const s3_params[] = {
+	"region", "endpoint", "style", "ca-file", "insecure", "credentials", "profile", "secret-dir", "lock",
+	"lock-days", "lock-seconds", "storage-class", "connections", "list-page", "retries", "conditional", "as-of",
+	"timeout", "multipart-threshold", "part-size",
+};
+
+static bool s3_param_known(const char *name)
+{
+	for (size_t i = 0; i < sizeof(s3_params) / sizeof(s3_params[0]); i++)
+		if (!strcmp(name, s3_params[i]))
+			return true;
+	return false;
+}
+
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static void curl_init_once(void)
 {
@@ -1577,14 +1593,32 @@ static int s3_open(const char *url, struct fy_store **out, char *errbuf, size_t 
 	const char *region = getenv("AWS_REGION") ? getenv("AWS_REGION") : getenv("AWS_DEFAULT_REGION");
 	const char *lock = NULL, *lock_days = NULL, *lock_secs = NULL;
 
+	const char *seen[sizeof(s3_params) / sizeof(s3_params[0])];
+	size_t nseen = 0;
+
 	for (tok = q ? strtok_r(q, "&", &save) : NULL; tok; tok = strtok_r(NULL, "&", &save)) {
 		char *eq = strchr(tok, '=');
-		const char *v = eq ? eq + 1 : "";
+		/* No '=': an empty value, writable (url_decode writes its end). */
+		char *v = eq ? eq + 1 : tok + strlen(tok);
 		unsigned long long u;
 
 		if (eq)
 			*eq = '\0';
-		url_decode((char *)v);
+		url_decode(v);
+		if (s3_param_known(tok)) {
+			/* Given twice, which one counts?  Neither: say so. */
+			for (size_t i = 0; i < nseen; i++) {
+				if (!strcmp(seen[i], tok)) {
+					fy_store_err(errbuf, errlen, "S3 URL '%s': parameter '%s' is given twice", url, tok);
+					goto fail;
+				}
+			}
+			seen[nseen++] = tok;
+			if (!*v && strcmp(tok, "insecure")) {
+				fy_store_err(errbuf, errlen, "S3 URL '%s': parameter '%s' has an empty value", url, tok);
+				goto fail;
+			}
+		}
 		if (!strcmp(tok, "region"))
 			region = v;
 		else if (!strcmp(tok, "endpoint"))

@@ -233,6 +233,19 @@ static void test_url_errors(void **state)
 		{ "s3://bucket?credentials=/nonexistent/creds", "cannot read S3 credentials file /nonexistent/creds" },
 		{ "s3://bucket?secret-dir=/nonexistent", "lacks the files AWS_ACCESS_KEY_ID" },
 		{ "s3://bucket?ca-file=/nonexistent/ca.pem", "S3 CA file /nonexistent/ca.pem" },
+		/* given twice, or empty where a value is needed: refused, naming it */
+		{ "s3://bucket?region=eu-west-1&region=us-east-1", "parameter 'region' is given twice" },
+		{ "s3://bucket?region=eu-west-1&endpoint=http://h&region=eu-west-1", "parameter 'region' is given twice" },
+		{ "s3://bucket?connections=4&connections=8", "parameter 'connections' is given twice" },
+		{ "s3://bucket?insecure&insecure=1", "parameter 'insecure' is given twice" },
+		{ "s3://bucket?region=", "parameter 'region' has an empty value" },
+		{ "s3://bucket?region", "parameter 'region' has an empty value" },
+		{ "s3://bucket?endpoint=", "parameter 'endpoint' has an empty value" },
+		{ "s3://bucket?profile=&credentials=/x", "parameter 'profile' has an empty value" },
+		{ "s3://bucket?secret-dir=", "parameter 'secret-dir' has an empty value" },
+		{ "s3://bucket?storage-class=", "parameter 'storage-class' has an empty value" },
+		{ "s3://bucket?ca-file=", "parameter 'ca-file' has an empty value" },
+		{ "s3://bucket?lock=&lock-days=1", "parameter 'lock' has an empty value" },
 	};
 	struct fy_store *st = NULL;
 	char err[512];
@@ -260,6 +273,9 @@ static void test_url_errors(void **state)
 			 0);
 	assert_int_equal(fy_store_concurrency(st), 8);
 	assert_int_equal(fy_store_digests(st), FY_DG_CRC32C | FY_DG_SHA256);
+	fy_store_close(st);
+	/* A flag without '=' (it crashed: the empty value was a string literal). */
+	assert_int_equal(fy_store_open("s3://bucket/p?insecure&endpoint=https://127.0.0.1:9", &st, err, sizeof(err)), 0);
 	fy_store_close(st);
 }
 
