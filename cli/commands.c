@@ -183,7 +183,8 @@ static const char backup_help[] =
 	"already in the repository are not stored again.  With a parent, blocks unchanged\n"
 	"since it keep its chunks: a change source says which blocks to read, or else every\n"
 	"block is read and compared with the parent's (the manifest scan).\n\n"
-	"  --volume NAME        the volume's name (recorded in the snapshot)\n"
+	"  --volume NAME        the volume's name (recorded in the snapshot; names and tags are\n"
+	"                       printable text: UTF-8 without control characters)\n"
 	"  --parent P           auto (default: the volume's newest snapshot), none, or a snapshot\n"
 	"  --changed-ranges F   read only the byte ranges listed in F (docs/cbt.md): the change\n"
 	"                       since --parent, which must then be given explicitly\n"
@@ -333,6 +334,19 @@ int cmd_backup(int argc, char **argv)
 		return cli_usage_error("backup", "unexpected argument '%s'", argv[optind + 1]);
 	if (!o.volume || !*o.volume)
 		return cli_usage_error("backup", "missing --volume NAME");
+	/* Names and tags are printed by every reader: printable text only. */
+	{
+		char shown[200];
+
+		if (fy_printable(o.volume, NULL) < 0)
+			return cli_usage_error("backup", "--volume '%s' holds a control character or bytes that are not "
+					       "UTF-8", fy_escape(o.volume, shown, sizeof(shown)));
+		for (size_t i = 0; i < o.nlabels; i++)
+			if (fy_printable(labels[i].key, NULL) < 0 || fy_printable(labels[i].value, NULL) < 0)
+				return cli_usage_error("backup", "--tag '%s=%s' holds a control character or bytes that "
+						       "are not UTF-8", fy_escape(labels[i].key, shown, sizeof(shown)),
+						       fy_escape(labels[i].value, shown + 100, 100));
+	}
 	if ((o.changed_ranges != NULL) + (o.base_image != NULL) + o.manifest_scan > 1)
 		return cli_usage_error("backup", "give one of --changed-ranges, --base-image, --manifest-scan");
 	if (o.changed_ranges && !strcmp(o.parent, "auto"))
@@ -645,9 +659,13 @@ int cmd_snapshots(int argc, char **argv)
 			fy_hex(ms[i]->snapshot_id.data, FY_SNAP_ID_LEN, hex);
 			cli_time(ms[i]->created_unix_nano, t, sizeof(t), false);
 			cli_human(ms[i]->size, sz, sizeof(sz));
-			printf("%-10.8s %-19s  %-20s %10s  ", hex, t, ms[i]->volume, sz);
+			/* A repository can hold anything: every field printed escaped. */
+			char vol[256], k[256], v[256];
+
+			printf("%-10.8s %-19s  %-20s %10s  ", hex, t, fy_escape(ms[i]->volume, vol, sizeof(vol)), sz);
 			for (size_t l = 0; l < ms[i]->n_labels; l++)
-				printf("%s%s=%s", l ? "," : "", ms[i]->labels[l]->key, ms[i]->labels[l]->value);
+				printf("%s%s=%s", l ? "," : "", fy_escape(ms[i]->labels[l]->key, k, sizeof(k)),
+				       fy_escape(ms[i]->labels[l]->value, v, sizeof(v)));
 			putchar('\n');
 		}
 		printf("%zu snapshot%s\n", nm, nm == 1 ? "" : "s");

@@ -157,6 +157,11 @@ int cli_prepare(struct cli_common *c, const char *cmd, bool need_secret)
 		c->password = strdup(buf);
 		OPENSSL_cleanse(buf, sizeof(buf));
 	} else if (getenv("FERRY_PASSWORD")) {
+		/* As an empty password file is: a password is never empty. */
+		if (!*getenv("FERRY_PASSWORD")) {
+			cli_error("FERRY_PASSWORD is set but empty: a password cannot be empty");
+			return 1;
+		}
 		c->password = strdup(getenv("FERRY_PASSWORD"));
 	}
 	return 0;
@@ -270,13 +275,24 @@ void cli_human(uint64_t bytes, char *out, size_t len)
 void cli_json_string(FILE *f, const char *s)
 {
 	fputc('"', f);
-	for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
-		if (*p == '"' || *p == '\\')
+	/* Whatever a repository holds, the output is JSON: control characters
+	 * as \u00XX, bytes that are not UTF-8 as U+FFFD. */
+	for (const unsigned char *p = (const unsigned char *)s; p && *p;) {
+		size_t n = fy_printable_char((const char *)p);
+
+		if (n == 1 && (*p == '"' || *p == '\\')) {
 			fprintf(f, "\\%c", *p);
-		else if (*p < 0x20)
+		} else if (n) {
+			fwrite(p, 1, n, f);
+		} else if (*p < 0x80) {
 			fprintf(f, "\\u%04x", *p);
-		else
-			fputc(*p, f);
+		} else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+			fprintf(f, "\\u%04x", p[1]); /* a C1 control, U+0080..U+009F */
+			n = 2;
+		} else {
+			fputs("\\ufffd", f);
+		}
+		p += n ? n : 1;
 	}
 	fputc('"', f);
 }

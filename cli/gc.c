@@ -115,7 +115,9 @@ static void forget_table(const struct fy_forget_result *res, bool dry_run)
 
 		for (b = a; b < res->n && !strcmp(res->items[a].volume, res->items[b].volume); b++)
 			keep += res->items[b].reasons != 0;
-		printf("%s%s: keep %zu, %s %zu\n", a ? "\n" : "", res->items[a].volume, keep,
+		char vol[256];
+
+		printf("%s%s: keep %zu, %s %zu\n", a ? "\n" : "", fy_escape(res->items[a].volume, vol, sizeof(vol)), keep,
 		       dry_run ? "would remove" : "remove", b - a - keep);
 		printf("  %-8s %-10s %-19s  %10s  %s\n", "Action", "ID", "Time", "Size", "Reasons");
 		for (size_t i = a; i < b; i++) {
@@ -380,7 +382,7 @@ int cmd_unlock(int argc, char **argv)
 	for (size_t i = 0; i < n; i++) {
 		const struct fy_lock_info *li = &locks[i];
 		bool remove = all || li->stale;
-		char what[400];
+		char what[400], key[200];
 
 		fy_lock_describe(li, what, sizeof(what));
 		if (remove && fy_lock_remove(repo, li, err, sizeof(err)) < 0) {
@@ -403,11 +405,12 @@ int cmd_unlock(int argc, char **argv)
 			}
 			putchar('}');
 		} else if (!c.quiet) {
+			fy_escape(li->key, key, sizeof(key));
 			if (remove)
-				printf("removed %slock %s: %s%s%s%s\n", li->stale ? "stale " : "", li->key, what,
+				printf("removed %slock %s: %s%s%s%s\n", li->stale ? "stale " : "", key, what,
 				       li->stale ? " (" : "", li->stale ? li->why : "", li->stale ? ")" : "");
 			else
-				printf("kept %s lock %s: %s\n", li->corrupt ? "unreadable" : "live", li->key, what);
+				printf("kept %s lock %s: %s\n", li->corrupt ? "unreadable" : "live", key, what);
 		}
 	}
 	if (c.json)

@@ -791,6 +791,35 @@ static int write_manifest(struct backup *b, int64_t started_ns, char *err, size_
 	return rc;
 }
 
+/* Names and tags are printed by every reader of the repository: printable
+ * text only (no control character could forge a row of a listing). */
+static int check_text(const char *what, const char *s, char *err, size_t errlen)
+{
+	char shown[200];
+	size_t at = 0;
+
+	if (!s || fy_printable(s, &at) == 0)
+		return 0;
+	snprintf(err, errlen, "%s '%s' holds a control character or bytes that are not UTF-8 (byte %zu): names and "
+		 "tags must be printable text", what, fy_escape(s, shown, sizeof(shown)), at);
+	return -EINVAL;
+}
+
+static int check_names(const struct fy_backup_opts *o, char *err, size_t errlen)
+{
+	int rc = check_text("the volume name", o->volume, err, errlen);
+
+	for (size_t i = 0; rc == 0 && i < o->nlabels; i++) {
+		char what[300], shown[200];
+
+		rc = check_text("the tag key", o->labels[i].key, err, errlen);
+		snprintf(what, sizeof(what), "the value of tag %s", fy_escape(o->labels[i].key, shown, sizeof(shown)));
+		if (rc == 0)
+			rc = check_text(what, o->labels[i].value, err, errlen);
+	}
+	return rc;
+}
+
 int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backup_result *res,
 	      char *err, size_t errlen)
 {
@@ -810,6 +839,8 @@ int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backu
 	int fd = -1, rc;
 
 	memset(res, 0, sizeof(*res));
+	if (check_names(o, err, errlen) < 0)
+		return -EINVAL;
 	pthread_mutex_init(&b.lock, NULL);
 	if (o->ncopies >= FY_MAX_TARGETS) {
 		snprintf(err, errlen, "at most %d copies in one backup", FY_MAX_TARGETS - 1);

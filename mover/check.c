@@ -50,7 +50,7 @@ static int collect_present(const char *key, uint64_t size, void *arg)
 {
 	struct check *c = arg;
 	uint8_t id[FY_ID_LEN];
-	char want[80];
+	char want[80], shown[300];
 
 	(void)size;
 	switch (fy_chunk_key_id(key, id)) {
@@ -59,7 +59,7 @@ static int collect_present(const char *key, uint64_t size, void *arg)
 	case 0:
 		fy_chunk_key(id, want);
 		problem(c, "chunk object %s is misplaced: a chunk with this id belongs at %s, where restore looks "
-			"for it", key, want);
+			"for it", fy_escape(key, shown, sizeof(shown)), want);
 		return 0;
 	}
 	return 0;

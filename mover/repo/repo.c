@@ -94,6 +94,10 @@ static int init_repo(const char *url, const struct fy_init_opts *o, const struct
 		snprintf(err, errlen, "a password or key and --insecure-no-encryption contradict each other");
 		return -EINVAL;
 	}
+	if (!o->insecure_no_encryption && sec->password && !*sec->password) {
+		snprintf(err, errlen, "the password is empty: a password cannot be empty");
+		return -EINVAL;
+	}
 	if (!o->insecure_no_encryption && !sec->password && !sec->raw_key) {
 		snprintf(err, errlen, "no password: set FERRY_PASSWORD, or give --password-file or --key-file "
 			 "(or --insecure-no-encryption)");

@@ -95,6 +95,18 @@ int fy_repo_keys(struct fy_repo *r, const char *folder, struct fy_store_keys *ou
  * chunk id in the wrong place (misplaced: *id is set); -1 if it is no chunk name. */
 int fy_chunk_key_id(const char *key, uint8_t id[FY_ID_LEN]);
 
+/* Names, tags and labels (and anything else read from a repository, which
+ * may hold anything) are printed through fy_escape: control characters (C0,
+ * DEL, C1), a backslash and bytes that are not UTF-8 become \xHH (\\), so
+ * nothing read can forge a line or drive a terminal; cut with "..." to fit
+ * outlen.  Returns out.  fy_printable: 0 when s is valid UTF-8 without
+ * control characters, else -EINVAL with the offending byte's offset in *at. */
+const char *fy_escape(const char *s, char *out, size_t outlen);
+int fy_printable(const char *s, size_t *at);
+/* The length of the printable UTF-8 character at s, or 0 (a control
+ * character, bytes that are not UTF-8, or the end of s). */
+size_t fy_printable_char(const char *s);
+
 /* Store keys. */
 void fy_chunk_key(const uint8_t id[FY_ID_LEN], char key[80]);
 void fy_snap_key(const uint8_t id[FY_SNAP_ID_LEN], char key[64]);

@@ -8,6 +8,18 @@ store could: for tests of what ferry does with such a repository.
                                                    (KDF_NONE, a random master
                                                    key in the clear); prints
                                                    its key
+    repo_tool.py REPO add-manifest VOLUME [K=V ...]
+                                                   a manifest of an empty
+                                                   volume with that name and
+                                                   labels (an unencrypted
+                                                   repository: no key needed);
+                                                   prints its id
+    repo_tool.py REPO add-lock HOSTNAME            a live shared lock of a
+                                                   backup on that host
+                                                   (unencrypted repository)
+
+In VOLUME, K, V and HOSTNAME, the text INVALIDUTF8 is replaced by 11 bytes
+that are not UTF-8 (Python's protobuf would not write those).
 
 FIELD is a RepoConfig field (proto/ferry.proto): encryption (NONE or
 AES256_GCM), compression (NONE or DEFLATE), chunk_size, compression_level,
@@ -21,6 +33,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import time
 
 
 def load_pb():
@@ -31,6 +44,27 @@ def load_pb():
     sys.path.insert(0, out)
     import ferry_pb2  # noqa: E402
     return ferry_pb2
+
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def frame(magic, plain):
+    """A sealed object of an unencrypted repository (docs/FORMAT.md): the
+    24-byte header, then the body stored raw."""
+    le = lambda v: v.to_bytes(4, "little")  # noqa: E731
+    hdr = magic + bytes([1, 0, 0, 0]) + le(len(plain)) + le(crc32c(plain)) + le(len(plain))
+    return hdr + le(crc32c(hdr)) + plain
+
+
+def not_utf8(data):
+    return data.replace(b"INVALIDUTF8", b"\xff\xfe\xc0\x80invalid")
 
 
 def write_atomically(path, data):
@@ -71,6 +105,26 @@ def main():
             else:
                 sys.exit("unknown field %r" % k)
         write_atomically(cfg_path, cfg.SerializeToString())
+    elif cmd in ("add-manifest", "add-lock"):
+        if cfg.encryption != pb.ENCRYPTION_NONE:
+            sys.exit("%s writes into unencrypted repositories only" % cmd)
+        oid = secrets.token_bytes(16)
+        now = time.time_ns()
+        if cmd == "add-manifest":
+            m = pb.Manifest(format_version=1, snapshot_id=oid, volume=args[0], size=0,
+                            chunk_size=cfg.chunk_size, created_unix_nano=now, hostname="hostile",
+                            source="/dev/null")
+            for kv in args[1:]:
+                k, _, v = kv.partition("=")
+                m.labels[k] = v
+            key, obj = "snapshots/" + oid.hex(), frame(b"FYM1", not_utf8(m.SerializeToString()))
+        else:
+            lk = pb.Lock(exclusive=False, command="backup", hostname=args[0], pid=999999,
+                         created_unix_nano=now, refreshed_unix_nano=now, pid_namespace="pid:[1]")
+            key, obj = "locks/" + oid.hex(), frame(b"FYL1", not_utf8(lk.SerializeToString()))
+        os.makedirs(os.path.dirname(os.path.join(repo, key)), exist_ok=True)
+        write_atomically(os.path.join(repo, key), obj)
+        print(oid.hex())
     elif cmd == "add-plain-key":
         kf = pb.KeyFile(kdf=pb.KDF_NONE, wrapped_master=secrets.token_bytes(64), hostname="attacker")
         key = "keys/" + secrets.token_hex(8)

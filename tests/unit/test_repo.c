@@ -69,6 +69,10 @@ static void test_init_open_keys(void **state)
 	assert_int_equal(fy_repo_open(url, &pw, &r, err, sizeof(err)), -ENOENT);
 	assert_non_null(strstr(err, "no repository"));
 	assert_int_equal(fy_repo_init(url, &o, &none, err, sizeof(err)), -ENOKEY);
+	const struct fy_secret empty = { .password = "" };
+
+	assert_int_equal(fy_repo_init(url, &o, &empty, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "password is empty"));
 	assert_int_equal(fy_repo_init(url, &o, &pw, err, sizeof(err)), 0);
 	assert_int_equal(fy_repo_init(url, &o, &pw, err, sizeof(err)), -EEXIST);
 	assert_int_equal(fy_repo_open(url, &wrong, &r, err, sizeof(err)), -EACCES);
