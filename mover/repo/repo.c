@@ -221,7 +221,10 @@ static int list_outcome(struct fy_repo *r, const char *folder, int rc, char *err
 	 * write: until then it is not there, and that means empty. */
 	if (rc == -ENOENT && !r->folders)
 		return 0;
-	snprintf(err, errlen, "cannot list the %s folder of %s: %s%s", folder, r->url, fy_store_strerror(rc),
+	char why[600]; /* may name whatever the folder holds: escaped */
+
+	snprintf(err, errlen, "cannot list the %s folder of %s: %s%s", folder, r->url,
+		 fy_escape(fy_store_strerror(rc), why, sizeof(why)),
 		 rc == -ENOENT ? " (every repository has it from 'ferry init' on: a missing folder is not taken "
 				 "as an empty one)" : "");
 	return rc;
