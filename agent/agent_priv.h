@@ -24,6 +24,7 @@
 #define FY_P_CREATE "ferry.csi.dev/create-repository"
 #define FY_P_HOOK "ferry.csi.dev/hook"
 #define FY_P_FREEZE "ferry.csi.dev/freeze"
+#define FY_P_INSECURE "ferry.csi.dev/insecure-no-encryption"
 #define FY_P_K8S_PREFIX "csi.storage.k8s.io/"
 
 /* Secrets (the CSI secrets map): the repository password and S3 keys;
@@ -105,12 +106,19 @@ int fy_mkdir_p(const char *path, unsigned mode);
 /* A repository URL without its query (which may name credential files): for logs. */
 void fy_url_shown(const char *url, char *out, size_t len);
 /* Open the repository at url with the secrets in dir (fy_secrets_write):
- * the password file and, for S3, the keys (secret-dir=).  With create, a
- * repository that does not exist is made — a copy of primary when given.
+ * the password file and, for S3, the keys (secret-dir=).  With
+ * FY_OPEN_CREATE, a repository that does not exist is made (encrypted: it
+ * needs a password) — a copy of primary when given.  With
+ * FY_OPEN_INSECURE (the class's insecure-no-encryption), an unencrypted
+ * repository may be opened, never when a password is among the secrets.
  * whose names the secrets in the hint of a missing password. */
+#define FY_OPEN_CREATE 1u
+#define FY_OPEN_INSECURE 2u
 struct fy_repo;
-int fy_repo_open_dir(const char *url, const char *dir, bool create, struct fy_repo *primary, const char *whose,
+int fy_repo_open_dir(const char *url, const char *dir, unsigned flags, struct fy_repo *primary, const char *whose,
 		     struct fy_repo **r, char *err, size_t errlen);
+/* FY_OPEN_* from a snapshot's parameters (create-repository, insecure-no-encryption). */
+unsigned fy_repo_open_flags(const struct fy_kv *kv, size_t n);
 int fy_rmtree(const char *path);
 
 /* Can we serve this capability?  0, or -EINVAL with why. */

@@ -149,7 +149,7 @@ static int upload(struct fy_agent *a, struct fy_cat_snapshot *s, atomic_bool *ca
 	bool optional[FY_MAX_TARGETS - 1] = { 0 };
 	size_t ncopies = 0, nkv = 0, nl = 0;
 	struct fy_kv *kv = NULL;
-	const char *url = NULL, *create = NULL;
+	const char *url = NULL;
 	char *copy_list = NULL, *opt_list = NULL, *urls[FY_MAX_TARGETS], dir[1024], sub[1100], src[1024],
 	     base[1024], parent_hex[40], shown[512];
 	struct fy_label labels[32];
@@ -173,8 +173,6 @@ static int upload(struct fy_agent *a, struct fy_cat_snapshot *s, atomic_bool *ca
 			copy_list = strdup(kv[i].value);
 		else if (!strcmp(kv[i].key, FY_P_COPY_OPT))
 			opt_list = strdup(kv[i].value);
-		else if (!strcmp(kv[i].key, FY_P_CREATE))
-			create = kv[i].value;
 		else if (!strncmp(kv[i].key, FY_P_K8S_PREFIX, strlen(FY_P_K8S_PREFIX)))
 			add_label(labels, &nl, 24, kv[i].key, kv[i].value);
 	}
@@ -184,7 +182,7 @@ static int upload(struct fy_agent *a, struct fy_cat_snapshot *s, atomic_bool *ca
 		ret = -ENOKEY;
 		goto out;
 	}
-	ret = fy_repo_open_dir(url, dir, create && !strcmp(create, "true"), NULL, "the snapshot class's secrets",
+	ret = fy_repo_open_dir(url, dir, fy_repo_open_flags(kv, nkv), NULL, "the snapshot class's secrets",
 			       &primary, err, errlen);
 	if (ret)
 		goto out;
@@ -196,7 +194,7 @@ static int upload(struct fy_agent *a, struct fy_cat_snapshot *s, atomic_bool *ca
 			char e2[768];
 
 			snprintf(sub, sizeof(sub), "%s/copy-%zu", dir, i + 1);
-			ret = fy_repo_open_dir(urls[i], sub, create && !strcmp(create, "true"), primary,
+			ret = fy_repo_open_dir(urls[i], sub, fy_repo_open_flags(kv, nkv), primary,
 					       "the snapshot class's secrets", &copies[ncopies], e2, sizeof(e2));
 			if (ret && i >= nreq) {
 				fy_log_warn("snapshot %s: optional copy dropped: %s", s->id, e2);

@@ -209,7 +209,7 @@ void fy_create_snapshot(struct fy_rpc_call *call, const ProtobufCMessage *req_, 
 	struct fy_cat_snapshot s, parent;
 	struct fy_cat_volume v;
 	struct fy_kv *kv = NULL;
-	const char *repo, *hookname, *freeze;
+	const char *repo, *hookname, *freeze, *insecure;
 	const struct fy_hook *hook = NULL;
 	pthread_mutex_t *nl, *vl;
 	char why[768];
@@ -240,6 +240,10 @@ void fy_create_snapshot(struct fy_rpc_call *call, const ProtobufCMessage *req_, 
 	if (freeze && strcmp(freeze, "true") && strcmp(freeze, "false"))
 		return fy_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "CreateSnapshot: %s must be true or false",
 				   FY_P_FREEZE);
+	insecure = fy_map_get(MAP(req->parameters), req->n_parameters, FY_P_INSECURE);
+	if (insecure && strcmp(insecure, "true") && strcmp(insecure, "false"))
+		return fy_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "CreateSnapshot: %s must be true or false, "
+				   "not '%.64s'", FY_P_INSECURE, insecure);
 
 	nl = fy_stripe(a->name_lock, req->name);
 	pthread_mutex_lock(nl);
@@ -459,7 +463,8 @@ int fy_snapshot_repo(struct fy_agent *a, const struct fy_cat_snapshot *s, struct
 	snprintf(dir, sizeof(dir), "%s/%s", a->tmp_dir, id);
 	ret = fy_secrets_write(dir, secrets, nsecrets, "", &s3, err, errlen);
 	if (!ret)
-		ret = fy_repo_open_dir(url, dir, false, NULL, "the request's secrets", r, err, errlen);
+		ret = fy_repo_open_dir(url, dir, fy_repo_open_flags(kv, nkv) & FY_OPEN_INSECURE, NULL,
+				       "the request's secrets", r, err, errlen);
 	fy_secrets_remove(dir); /* read at open */
 	fy_kv_free(kv, nkv);
 	return ret;

@@ -307,9 +307,23 @@ void fy_url_shown(const char *url, char *out, size_t len)
 	snprintf(out, len, "%.*s", (int)q, url);
 }
 
-int fy_repo_open_dir(const char *url, const char *dir, bool create, struct fy_repo *primary, const char *whose,
+unsigned fy_repo_open_flags(const struct fy_kv *kv, size_t n)
+{
+	unsigned flags = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!strcmp(kv[i].key, FY_P_CREATE) && !strcmp(kv[i].value, "true"))
+			flags |= FY_OPEN_CREATE;
+		if (!strcmp(kv[i].key, FY_P_INSECURE) && !strcmp(kv[i].value, "true"))
+			flags |= FY_OPEN_INSECURE;
+	}
+	return flags;
+}
+
+int fy_repo_open_dir(const char *url, const char *dir, unsigned flags, struct fy_repo *primary, const char *whose,
 		     struct fy_repo **r, char *err, size_t errlen)
 {
+	bool create = flags & FY_OPEN_CREATE;
 	char full[2048], pw[1024], shown[512], e2[512];
 	struct fy_secret sec = { 0 };
 	char probe[1100];
@@ -325,6 +339,7 @@ int fy_repo_open_dir(const char *url, const char *dir, bool create, struct fy_re
 	}
 	fy_secret_password(dir, pw, sizeof(pw));
 	sec.password = pw[0] ? pw : NULL;
+	sec.insecure_no_encryption = flags & FY_OPEN_INSECURE;
 	fy_url_shown(url, shown, sizeof(shown));
 	ret = fy_repo_open(full, &sec, r, e2, sizeof(e2));
 	if (ret == -ENOENT && create) {
@@ -337,10 +352,12 @@ int fy_repo_open_dir(const char *url, const char *dir, bool create, struct fy_re
 
 		ret = primary ? fy_repo_init_copy(full, primary, &sec, io.scrypt_log2n, e2, sizeof(e2))
 			      : fy_repo_init(full, &io, &sec, e2, sizeof(e2));
-		if (!ret) {
+		if (!ret)
 			fy_log_info("created the repository %s%s", shown, primary ? " (a copy of the primary)" : "");
+		/* -EEXIST: another creator (another upload of this class, another
+		 * node) made it first: open theirs, with the same secrets. */
+		if (!ret || ret == -EEXIST)
 			ret = fy_repo_open(full, &sec, r, e2, sizeof(e2));
-		}
 	}
 	if (ret)
 		snprintf(err, errlen, "%.200s: %.700s%s%s%s", shown, e2, ret == -EACCES && !pw[0] ? " (no 'password' in " : "",

@@ -15,6 +15,7 @@ struct cli_common {
 	const char *password_file;
 	const char *key_file;
 	bool json, verbose, quiet;
+	bool insecure;          /* --insecure-no-encryption: an unencrypted repository, no secret */
 	/* filled by cli_secret() */
 	char *password;
 	uint8_t raw_key[32];
@@ -66,6 +67,7 @@ int cmd_copy(int argc, char **argv);
 /* Long options shared by the repository commands (append to each table). */
 #define CLI_OPT_S3_CA 0x1000 /* above every command's own option codes */
 #define CLI_OPT_S3_INSECURE 0x1001
+#define CLI_OPT_INSECURE 0x1002
 
 #define CLI_COMMON_LONGOPTS                                          \
 	{ "repo", required_argument, NULL, 'r' },                    \
@@ -73,6 +75,7 @@ int cmd_copy(int argc, char **argv);
 	{ "s3-insecure", no_argument, NULL, CLI_OPT_S3_INSECURE },   \
 	{ "password-file", required_argument, NULL, 'P' },           \
 	{ "key-file", required_argument, NULL, 'K' },                \
+	{ "insecure-no-encryption", no_argument, NULL, CLI_OPT_INSECURE }, \
 	{ "json", no_argument, NULL, 'j' },                          \
 	{ "verbose", no_argument, NULL, 'v' },                       \
 	{ "quiet", no_argument, NULL, 'q' },                         \
@@ -86,6 +89,8 @@ int cmd_copy(int argc, char **argv);
 	"      --s3-insecure       do not verify S3 TLS certificates (tests only)\n"              \
 	"      --password-file F   read the password from F (first line); else FERRY_PASSWORD\n" \
 	"      --key-file F        a raw 32-byte key (binary, or 64 hex digits) instead of a password\n" \
+	"      --insecure-no-encryption  the repository is not encrypted (init: make it so); needed\n" \
+	"                          each time one is opened, which never happens with a password\n" \
 	"      --json              machine-readable output on stdout\n"                            \
 	"  -v, --verbose           say what was chosen and why\n"                                  \
 	"  -q, --quiet             no progress or summary on stderr\n"                             \

@@ -30,17 +30,19 @@ static int parse_uint(const char *s, unsigned max, unsigned *out)
 static const char init_help[] =
 	"usage: ferry init --repo URL [--chunk-size SIZE] [--compression igzip:0..3|none]\n"
 	"                  [--insecure-no-encryption]\n"
-	"       ferry init --repo URL --copy-of URL2\n\n"
+	"       ferry init --repo URL --copy-of URL2 [--insecure-no-encryption]\n\n"
 	"Create a repository.  It is encrypted (AES-256-GCM) with a master key wrapped by\n"
 	"the password (FERRY_PASSWORD or --password-file, scrypt) or by a raw --key-file.\n"
 	"With --copy-of, create a copy of the repository at URL2 (opened with the same\n"
 	"password): the same keys and chunk size, so 'ferry backup --copy-to URL' and\n"
 	"'ferry copy' can write the same sealed chunks to both.  An immutable S3 target\n"
-	"(lock=compliance|governance) is refused unless its bucket has Object Lock.\n\n"
+	"(lock=compliance|governance) is refused unless its bucket has Object Lock.\n"
+	"--insecure-no-encryption makes an unencrypted repository (tests and trusted storage\n"
+	"only); every command that opens it needs the flag again, and none that is given a\n"
+	"password or key ever opens it.  With --copy-of it says the original is unencrypted.\n\n"
 	"  --copy-of URL2             make a copy of the repository at URL2\n"
 	"  --chunk-size SIZE          block size, a power of two from 1M to 16M (default 4M)\n"
 	"  --compression C            igzip:0, igzip:1 (default), igzip:2, igzip:3, or none\n"
-	"  --insecure-no-encryption   store data unencrypted (tests and trusted storage only)\n"
 	CLI_COMMON_HELP;
 
 /* ferry init --repo URL --copy-of FROM */
@@ -60,7 +62,8 @@ static int init_copy(struct cli_common *c, const char *from_url)
 		cli_free(c);
 		return rc;
 	}
-	struct fy_secret sec = { .password = c->password, .raw_key = c->have_raw_key ? c->raw_key : NULL };
+	struct fy_secret sec = { .password = c->password, .raw_key = c->have_raw_key ? c->raw_key : NULL,
+				 .insecure_no_encryption = c->insecure };
 	const char *lg = getenv("FERRY_SCRYPT_LOG2N");
 
 	rc = fy_repo_open(from_url, &sec, &from, err, sizeof(err));
@@ -90,7 +93,6 @@ int cmd_init(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "chunk-size", required_argument, NULL, 'c' },
 		{ "compression", required_argument, NULL, 'z' },
-		{ "insecure-no-encryption", no_argument, NULL, 'I' },
 		{ "copy-of", required_argument, NULL, 'C' },
 		CLI_COMMON_LONGOPTS,
 		{ 0 },
@@ -133,10 +135,6 @@ int cmd_init(int argc, char **argv)
 			}
 			shaped = true;
 			break;
-		case 'I':
-			o.insecure_no_encryption = true;
-			shaped = true;
-			break;
 		default:
 			return cli_usage_error("init", "bad option");
 		}
@@ -146,7 +144,8 @@ int cmd_init(int argc, char **argv)
 	if (copy_of && shaped)
 		return cli_usage_error("init", "--copy-of takes the chunk size, compression and encryption of the original");
 	if (copy_of)
-		return init_copy(&c, copy_of);
+		return init_copy(&c, copy_of); /* --insecure-no-encryption: the original is unencrypted */
+	o.insecure_no_encryption = c.insecure;
 	rc = cli_prepare(&c, "init", !o.insecure_no_encryption);
 	if (rc)
 		return rc;
@@ -184,7 +183,8 @@ static const char backup_help[] =
 	"already in the repository are not stored again.  With a parent, blocks unchanged\n"
 	"since it keep its chunks: a change source says which blocks to read, or else every\n"
 	"block is read and compared with the parent's (the manifest scan).\n\n"
-	"  --volume NAME        the volume's name (recorded in the snapshot)\n"
+	"  --volume NAME        the volume's name (recorded in the snapshot; names and tags are\n"
+	"                       printable text: UTF-8 without control characters)\n"
 	"  --parent P           auto (default: the volume's newest snapshot), none, or a snapshot\n"
 	"  --changed-ranges F   read only the byte ranges listed in F (docs/cbt.md): the change\n"
 	"                       since --parent, which must then be given explicitly\n"
@@ -334,6 +334,19 @@ int cmd_backup(int argc, char **argv)
 		return cli_usage_error("backup", "unexpected argument '%s'", argv[optind + 1]);
 	if (!o.volume || !*o.volume)
 		return cli_usage_error("backup", "missing --volume NAME");
+	/* Names and tags are printed by every reader: printable text only. */
+	{
+		char shown[200];
+
+		if (fy_printable(o.volume, NULL) < 0)
+			return cli_usage_error("backup", "--volume '%s' holds a control character or bytes that are not "
+					       "UTF-8", fy_escape(o.volume, shown, sizeof(shown)));
+		for (size_t i = 0; i < o.nlabels; i++)
+			if (fy_printable(labels[i].key, NULL) < 0 || fy_printable(labels[i].value, NULL) < 0)
+				return cli_usage_error("backup", "--tag '%s=%s' holds a control character or bytes that "
+						       "are not UTF-8", fy_escape(labels[i].key, shown, sizeof(shown)),
+						       fy_escape(labels[i].value, shown + 100, 100));
+	}
 	if ((o.changed_ranges != NULL) + (o.base_image != NULL) + o.manifest_scan > 1)
 		return cli_usage_error("backup", "give one of --changed-ranges, --base-image, --manifest-scan");
 	if (o.changed_ranges && !strcmp(o.parent, "auto"))
@@ -605,9 +618,11 @@ int cmd_snapshots(int argc, char **argv)
 	rc = cli_repo(&c, "snapshots", &repo);
 	if (rc)
 		return rc;
-	rc = fy_snapshot_ids(repo, &ids, &n);
+	char lerr[512];
+
+	rc = fy_snapshot_ids(repo, &ids, &n, lerr, sizeof(lerr));
 	if (rc < 0) {
-		cli_error("listing snapshots of %s: %s", c.repo, strerror(-rc));
+		cli_error("%s", lerr);
 		fy_repo_close(repo);
 		return 1;
 	}
@@ -644,9 +659,13 @@ int cmd_snapshots(int argc, char **argv)
 			fy_hex(ms[i]->snapshot_id.data, FY_SNAP_ID_LEN, hex);
 			cli_time(ms[i]->created_unix_nano, t, sizeof(t), false);
 			cli_human(ms[i]->size, sz, sizeof(sz));
-			printf("%-10.8s %-19s  %-20s %10s  ", hex, t, ms[i]->volume, sz);
+			/* A repository can hold anything: every field printed escaped. */
+			char vol[256], k[256], v[256];
+
+			printf("%-10.8s %-19s  %-20s %10s  ", hex, t, fy_escape(ms[i]->volume, vol, sizeof(vol)), sz);
 			for (size_t l = 0; l < ms[i]->n_labels; l++)
-				printf("%s%s=%s", l ? "," : "", ms[i]->labels[l]->key, ms[i]->labels[l]->value);
+				printf("%s%s=%s", l ? "," : "", fy_escape(ms[i]->labels[l]->key, k, sizeof(k)),
+				       fy_escape(ms[i]->labels[l]->value, v, sizeof(v)));
 			putchar('\n');
 		}
 		printf("%zu snapshot%s\n", nm, nm == 1 ? "" : "s");

@@ -65,6 +65,9 @@ int cli_common_opt(struct cli_common *c, int opt, const char *arg)
 	case CLI_OPT_S3_INSECURE:
 		setenv("FERRY_S3_INSECURE", "1", 1);
 		return 1;
+	case CLI_OPT_INSECURE:
+		c->insecure = true;
+		return 1;
 	}
 	return 0;
 }
@@ -128,7 +131,12 @@ int cli_prepare(struct cli_common *c, const char *cmd, bool need_secret)
 		c->repo = getenv("FERRY_REPO");
 	if (!c->repo || !*c->repo)
 		return cli_usage_error(cmd, "no repository: give --repo URL or set FERRY_REPO");
-	if (!need_secret)
+	if (c->insecure && (c->password_file || c->key_file))
+		return cli_usage_error(cmd, "--insecure-no-encryption is for a repository without a password: "
+				       "drop --%s", c->password_file ? "password-file" : "key-file");
+	/* An unencrypted repository on purpose: no secret (FERRY_PASSWORD is
+	 * not read), and an encrypted one then fails to open, saying so. */
+	if (!need_secret || c->insecure)
 		return 0;
 	if (c->key_file)
 		return load_key_file(c);
@@ -149,6 +157,11 @@ int cli_prepare(struct cli_common *c, const char *cmd, bool need_secret)
 		c->password = strdup(buf);
 		OPENSSL_cleanse(buf, sizeof(buf));
 	} else if (getenv("FERRY_PASSWORD")) {
+		/* As an empty password file is: a password is never empty. */
+		if (!*getenv("FERRY_PASSWORD")) {
+			cli_error("FERRY_PASSWORD is set but empty: a password cannot be empty");
+			return 1;
+		}
 		c->password = strdup(getenv("FERRY_PASSWORD"));
 	}
 	return 0;
@@ -181,7 +194,8 @@ int cli_repos_opt(struct cli_common *c, const char *cmd, struct fy_repo **repo, 
 		cli_free(c);
 		return rc;
 	}
-	struct fy_secret sec = { .password = c->password, .raw_key = c->have_raw_key ? c->raw_key : NULL };
+	struct fy_secret sec = { .password = c->password, .raw_key = c->have_raw_key ? c->raw_key : NULL,
+				 .insecure_no_encryption = c->insecure };
 
 	rc = fy_repo_open(c->repo, &sec, repo, err, sizeof(err));
 	for (size_t i = 0; i < nmore && rc == 0; i++) {
@@ -261,13 +275,24 @@ void cli_human(uint64_t bytes, char *out, size_t len)
 void cli_json_string(FILE *f, const char *s)
 {
 	fputc('"', f);
-	for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
-		if (*p == '"' || *p == '\\')
+	/* Whatever a repository holds, the output is JSON: control characters
+	 * as \u00XX, bytes that are not UTF-8 as U+FFFD. */
+	for (const unsigned char *p = (const unsigned char *)s; p && *p;) {
+		size_t n = fy_printable_char((const char *)p);
+
+		if (n == 1 && (*p == '"' || *p == '\\')) {
 			fprintf(f, "\\%c", *p);
-		else if (*p < 0x20)
+		} else if (n) {
+			fwrite(p, 1, n, f);
+		} else if (*p < 0x80) {
 			fprintf(f, "\\u%04x", *p);
-		else
-			fputc(*p, f);
+		} else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+			fprintf(f, "\\u%04x", p[1]); /* a C1 control, U+0080..U+009F */
+			n = 2;
+		} else {
+			fputs("\\ufffd", f);
+		}
+		p += n ? n : 1;
 	}
 	fputc('"', f);
 }

@@ -19,6 +19,7 @@ enum {
 	OPT_YEARLY,
 	OPT_DRY_RUN,
 	OPT_REMOVE_ALL,
+	OPT_ALLOW_EMPTY,
 };
 
 static int parse_count(const char *s, unsigned *out)
@@ -114,7 +115,9 @@ static void forget_table(const struct fy_forget_result *res, bool dry_run)
 
 		for (b = a; b < res->n && !strcmp(res->items[a].volume, res->items[b].volume); b++)
 			keep += res->items[b].reasons != 0;
-		printf("%s%s: keep %zu, %s %zu\n", a ? "\n" : "", res->items[a].volume, keep,
+		char vol[256];
+
+		printf("%s%s: keep %zu, %s %zu\n", a ? "\n" : "", fy_escape(res->items[a].volume, vol, sizeof(vol)), keep,
 		       dry_run ? "would remove" : "remove", b - a - keep);
 		printf("  %-8s %-10s %-19s  %10s  %s\n", "Action", "ID", "Time", "Size", "Reasons");
 		for (size_t i = a; i < b; i++) {
@@ -222,13 +225,17 @@ int cmd_forget(int argc, char **argv)
 /* ---- prune ---- */
 
 static const char prune_help[] =
-	"usage: ferry prune --repo URL [--dry-run] [--json]\n\n"
+	"usage: ferry prune --repo URL [--dry-run] [--allow-empty] [--json]\n\n"
 	"Delete every chunk that no snapshot names (the chunks of forgotten snapshots and\n"
 	"of interrupted backups).  Prune holds the repository's exclusive lock, so it\n"
 	"waits for no one: while a backup or forget runs it fails, naming their lock.\n"
-	"A snapshot manifest that cannot be read stops prune before it deletes anything.\n\n"
+	"A snapshot manifest that cannot be read, or a folder of the repository that cannot\n"
+	"be listed, stops prune before it deletes anything; so does a repository that\n"
+	"holds chunks and no snapshot at all, unless --allow-empty says to delete them all.\n\n"
 	"  --dry-run            count what would be deleted (no lock taken, nothing deleted);\n"
 	"                       with --verbose, list the chunks\n"
+	"  --allow-empty        the repository has no snapshot on purpose (every one was\n"
+	"                       forgotten): delete every chunk\n"
 	CLI_COMMON_HELP;
 
 static void print_chunk(const uint8_t id[FY_ID_LEN], uint64_t size, void *arg)
@@ -244,6 +251,7 @@ int cmd_prune(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+		{ "allow-empty", no_argument, NULL, OPT_ALLOW_EMPTY },
 		CLI_COMMON_LONGOPTS,
 		{ 0 },
 	};
@@ -263,6 +271,9 @@ int cmd_prune(int argc, char **argv)
 			return 0;
 		case OPT_DRY_RUN:
 			o.dry_run = true;
+			break;
+		case OPT_ALLOW_EMPTY:
+			o.allow_empty = true;
 			break;
 		default:
 			return cli_usage_error("prune", "bad option");
@@ -371,7 +382,7 @@ int cmd_unlock(int argc, char **argv)
 	for (size_t i = 0; i < n; i++) {
 		const struct fy_lock_info *li = &locks[i];
 		bool remove = all || li->stale;
-		char what[400];
+		char what[400], key[200];
 
 		fy_lock_describe(li, what, sizeof(what));
 		if (remove && fy_lock_remove(repo, li, err, sizeof(err)) < 0) {
@@ -394,11 +405,12 @@ int cmd_unlock(int argc, char **argv)
 			}
 			putchar('}');
 		} else if (!c.quiet) {
+			fy_escape(li->key, key, sizeof(key));
 			if (remove)
-				printf("removed %slock %s: %s%s%s%s\n", li->stale ? "stale " : "", li->key, what,
+				printf("removed %slock %s: %s%s%s%s\n", li->stale ? "stale " : "", key, what,
 				       li->stale ? " (" : "", li->stale ? li->why : "", li->stale ? ")" : "");
 			else
-				printf("kept %s lock %s: %s\n", li->corrupt ? "unreadable" : "live", li->key, what);
+				printf("kept %s lock %s: %s\n", li->corrupt ? "unreadable" : "live", key, what);
 		}
 	}
 	if (c.json)

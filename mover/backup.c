@@ -138,16 +138,25 @@ static size_t block_len(const struct backup *b, uint64_t i)
 	return (size_t)(b->size - off < b->cs ? b->size - off : b->cs);
 }
 
+/* A chunk counts as present only under its own key: one in another
+ * fan-out folder is invisible to restore, so the block is stored again. */
 static int collect_chunk(const char *key, uint64_t size, void *arg)
 {
 	struct target *t = arg;
-	const char *name = strrchr(key, '/');
 	uint8_t id[FY_ID_LEN];
 
 	(void)size;
-	if (name && fy_unhex(name + 1, id, FY_ID_LEN) == 0)
+	if (fy_chunk_key_id(key, id) == 1)
 		return fy_idset_add(&t->known, id, 0, NULL) < 0 ? -ENOMEM : 0;
 	return 0;
+}
+
+static int first_key(const char *key, uint64_t size, void *arg)
+{
+	(void)key;
+	(void)size;
+	(void)arg;
+	return 1; /* one is enough: the folder can be listed */
 }
 
 /* An optional target failed: drop it, keep its reason; a required one fails the backup. */
@@ -776,6 +785,35 @@ static int write_manifest(struct backup *b, int64_t started_ns, char *err, size_
 	return rc;
 }
 
+/* Names and tags are printed by every reader of the repository: printable
+ * text only (no control character could forge a row of a listing). */
+static int check_text(const char *what, const char *s, char *err, size_t errlen)
+{
+	char shown[200];
+	size_t at = 0;
+
+	if (!s || fy_printable(s, &at) == 0)
+		return 0;
+	snprintf(err, errlen, "%s '%s' holds a control character or bytes that are not UTF-8 (byte %zu): names and "
+		 "tags must be printable text", what, fy_escape(s, shown, sizeof(shown)), at);
+	return -EINVAL;
+}
+
+static int check_names(const struct fy_backup_opts *o, char *err, size_t errlen)
+{
+	int rc = check_text("the volume name", o->volume, err, errlen);
+
+	for (size_t i = 0; rc == 0 && i < o->nlabels; i++) {
+		char what[300], shown[200];
+
+		rc = check_text("the tag key", o->labels[i].key, err, errlen);
+		snprintf(what, sizeof(what), "the value of tag %s", fy_escape(o->labels[i].key, shown, sizeof(shown)));
+		if (rc == 0)
+			rc = check_text(what, o->labels[i].value, err, errlen);
+	}
+	return rc;
+}
+
 int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backup_result *res,
 	      char *err, size_t errlen)
 {
@@ -795,6 +833,8 @@ int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backu
 	int fd = -1, rc;
 
 	memset(res, 0, sizeof(*res));
+	if (check_names(o, err, errlen) < 0)
+		return -EINVAL;
 	pthread_mutex_init(&b.lock, NULL);
 	if (o->ncopies >= FY_MAX_TARGETS) {
 		snprintf(err, errlen, "at most %d copies in one backup", FY_MAX_TARGETS - 1);
@@ -881,12 +921,15 @@ int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backu
 		char e2[512];
 
 		rc = fy_lock_take(tg->repo, false, "backup", &tg->lk, e2, sizeof(e2));
-		if (rc == 0) {
-			rc = fy_store_list(tg->repo->store, "chunks/", collect_chunk, tg);
-			if (rc < 0)
-				snprintf(e2, sizeof(e2), "listing the chunks of %s: %s", tg->repo->url,
-					 fy_store_strerror(rc));
-		}
+		if (rc == 0)
+			rc = fy_repo_list(tg->repo, "chunks/", collect_chunk, tg, e2, sizeof(e2));
+		/* The folder the manifest goes to must be sound too (without a
+		 * parent to look for, nothing else lists it): a put would make a
+		 * missing one again, and hide that it was lost. */
+		if (rc == 0)
+			rc = fy_repo_list(tg->repo, "snapshots/", first_key, NULL, e2, sizeof(e2));
+		if (rc > 0)
+			rc = 0;
 		if (rc < 0 && tg->optional) {
 			target_failed(tg, rc, "%s", e2);
 		} else if (rc < 0) {

@@ -44,15 +44,24 @@ static void problem(struct check *c, const char *fmt, ...)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* A chunk is present only under its own key, where restore looks for it;
+ * a chunk name anywhere else under chunks/ is a problem of its own. */
 static int collect_present(const char *key, uint64_t size, void *arg)
 {
 	struct check *c = arg;
-	const char *name = strrchr(key, '/');
 	uint8_t id[FY_ID_LEN];
+	char want[80], shown[300];
 
 	(void)size;
-	if (name && fy_unhex(name + 1, id, FY_ID_LEN) == 0)
+	switch (fy_chunk_key_id(key, id)) {
+	case 1:
 		return fy_idset_add(&c->present, id, 0, NULL) < 0 ? -ENOMEM : 0;
+	case 0:
+		fy_chunk_key(id, want);
+		problem(c, "chunk object %s is misplaced: a chunk with this id belongs at %s, where restore looks "
+			"for it", fy_escape(key, shown, sizeof(shown)), want);
+		return 0;
+	}
 	return 0;
 }
 
@@ -115,11 +124,9 @@ long fy_check(struct fy_repo *r, bool read_data, unsigned threads, void (*report
 		rc = -ENOMEM;
 		goto out;
 	}
-	rc = fy_snapshot_ids(r, &c.snap_ids, &nsnaps);
-	if (rc < 0) {
-		snprintf(err, errlen, "listing the snapshots of %s: %s", r->url, strerror((int)-rc));
+	rc = fy_snapshot_ids(r, &c.snap_ids, &nsnaps, err, errlen);
+	if (rc < 0)
 		goto out;
-	}
 	res->snapshots = nsnaps;
 	for (size_t i = 0; i < nsnaps; i++) {
 		Ferry__V1__Manifest *m;
@@ -145,11 +152,9 @@ long fy_check(struct fy_repo *r, bool read_data, unsigned threads, void (*report
 		ferry__v1__manifest__free_unpacked(m, NULL);
 	}
 	res->chunks_referenced = c.referenced.n;
-	rc = fy_store_list(r->store, "chunks/", collect_present, &c);
-	if (rc < 0) {
-		snprintf(err, errlen, "listing the chunks of %s: %s", r->url, strerror((int)-rc));
+	rc = fy_repo_list(r, "chunks/", collect_present, &c, err, errlen);
+	if (rc < 0)
 		goto out;
-	}
 	res->chunks_present = c.present.n;
 
 	size_t pos = 0, referenced_present = 0;

@@ -97,13 +97,14 @@ out:
 	return NULL;
 }
 
+/* A chunk the copy holds where a reader looks for it: a misplaced one
+ * (another fan-out folder) does not count, so it is sent again. */
 static int add_chunk(const char *key, uint64_t size, void *arg)
 {
-	const char *name = strrchr(key, '/');
 	uint8_t id[FY_ID_LEN];
 
 	(void)size;
-	if (name && fy_unhex(name + 1, id, FY_ID_LEN) == 0)
+	if (fy_chunk_key_id(key, id) == 1)
 		return fy_idset_add(arg, id, 0, NULL) < 0 ? -ENOMEM : 0;
 	return 0;
 }
@@ -241,22 +242,18 @@ int fy_copy(struct fy_repo *from, struct fy_repo *to, const uint8_t *ids, size_t
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	rc = fy_store_list(to->store, "chunks/", add_chunk, &have);
+	rc = fy_repo_list(to, "chunks/", add_chunk, &have, err, errlen);
 	if (rc == 0)
-		rc = fy_snapshot_ids(to, &present, &npresent);
-	if (rc < 0) {
-		snprintf(err, errlen, "listing %s: %s", to->url, fy_store_strerror(rc));
+		rc = fy_snapshot_ids(to, &present, &npresent, err, errlen);
+	if (rc < 0)
 		goto out;
-	}
 	res->chunks_present = have.n;
 	bool named = ids != NULL;
 
 	if (!ids) {
-		rc = fy_snapshot_ids(from, &all, &nall);
-		if (rc < 0) {
-			snprintf(err, errlen, "listing the snapshots of %s: %s", from->url, fy_store_strerror(rc));
+		rc = fy_snapshot_ids(from, &all, &nall, err, errlen);
+		if (rc < 0)
 			goto out;
-		}
 		ids = all;
 		nids = nall;
 	}

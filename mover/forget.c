@@ -167,12 +167,10 @@ static int read_snapshots(struct fy_repo *r, const char *volume, struct fy_forge
 {
 	uint8_t *ids = NULL;
 	size_t n = 0;
-	int rc = fy_snapshot_ids(r, &ids, &n);
+	int rc = fy_snapshot_ids(r, &ids, &n, err, errlen);
 
-	if (rc < 0) {
-		snprintf(err, errlen, "listing the snapshots of %s: %s", r->url, strerror(-rc));
+	if (rc < 0)
 		return rc;
-	}
 	res->items = calloc(n ? n : 1, sizeof(*res->items));
 	if (!res->items) {
 		free(ids);

@@ -3,8 +3,10 @@
  * Under the exclusive lock (so no backup is between listing chunks and
  * committing its manifest, see docs/FORMAT.md "Locks and prune"):
  *   1. read every manifest and collect the ids they name; one that cannot be
- *      read aborts prune before anything is deleted;
- *   2. list chunks/ with sizes;
+ *      read, or a snapshots/ folder that cannot be listed, aborts prune
+ *      before anything is deleted;
+ *   2. list chunks/ with sizes; chunks and no snapshot stop prune too,
+ *      unless the caller allows an empty repository;
  *   3. delete each listed chunk that is not named, several deletes in flight;
  *   4. sync, so the deletions are durable. */
 #include <errno.h>
@@ -41,15 +43,10 @@ struct prune {
 static int collect_chunk(const char *key, uint64_t size, void *arg)
 {
 	struct prune *p = arg;
-	const char *name = strrchr(key, '/');
 	uint8_t id[FY_ID_LEN];
-	char canon[80];
 
-	if (!name || fy_unhex(name + 1, id, FY_ID_LEN) < 0)
-		return 0; /* not a chunk: not ours to delete */
-	fy_chunk_key(id, canon);
-	if (strcmp(canon, key) != 0)
-		return 0;
+	if (fy_chunk_key_id(key, id) != 1)
+		return 0; /* not a chunk where a chunk lives: not ours to delete */
 	p->res->chunks_present++;
 	if (fy_idset_has(&p->referenced, id)) {
 		p->res->chunks_kept++;
@@ -121,12 +118,10 @@ static int read_manifests(struct prune *p, char *err, size_t errlen)
 	static const uint8_t zero_id[FY_ID_LEN];
 	uint8_t *ids = NULL;
 	size_t n = 0;
-	int rc = fy_snapshot_ids(p->repo, &ids, &n);
+	int rc = fy_snapshot_ids(p->repo, &ids, &n, err, errlen);
 
-	if (rc < 0) {
-		snprintf(err, errlen, "listing the snapshots of %s: %s", p->repo->url, strerror(-rc));
+	if (rc < 0)
 		return rc;
-	}
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		Ferry__V1__Manifest *m;
 		char e2[400];
@@ -201,12 +196,19 @@ int fy_prune(struct fy_repo *r, const struct fy_prune_opts *o, struct fy_prune_r
 	if (rc < 0)
 		goto out;
 	res->chunks_referenced = p.referenced.n;
-	rc = fy_store_list(r->store, "chunks/", collect_chunk, &p);
-	if (rc < 0) {
-		snprintf(err, errlen, "listing the chunks of %s: %s", r->url, strerror(-rc));
+	rc = fy_repo_list(r, "chunks/", collect_chunk, &p, err, errlen);
+	if (rc < 0)
+		goto out;
+	res->chunks_missing = res->chunks_referenced - res->chunks_kept;
+	/* Chunks and not one snapshot: every snapshot forgotten on purpose, or a
+	 * snapshots/ folder that lost them.  Deleting everything is only done
+	 * when asked for by name. */
+	if (res->snapshots == 0 && p.ndoomed > 0 && !o->allow_empty) {
+		snprintf(err, errlen, "%s holds %zu chunks and no snapshot: prune would delete every chunk; "
+			 "if every snapshot was forgotten on purpose, run prune with --allow-empty", r->url, p.ndoomed);
+		rc = -EPERM;
 		goto out;
 	}
-	res->chunks_missing = res->chunks_referenced - res->chunks_kept;
 	for (size_t i = 0; o->chunk && i < p.ndoomed; i++)
 		o->chunk(p.doomed[i].id, p.doomed[i].size, o->arg);
 	if (o->dry_run) {

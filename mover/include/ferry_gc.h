@@ -73,6 +73,9 @@ void fy_forget_result_free(struct fy_forget_result *res);
 
 struct fy_prune_opts {
 	bool dry_run;           /* take no lock, delete nothing, report what would go */
+	/* Delete every chunk when the repository holds chunks and no snapshot;
+	 * without it prune refuses (-EPERM) before deleting anything. */
+	bool allow_empty;
 	unsigned threads;       /* deletes in flight; 0: the store's concurrency */
 	/* Each stale lock removed, on the way to the exclusive lock (may be NULL). */
 	void (*note)(const char *line, void *arg);
@@ -95,7 +98,9 @@ struct fy_prune_result {
 };
 
 /* Delete every chunk that no manifest names, under the exclusive lock.  A
- * manifest that cannot be read aborts prune before anything is deleted. */
+ * manifest that cannot be read, or a folder that cannot be listed, aborts
+ * prune before anything is deleted; so does a repository with chunks and no
+ * snapshot, unless o->allow_empty. */
 int fy_prune(struct fy_repo *r, const struct fy_prune_opts *o, struct fy_prune_result *res, char *err,
 	     size_t errlen);
 

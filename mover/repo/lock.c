@@ -142,8 +142,9 @@ static int read_lock(struct fy_repo *r, const char *key, const struct ident *me,
 		return 0;
 	}
 	li->exclusive = m->exclusive;
-	snprintf(li->command, sizeof(li->command), "%s", m->command);
-	snprintf(li->hostname, sizeof(li->hostname), "%s", m->hostname);
+	/* Shown to users: escaped (a repository can hold anything). */
+	fy_escape(m->command, li->command, sizeof(li->command));
+	fy_escape(m->hostname, li->hostname, sizeof(li->hostname));
 	li->pid = m->pid;
 	li->created_unix_nano = m->created_unix_nano;
 	li->refreshed_unix_nano = m->refreshed_unix_nano;
@@ -179,25 +180,26 @@ void fy_lock_describe(const struct fy_lock_info *li, char *out, size_t len)
 
 int fy_lock_remove(struct fy_repo *r, const struct fy_lock_info *li, char *err, size_t errlen)
 {
+	char shown[200];
 	int rc = fy_store_del(r->store, li->key);
 
 	if (rc == -ENOENT)
 		return 0;
 	if (rc < 0)
-		snprintf(err, errlen, "removing lock %s from %s: %s", li->key, r->url, strerror(-rc));
+		snprintf(err, errlen, "removing lock %s from %s: %s", fy_escape(li->key, shown, sizeof(shown)), r->url,
+			 strerror(-rc));
 	return rc;
 }
 
 /* The check half of write-then-check: every other lock, against ours. */
 static int check_others(struct fy_lock *lk, fy_lock_note_fn note, void *arg, char *err, size_t errlen)
 {
+	char shown[200];
 	struct fy_store_keys l;
-	int rc = fy_store_keys(lk->repo->store, "locks/", &l);
+	int rc = fy_repo_keys(lk->repo, "locks/", &l, err, errlen);
 
-	if (rc < 0) {
-		snprintf(err, errlen, "listing the locks of %s: %s", lk->repo->url, strerror(-rc));
+	if (rc < 0)
 		goto out;
-	}
 	int64_t now = now_ns();
 
 	for (size_t i = 0; i < l.n; i++) {
@@ -212,7 +214,8 @@ static int check_others(struct fy_lock *lk, fy_lock_note_fn note, void *arg, cha
 			continue;
 		}
 		if (rc < 0) {
-			snprintf(err, errlen, "reading lock %s of %s: %s", l.keys[i], lk->repo->url, strerror(-rc));
+			snprintf(err, errlen, "reading lock %s of %s: %s", fy_escape(l.keys[i], shown, sizeof(shown)),
+				 lk->repo->url, strerror(-rc));
 			goto out;
 		}
 		if (li.corrupt) {
@@ -232,14 +235,15 @@ static int check_others(struct fy_lock *lk, fy_lock_note_fn note, void *arg, cha
 			if (note) {
 				char line[700];
 
-				snprintf(line, sizeof(line), "removed stale lock %s: %s (%s)", li.key, what, li.why);
+				snprintf(line, sizeof(line), "removed stale lock %s: %s (%s)",
+					 fy_escape(li.key, shown, sizeof(shown)), what, li.why);
 				note(line, arg);
 			}
 			continue;
 		}
 		if (lk->exclusive || li.exclusive) {
 			snprintf(err, errlen, "repository is locked by %s (lock %s); if that process is gone, run "
-				 "'ferry unlock'", what, li.key + strlen("locks/"));
+				 "'ferry unlock'", what, fy_escape(li.key + strlen("locks/"), shown, sizeof(shown)));
 			rc = -EBUSY;
 			goto out;
 		}
@@ -428,18 +432,17 @@ void fy_lock_release(struct fy_lock *lk)
 
 int fy_lock_list(struct fy_repo *r, struct fy_lock_info **locks, size_t *n, char *err, size_t errlen)
 {
+	char shown[200];
 	struct fy_store_keys l;
 	struct fy_lock_info *v = NULL;
 	struct ident me;
 	size_t k = 0;
-	int rc = fy_store_keys(r->store, "locks/", &l);
+	int rc = fy_repo_keys(r, "locks/", &l, err, errlen);
 
 	*locks = NULL;
 	*n = 0;
-	if (rc < 0) {
-		snprintf(err, errlen, "listing the locks of %s: %s", r->url, strerror(-rc));
+	if (rc < 0)
 		goto out;
-	}
 	v = calloc(l.n ? l.n : 1, sizeof(*v));
 	if (!v) {
 		snprintf(err, errlen, "out of memory");
@@ -454,7 +457,8 @@ int fy_lock_list(struct fy_repo *r, struct fy_lock_info **locks, size_t *n, char
 		if (rc == -ENOENT)
 			continue;
 		if (rc < 0) {
-			snprintf(err, errlen, "reading lock %s of %s: %s", l.keys[i], r->url, strerror(-rc));
+			snprintf(err, errlen, "reading lock %s of %s: %s", fy_escape(l.keys[i], shown, sizeof(shown)), r->url,
+				 strerror(-rc));
 			free(v);
 			goto out;
 		}

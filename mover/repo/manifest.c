@@ -146,10 +146,10 @@ static int collect_snap(const char *key, uint64_t size, void *arg)
 	return 0;
 }
 
-int fy_snapshot_ids(struct fy_repo *r, uint8_t **ids, size_t *n)
+int fy_snapshot_ids(struct fy_repo *r, uint8_t **ids, size_t *n, char *err, size_t errlen)
 {
 	struct id_list l = { 0 };
-	int rc = fy_store_list(r->store, "snapshots/", collect_snap, &l);
+	int rc = fy_repo_list(r, "snapshots/", collect_snap, &l, err, errlen);
 
 	if (rc < 0) {
 		free(l.ids);
@@ -167,12 +167,10 @@ int fy_snapshot_newest(struct fy_repo *r, const char *volume, uint8_t id[FY_SNAP
 	size_t n = 0;
 	int64_t best = INT64_MIN;
 	bool found = false;
-	int rc = fy_snapshot_ids(r, &ids, &n);
+	int rc = fy_snapshot_ids(r, &ids, &n, err, errlen);
 
-	if (rc < 0) {
-		snprintf(err, errlen, "listing snapshots of %s: %s", r->url, strerror(-rc));
+	if (rc < 0)
 		return rc;
-	}
 	for (size_t i = 0; i < n; i++) {
 		Ferry__V1__Manifest *m;
 		char e2[256];
@@ -208,12 +206,10 @@ int fy_snapshot_resolve(struct fy_repo *r, const char *arg, uint8_t id[FY_SNAP_I
 {
 	uint8_t *ids = NULL;
 	size_t n = 0, matches = 0, len = strlen(arg);
-	int rc = fy_snapshot_ids(r, &ids, &n);
+	int rc = fy_snapshot_ids(r, &ids, &n, err, errlen);
 
-	if (rc < 0) {
-		snprintf(err, errlen, "listing snapshots of %s: %s", r->url, strerror(-rc));
+	if (rc < 0)
 		return rc;
-	}
 	if (strcmp(arg, "latest") == 0) {
 		free(ids);
 		return fy_snapshot_newest(r, NULL, id, NULL, err, errlen);

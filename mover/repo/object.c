@@ -62,6 +62,108 @@ void fy_chunk_key(const uint8_t id[FY_ID_LEN], char key[80])
 	snprintf(key, 80, "chunks/%.2s/%s", hex, hex);
 }
 
+/* The length of the printable UTF-8 character at s, or 0 when s starts a
+ * control character (C0, DEL, C1), bytes that are not UTF-8, or the end. */
+size_t fy_printable_char(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	unsigned char c = p[0];
+	size_t n;
+	unsigned lo = 0x80, hi = 0xbf;
+
+	if (c < 0x80)
+		return c >= 0x20 && c != 0x7f ? 1 : 0;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if (c == 0xc2)
+		lo = 0xa0; /* U+0080..U+009F: the C1 controls */
+	else if (c == 0xe0)
+		lo = 0xa0; /* overlong */
+	else if (c == 0xed)
+		hi = 0x9f; /* surrogates */
+	else if (c == 0xf0)
+		lo = 0x90; /* overlong */
+	else if (c == 0xf4)
+		hi = 0x8f; /* above U+10FFFF */
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+int fy_printable(const char *s, size_t *at)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	for (size_t i = 0; p[i];) {
+		size_t n = fy_printable_char((const char *)p + i);
+
+		if (!n) {
+			if (at)
+				*at = i;
+			return -EINVAL;
+		}
+		i += n;
+	}
+	return 0;
+}
+
+const char *fy_escape(const char *s, char *out, size_t outlen)
+{
+	const unsigned char *p = (const unsigned char *)(s ? s : "");
+	size_t o = 0;
+
+	if (!outlen)
+		return out;
+	for (size_t i = 0; p[i];) {
+		size_t n = fy_printable_char((const char *)p + i);
+		char tmp[8];
+		size_t tl;
+
+		if (n == 1 && p[i] == '\\') {
+			memcpy(tmp, "\\\\", 2);
+			tl = 2;
+		} else if (n) {
+			memcpy(tmp, p + i, n);
+			tl = n;
+		} else {
+			tl = (size_t)snprintf(tmp, sizeof(tmp), "\\x%02x", p[i]);
+			n = 1;
+		}
+		if (o + tl + 4 > outlen) { /* room for "..." and the NUL */
+			if (o + 4 <= outlen) {
+				memcpy(out + o, "...", 3);
+				o += 3;
+			}
+			break;
+		}
+		memcpy(out + o, tmp, tl);
+		o += tl;
+		i += n;
+	}
+	out[o < outlen ? o : outlen - 1] = '\0';
+	return out;
+}
+
+int fy_chunk_key_id(const char *key, uint8_t id[FY_ID_LEN])
+{
+	const char *name = strrchr(key, '/');
+	char canon[80];
+
+	if (!name || fy_unhex(name + 1, id, FY_ID_LEN) < 0)
+		return -1;
+	fy_chunk_key(id, canon);
+	return strcmp(canon, key) == 0;
+}
+
 void fy_snap_key(const uint8_t id[FY_SNAP_ID_LEN], char key[64])
 {
 	char hex[2 * FY_SNAP_ID_LEN + 1];

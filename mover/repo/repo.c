@@ -1,5 +1,6 @@
 /* Repository config and keys: init, open (unlock), close (docs/FORMAT.md). */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +52,7 @@ static int wrapping_key(const Ferry__V1__KeyFile *kf, const struct fy_secret *se
 	return -EINVAL;
 }
 
-static int put_message(struct fy_store *st, const char *key, const ProtobufCMessage *msg)
+static int put_message(struct fy_store *st, const char *key, const ProtobufCMessage *msg, unsigned flags)
 {
 	size_t len = protobuf_c_message_get_packed_size(msg);
 	uint8_t *buf = malloc(len ? len : 1);
@@ -60,7 +61,7 @@ static int put_message(struct fy_store *st, const char *key, const ProtobufCMess
 	if (!buf)
 		return -ENOMEM;
 	protobuf_c_message_pack(msg, buf);
-	rc = fy_store_put(st, key, buf, len, FY_PUT_DURABLE | FY_PUT_NOREPLACE);
+	rc = fy_store_put(st, key, buf, len, FY_PUT_DURABLE | flags);
 	free(buf);
 	return rc;
 }
@@ -89,6 +90,14 @@ static int init_repo(const char *url, const struct fy_init_opts *o, const struct
 		snprintf(err, errlen, "scrypt cost 2^%u is out of range (2^10 .. 2^22)", o->scrypt_log2n);
 		return -EINVAL;
 	}
+	if (o->insecure_no_encryption && (sec->password || sec->raw_key)) {
+		snprintf(err, errlen, "a password or key and --insecure-no-encryption contradict each other");
+		return -EINVAL;
+	}
+	if (!o->insecure_no_encryption && sec->password && !*sec->password) {
+		snprintf(err, errlen, "the password is empty: a password cannot be empty");
+		return -EINVAL;
+	}
 	if (!o->insecure_no_encryption && !sec->password && !sec->raw_key) {
 		snprintf(err, errlen, "no password: set FERRY_PASSWORD, or give --password-file or --key-file "
 			 "(or --insecure-no-encryption)");
@@ -106,6 +115,11 @@ static int init_repo(const char *url, const struct fy_init_opts *o, const struct
 		rc = rc > 0 ? -EEXIST : rc;
 		goto out;
 	}
+	/* Test hook: FERRY_TEST_STOP_AT=init stops the process here (SIGSTOP),
+	 * past the check for a config, so a test can release several creators
+	 * at once and make them race (tests/integration/t_repo_init_race.sh). */
+	if (getenv("FERRY_TEST_STOP_AT") && !strcmp(getenv("FERRY_TEST_STOP_AT"), "init"))
+		raise(SIGSTOP);
 
 	cfg.format_version = FY_FORMAT_VERSION;
 	uint8_t repo_id[16];
@@ -161,17 +175,72 @@ static int init_repo(const char *url, const struct fy_init_opts *o, const struct
 		kf.wrapped_master.data = wrapped;
 		kf.wrapped_master.len = WRAPPED_LEN;
 	}
+	/* The folders first (file stores): from here on a missing one is damage. */
+	cfg.folders = true;
+	{
+		static const char *const folders[] = FY_FOLDERS;
+
+		for (size_t i = 0; i < sizeof(folders) / sizeof(folders[0]); i++) {
+			rc = fy_store_make_folder(st, folders[i]);
+			if (rc < 0) {
+				snprintf(err, errlen, "making the folder %s of %s: %s", folders[i], url,
+					 fy_store_strerror(rc));
+				goto out;
+			}
+		}
+	}
 	fy_hex(kid, sizeof(kid), hex);
 	snprintf(key, sizeof(key), "keys/%s", hex);
-	rc = put_message(st, key, &kf.base);
+	rc = put_message(st, key, &kf.base, FY_PUT_NOREPLACE);
+	/* config last: it says "a repository is here".  Created only if absent:
+	 * of creators racing past the check above, one wins; each other one
+	 * removes its key object (which wraps a master key bound to a repo_id
+	 * that is nobody's) and gets -EEXIST, so it opens the winner's. */
 	if (rc == 0)
-		rc = put_message(st, "config", &cfg.base); /* config last: it says "a repository is here" */
-	if (rc < 0)
+		rc = put_message(st, "config", &cfg.base, FY_PUT_EXCL);
+	if (rc == -EEXIST) {
+		fy_store_del(st, key); /* may fail on an Object Lock target: the key is then a harmless orphan */
+		snprintf(err, errlen, "a repository already exists at %s (created by someone else at the same time)", url);
+	} else if (rc < 0) {
 		snprintf(err, errlen, "writing the repository at %s: %s", url, fy_store_strerror(rc));
+	}
 out:
 	OPENSSL_cleanse(master, sizeof(master));
 	OPENSSL_cleanse(wk, sizeof(wk));
 	fy_store_close(st);
+	return rc;
+}
+
+/* The outcome of listing one of r's folders: 0, cb's value, or -errno with
+ * one line in err naming the folder. */
+static int list_outcome(struct fy_repo *r, const char *folder, int rc, char *err, size_t errlen)
+{
+	if (rc >= 0)
+		return rc;
+	/* A repository made before init made its folders gets one at its first
+	 * write: until then it is not there, and that means empty. */
+	if (rc == -ENOENT && !r->folders)
+		return 0;
+	char why[600]; /* may name whatever the folder holds: escaped */
+
+	snprintf(err, errlen, "cannot list the %s folder of %s: %s%s", folder, r->url,
+		 fy_escape(fy_store_strerror(rc), why, sizeof(why)),
+		 rc == -ENOENT ? " (every repository has it from 'ferry init' on: a missing folder is not taken "
+				 "as an empty one)" : "");
+	return rc;
+}
+
+int fy_repo_list(struct fy_repo *r, const char *folder, fy_store_list_cb cb, void *arg, char *err, size_t errlen)
+{
+	return list_outcome(r, folder, fy_store_list(r->store, folder, cb, arg), err, errlen);
+}
+
+int fy_repo_keys(struct fy_repo *r, const char *folder, struct fy_store_keys *out, char *err, size_t errlen)
+{
+	int rc = list_outcome(r, folder, fy_store_keys(r->store, folder, out), err, errlen);
+
+	if (rc < 0)
+		fy_store_keys_free(out);
 	return rc;
 }
 
@@ -211,13 +280,11 @@ static int unlock(struct fy_repo *r, const struct fy_secret *sec, uint8_t master
 		  size_t errlen)
 {
 	struct fy_store_keys l;
-	int rc = fy_store_keys(r->store, "keys/", &l);
+	int rc = fy_repo_keys(r, "keys/", &l, err, errlen);
 	bool any_usable = false;
 
-	if (rc < 0) {
-		snprintf(err, errlen, "listing the keys of %s: %s", r->url, fy_store_strerror(rc));
+	if (rc < 0)
 		goto out;
-	}
 	rc = -EACCES;
 	for (size_t i = 0; i < l.n && rc != 0; i++) {
 		void *buf = NULL;
@@ -298,7 +365,9 @@ int fy_repo_open(const char *url, const struct fy_secret *sec, struct fy_repo **
 	if (cfg->chunk_size < FY_MIN_CHUNK || cfg->chunk_size > FY_MAX_CHUNK ||
 	    (cfg->chunk_size & (cfg->chunk_size - 1)) || cfg->compression_level > 3 ||
 	    (cfg->compression != FERRY__V1__COMPRESSION__COMPRESSION_NONE &&
-	     cfg->compression != FERRY__V1__COMPRESSION__COMPRESSION_DEFLATE)) {
+	     cfg->compression != FERRY__V1__COMPRESSION__COMPRESSION_DEFLATE) ||
+	    (cfg->encryption != FERRY__V1__ENCRYPTION__ENCRYPTION_NONE &&
+	     cfg->encryption != FERRY__V1__ENCRYPTION__ENCRYPTION_AES256_GCM)) {
 		snprintf(err, errlen, "the config object of %s has invalid values", url);
 		rc = -EBADMSG;
 		goto fail;
@@ -308,6 +377,28 @@ int fy_repo_open(const char *url, const struct fy_secret *sec, struct fy_repo **
 	r->compression = cfg->compression;
 	r->level = (int)cfg->compression_level;
 	r->encrypted = cfg->encryption != FERRY__V1__ENCRYPTION__ENCRYPTION_NONE;
+	r->folders = cfg->folders;
+	/* The config is not authenticated: whoever can write to the store can
+	 * replace it with an unencrypted one and add a key object without KDF.
+	 * Whoever holds a password or key expects an encrypted repository, and
+	 * an unencrypted one is opened only when the caller says so each time. */
+	if (!r->encrypted && (sec->password || sec->raw_key)) {
+		snprintf(err, errlen, "repository %s is not encrypted, yet a password or key was given: refusing to "
+			 "open it (was its config replaced?  an encrypted repository is never opened as plaintext)", url);
+		rc = -EPERM;
+		goto fail;
+	}
+	if (!r->encrypted && !sec->insecure_no_encryption) {
+		snprintf(err, errlen, "repository %s is not encrypted: opening it needs --insecure-no-encryption", url);
+		rc = -EPERM;
+		goto fail;
+	}
+	if (r->encrypted && sec->insecure_no_encryption && !sec->password && !sec->raw_key) {
+		snprintf(err, errlen, "repository %s is encrypted: give its password or key, not "
+			 "--insecure-no-encryption", url);
+		rc = -EACCES;
+		goto fail;
+	}
 	rc = unlock(r, sec, master, err, errlen);
 	if (rc < 0)
 		goto fail;

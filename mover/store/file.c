@@ -507,11 +507,15 @@ static int file_put(struct fy_store *s, const char *key, const void *buf, size_t
 	if (rc)
 		goto out_unlink;
 
-	rc = place(dfd, tmp, base, flags & FY_PUT_NOREPLACE);
+	rc = place(dfd, tmp, base, flags & (FY_PUT_NOREPLACE | FY_PUT_EXCL));
 	if (rc < 0)
 		goto out_unlink;
 	if (rc != PLACED_RENAMED)
 		unlinkat(dfd, tmp, 0);
+	if (rc == PLACED_EXISTED && (flags & FY_PUT_EXCL)) {
+		rc = fy_store_fail(-EEXIST, "%s/%s already exists", fs->root, key);
+		goto out;
+	}
 	if (rc != PLACED_EXISTED) {
 		rc = mark_dirty(fs, dir, strlen(dir));
 		if (rc)
@@ -544,7 +548,9 @@ static int file_get(struct fy_store *s, const char *key, uint64_t off, size_t le
 	char *path = join(fs, key, strlen(key));
 	if (!path)
 		return -ENOMEM;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a fifo planted under an object's name must not hang us
+	 * (it is refused below, as not a regular file). */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	free(path);
 	if (fd < 0)
 		return errno == ENOTDIR ? -ENOENT : -errno;
@@ -647,7 +653,13 @@ struct walk {
 };
 
 /* Report every object under directory dfd (whose key prefix is w->key[0..klen)),
- * restricted at this level to names starting with `match`.  Consumes dfd. */
+ * restricted at this level to names starting with `match`.  Consumes dfd.
+ *
+ * An object is a regular file, or a symlink to one (get() follows symlinks
+ * too).  Anything else that cannot be classified -- a dangling symlink, a
+ * symlink to a directory (never followed: loops), a fifo, a device -- makes
+ * the listing fail: a listing that skipped it could hide an object from a
+ * caller that deletes what it does not see (prune). */
 static int walk_dir(struct walk *w, int dfd, size_t klen, const char *match)
 {
 	DIR *d = fdopendir(dfd);
@@ -663,7 +675,8 @@ static int walk_dir(struct walk *w, int dfd, size_t klen, const char *match)
 		struct dirent *de = readdir(d);
 		if (!de) {
 			if (errno)
-				rc = -errno;
+				rc = fy_store_fail(-errno, "reading the directory of %.*s: %s", (int)klen, w->key,
+						   strerror(errno));
 			break;
 		}
 		const char *name = de->d_name;
@@ -677,28 +690,38 @@ static int walk_dir(struct walk *w, int dfd, size_t klen, const char *match)
 		if (klen + nlen + 1 > FY_FILE_KEY_MAX)
 			continue; /* longer than any key: not ours */
 
-		unsigned char type = de->d_type;
+		memcpy(w->key + klen, name, nlen + 1);
 		struct stat sb;
-		if (type == DT_REG || type == DT_UNKNOWN) {
-			if (fstatat(dirfd(d), name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
-				if (errno == ENOENT)
-					continue; /* deleted while we walk */
-				rc = -errno;
+		if (fstatat(dirfd(d), name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+			if (errno == ENOENT)
+				continue; /* deleted while we walk */
+			rc = fy_store_fail(-errno, "%s: %s", w->key, strerror(errno));
+			break;
+		}
+		if (S_ISLNK(sb.st_mode)) {
+			if (fstatat(dirfd(d), name, &sb, 0) < 0) {
+				int e = errno;
+				rc = fy_store_fail(e == ENOENT ? -EIO : -e, "%s is a symlink%s%s",
+						   w->key, e == ENOENT ? " to nothing (dangling)" : ": ",
+						   e == ENOENT ? "" : strerror(e));
 				break;
 			}
-			type = S_ISREG(sb.st_mode) ? DT_REG : S_ISDIR(sb.st_mode) ? DT_DIR : DT_UNKNOWN;
+			if (!S_ISREG(sb.st_mode)) {
+				rc = fy_store_fail(-EIO, "%s is a symlink to something that is not a regular file "
+						   "(not followed)", w->key);
+				break;
+			}
 		}
-		memcpy(w->key + klen, name, nlen + 1);
-		if (type == DT_REG) {
+		if (S_ISREG(sb.st_mode)) {
 			rc = w->cb(w->key, (uint64_t)sb.st_size, w->arg);
 			if (rc)
 				break;
-		} else if (type == DT_DIR) {
+		} else if (S_ISDIR(sb.st_mode)) {
 			int cfd = openat(dirfd(d), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (cfd < 0) {
 				if (errno == ENOENT)
 					continue;
-				rc = -errno;
+				rc = fy_store_fail(-errno, "%s/: %s", w->key, strerror(errno));
 				break;
 			}
 			w->key[klen + nlen] = '/';
@@ -706,15 +729,41 @@ static int walk_dir(struct walk *w, int dfd, size_t klen, const char *match)
 			rc = walk_dir(w, cfd, klen + nlen + 1, NULL);
 			if (rc)
 				break;
+		} else {
+			rc = fy_store_fail(-EIO, "%s is neither a regular file nor a directory", w->key);
+			break;
 		}
 	}
 	closedir(d);
 	return rc;
 }
 
+/* Why the directory `dir` (of the listed prefix) cannot be opened: -ENOENT
+ * only when nothing is there at all; a dangling symlink or something that
+ * is not a directory is another error, never an empty listing. */
+static int list_dir_error(const char *dir, int e)
+{
+	struct stat sb;
+	char target[PATH_MAX];
+
+	if (e == ENOENT && lstat(dir, &sb) == 0 && S_ISLNK(sb.st_mode)) {
+		ssize_t n = readlink(dir, target, sizeof(target) - 1);
+
+		target[n > 0 ? n : 0] = '\0';
+		return fy_store_fail(-EIO, "%s is a symlink to '%s', which does not exist (a mount that went away?)",
+				     dir, target);
+	}
+	if (e == ENOENT)
+		return fy_store_fail(-ENOENT, "%s does not exist", dir);
+	if (e == ENOTDIR)
+		return fy_store_fail(-ENOTDIR, "%s is not a directory", dir);
+	return fy_store_fail(-e, "%s: %s", dir, strerror(e));
+}
+
 static int file_list(struct fy_store *s, const char *prefix, fy_store_list_cb cb, void *arg)
 {
 	struct file_store *fs = fs_of(s);
+	fy_store_clear_error();
 	if (!cb)
 		return -EINVAL;
 	if (!prefix)
@@ -747,18 +796,54 @@ static int file_list(struct fy_store *s, const char *prefix, fy_store_list_cb cb
 		return -ENOMEM;
 	}
 	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	free(dir);
 	if (dfd < 0) {
-		rc = errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
+		rc = list_dir_error(dir, errno);
+		free(dir);
 		free(w);
 		return rc;
 	}
+	free(dir);
 	if (slash) {
 		w->key[dlen] = '/';
 		w->key[++dlen] = '\0';
 	}
 	rc = walk_dir(w, dfd, dlen, slash ? slash + 1 : prefix);
 	free(w);
+	return rc;
+}
+
+/* ---- folders ---- */
+
+/* Make the directory of the keys under prefix ("chunks/") exist, durably. */
+static int file_make_folder(struct fy_store *s, const char *prefix)
+{
+	struct file_store *fs = fs_of(s);
+	size_t n = strlen(prefix);
+
+	while (n && prefix[n - 1] == '/')
+		n--;
+	char *key = strndup(prefix, n);
+	if (!key)
+		return -ENOMEM;
+	int rc = check_key(key);
+	char *dir = rc ? NULL : join(fs, key, n);
+	free(key);
+	if (rc)
+		return rc;
+	if (!dir)
+		return -ENOMEM;
+	struct stat sb;
+	if (stat(dir, &sb) == 0)
+		rc = S_ISDIR(sb.st_mode) ? 0 : -ENOTDIR;
+	else if (errno != ENOENT)
+		rc = -errno;
+	else if (lstat(dir, &sb) == 0)
+		rc = -EIO; /* a dangling symlink: not ours to replace */
+	else
+		rc = make_dirs(fs, dir, strlen(dir));
+	if (!rc)
+		rc = flush_chain(fs, dir);
+	free(dir);
 	return rc;
 }
 
@@ -851,4 +936,5 @@ const struct fy_store_ops fy_store_file_ops = {
 	.close = file_close,
 	.concurrency = file_concurrency,
 	.cleanup = file_cleanup,
+	.make_folder = file_make_folder,
 };

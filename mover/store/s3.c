@@ -894,8 +894,9 @@ static int s3_exists(struct fy_store *st, const char *key, uint64_t *size)
 
 /* One PUT of a whole object.  With cond, If-None-Match: * makes it keep an
  * existing object: 412 then means "already there" (also when a retry finds
- * the object its first attempt stored) and is success.  -ENOTSUP when the
- * server refuses the condition itself (501): the caller falls back. */
+ * the object its first attempt stored), and put_simple returns 1.
+ * -ENOTSUP when the server refuses the condition itself (501): the caller
+ * falls back. */
 static int put_simple(struct s3_store *s, const char *key, const void *buf, size_t len, const struct fy_digest *dg,
 		      bool cond)
 {
@@ -910,8 +911,10 @@ static int put_simple(struct s3_store *s, const char *key, const void *buf, size
 	free(c.resp.p);
 	if (rc < 0)
 		return rc;
-	if (c.status / 100 == 2 || (cond && c.status == 412))
+	if (c.status / 100 == 2)
 		return 0;
+	if (cond && c.status == 412)
+		return 1;
 	if (cond && c.status == 501)
 		return -ENOTSUP;
 	return status_error(s, &c, key);
@@ -1048,6 +1051,60 @@ static int put_multipart(struct s3_store *s, const char *key, const uint8_t *buf
 	return rc;
 }
 
+static int s3_get(struct fy_store *st, const char *key, uint64_t off, size_t len, void **buf, size_t *got);
+
+/* Is the object at key exactly buf?  1, 0, or -errno. */
+static int holds(struct s3_store *s, const char *key, const void *buf, size_t len)
+{
+	void *got = NULL;
+	size_t n = 0;
+	int rc = s3_get(&s->hdr, key, 0, SIZE_MAX, &got, &n);
+
+	if (rc == 0)
+		rc = n == len && (len == 0 || memcmp(got, buf, len) == 0);
+	free(got);
+	return rc == -ENOENT ? 0 : rc;
+}
+
+/* FY_PUT_EXCL: create key or say -EEXIST.  One conditional PUT where the
+ * server honours it; an object found there that holds exactly our bytes is
+ * our own first attempt (its answer was lost), not someone else's.  Where
+ * the condition cannot be used (a locked target, conditional=0, a server
+ * without it) a HEAD, a PUT and a read back: two creators can still both
+ * see their own object if one reads back before the other's PUT lands. */
+static int put_excl(struct s3_store *s, const char *key, const void *buf, size_t len, const struct fy_digest *dg)
+{
+	int rc;
+
+	if (len <= s->mp_threshold && !locked_key(s, key) && atomic_load(&s->cond_put)) {
+		rc = put_simple(s, key, buf, len, dg, true);
+		if (rc == 1)
+			goto existed;
+		if (rc != -ENOTSUP)
+			return rc;
+		atomic_store(&s->cond_put, false);
+		fy_store_clear_error();
+	}
+	rc = s3_exists(&s->hdr, key, NULL);
+	if (rc < 0)
+		return rc;
+	if (rc == 1)
+		goto existed;
+	rc = len > s->mp_threshold ? put_multipart(s, key, buf, len) : put_simple(s, key, buf, len, dg, false);
+	if (rc < 0)
+		return rc;
+	rc = holds(s, key, buf, len);
+	if (rc < 0)
+		return rc;
+	return rc ? 0 : fy_store_fail(-EEXIST, "s3://%s/%s%s was written by someone else at the same time", s->bucket,
+				      s->prefix, key);
+existed:
+	rc = holds(s, key, buf, len);
+	if (rc < 0)
+		return rc;
+	return rc ? 0 : fy_store_fail(-EEXIST, "s3://%s/%s%s already exists", s->bucket, s->prefix, key);
+}
+
 static int s3_put(struct fy_store *st, const char *key, const void *buf, size_t len, unsigned flags,
 		  const struct fy_digest *dg)
 {
@@ -1059,6 +1116,8 @@ static int s3_put(struct fy_store *st, const char *key, const void *buf, size_t 
 	fy_store_clear_error();
 	if (s->as_of_ms >= 0)
 		return read_only(s);
+	if (flags & FY_PUT_EXCL)
+		return put_excl(s, key, buf, len, dg);
 	/* Keeping an existing object: one conditional PUT where the server
 	 * can say "exists" atomically.  Not on a locked target: Ceph RGW
 	 * ignores the condition in a versioned bucket, and every extra
@@ -1066,7 +1125,7 @@ static int s3_put(struct fy_store *st, const char *key, const void *buf, size_t 
 	if ((flags & FY_PUT_NOREPLACE) && len <= s->mp_threshold && !locked_key(s, key) && atomic_load(&s->cond_put)) {
 		rc = put_simple(s, key, buf, len, dg, true);
 		if (rc != -ENOTSUP)
-			return rc;
+			return rc > 0 ? 0 : rc;
 		atomic_store(&s->cond_put, false);
 		fy_store_clear_error();
 	}
@@ -1178,11 +1237,20 @@ static int list_pages(struct s3_store *s, const char *kind, const char *prefix, 
 		rc = s3_call(s, &c);
 		if (rc == 0 && c.status / 100 != 2)
 			rc = status_error(s, &c, prefix[0] ? prefix : "listing");
+		/* A listing never answers "missing" (that would read as an empty
+		 * folder): a 404 here is a bucket that is gone, an error. */
+		if (rc == -ENOENT) {
+			char why[512];
+
+			snprintf(why, sizeof(why), "%s", fy_store_strerror(rc));
+			rc = fy_store_fail(-EIO, "%s", why);
+		}
 		if (rc == 0) {
 			rc = fy_s3xml_list(c.resp.p, c.resp.len, cb, arg, &more, m1, sizeof(m1), m2, sizeof(m2));
 			if (rc == -EBADMSG)
-				rc = fy_store_fail(-EIO, "s3://%s/%s: the listing is not S3 XML", s->bucket, s->prefix);
-			if (more && !m1[0])
+				rc = fy_store_fail(-EIO, "s3://%s/%s: the answer to a listing is not a whole S3 listing "
+						   "(not XML, no IsTruncated, or an entry without a Key)", s->bucket, s->prefix);
+			else if (rc == 0 && more && !m1[0])
 				rc = fy_store_fail(-EIO, "s3://%s/%s: a truncated listing without a marker", s->bucket,
 						   s->prefix);
 		}
@@ -1446,6 +1514,22 @@ static int check_lock_config(struct s3_store *s, char *errbuf, size_t errlen)
 	return 0;
 }
 
+/* The URL parameters (docs/store.md).  Each may be given once; every one
+ * but insecure (a flag) needs a value. */
+static const char *const s3_params[] = {
+	"region", "endpoint", "style", "ca-file", "insecure", "credentials", "profile", "secret-dir", "lock",
+	"lock-days", "lock-seconds", "storage-class", "connections", "list-page", "retries", "conditional", "as-of",
+	"timeout", "multipart-threshold", "part-size",
+};
+
+static bool s3_param_known(const char *name)
+{
+	for (size_t i = 0; i < sizeof(s3_params) / sizeof(s3_params[0]); i++)
+		if (!strcmp(name, s3_params[i]))
+			return true;
+	return false;
+}
+
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static void curl_init_once(void)
 {
@@ -1509,14 +1593,32 @@ static int s3_open(const char *url, struct fy_store **out, char *errbuf, size_t 
 	const char *region = getenv("AWS_REGION") ? getenv("AWS_REGION") : getenv("AWS_DEFAULT_REGION");
 	const char *lock = NULL, *lock_days = NULL, *lock_secs = NULL;
 
+	const char *seen[sizeof(s3_params) / sizeof(s3_params[0])];
+	size_t nseen = 0;
+
 	for (tok = q ? strtok_r(q, "&", &save) : NULL; tok; tok = strtok_r(NULL, "&", &save)) {
 		char *eq = strchr(tok, '=');
-		const char *v = eq ? eq + 1 : "";
+		/* No '=': an empty value, writable (url_decode writes its end). */
+		char *v = eq ? eq + 1 : tok + strlen(tok);
 		unsigned long long u;
 
 		if (eq)
 			*eq = '\0';
-		url_decode((char *)v);
+		url_decode(v);
+		if (s3_param_known(tok)) {
+			/* Given twice, which one counts?  Neither: say so. */
+			for (size_t i = 0; i < nseen; i++) {
+				if (!strcmp(seen[i], tok)) {
+					fy_store_err(errbuf, errlen, "S3 URL '%s': parameter '%s' is given twice", url, tok);
+					goto fail;
+				}
+			}
+			seen[nseen++] = tok;
+			if (!*v && strcmp(tok, "insecure")) {
+				fy_store_err(errbuf, errlen, "S3 URL '%s': parameter '%s' has an empty value", url, tok);
+				goto fail;
+			}
+		}
 		if (!strcmp(tok, "region"))
 			region = v;
 		else if (!strcmp(tok, "endpoint"))

@@ -108,7 +108,13 @@ int fy_s3xml_list(const char *buf, size_t len, fy_s3xml_cb cb, void *arg, bool *
 		xmlFreeDoc(doc);
 		return -EBADMSG;
 	}
+	/* Whether more pages follow must be said: a page that does not say it
+	 * could be the first of many, and is no complete listing. */
 	child_text(root, "IsTruncated", tr, sizeof(tr));
+	if (strcmp(tr, "true") != 0 && strcmp(tr, "false") != 0) {
+		xmlFreeDoc(doc);
+		return -EBADMSG;
+	}
 	*truncated = strcmp(tr, "true") == 0;
 	child_text(root, n1, next1, n1len);
 	if (n2)
@@ -135,6 +141,10 @@ int fy_s3xml_list(const char *buf, size_t len, fy_s3xml_cb cb, void *arg, bool *
 			child_text(c, "LastModified", when, sizeof(when));
 		} else {
 			continue;
+		}
+		if (!child(c, "Key")) {
+			rc = -EBADMSG; /* an entry without a key: not a listing we can trust */
+			break;
 		}
 		child_text(c, "Key", key, sizeof(key));
 		e.key = key;

@@ -205,6 +205,11 @@ long fy_store_cleanup(struct fy_store *s, int64_t min_age)
 	return s->ops->cleanup ? s->ops->cleanup(s, min_age) : 0;
 }
 
+int fy_store_make_folder(struct fy_store *s, const char *prefix)
+{
+	return s->ops->make_folder ? s->ops->make_folder(s, prefix) : 0;
+}
+
 void fy_store_stats(struct fy_store *s, struct fy_store_stats *out)
 {
 	*out = (struct fy_store_stats){ 0 };

@@ -25,6 +25,12 @@
 
 #define FY_PUT_DURABLE 1u   /* durable on return (implies a sync of this key) */
 #define FY_PUT_NOREPLACE 2u /* keep an existing object (content-addressed data) */
+/* Create only: -EEXIST when another object is already there (implies
+ * NOREPLACE; the object this very call stored, found again by a retry, is
+ * success).  Atomic on the file store and on S3 with conditional PUTs; on an
+ * Object Lock target (RGW ignores the condition there) it is a HEAD, a PUT
+ * and a read back, which catches most races but not all (docs/store.md). */
+#define FY_PUT_EXCL 4u
 
 struct fy_store;
 
@@ -63,7 +69,12 @@ struct fy_store_ops {
 	/* 1 if present, 0 if not, -errno on error; *size set when present and size != NULL. */
 	int (*exists)(struct fy_store *st, const char *key, uint64_t *size);
 	/* Call cb for every key beginning with prefix; stops early when cb returns non-zero
-	 * (and returns that value). */
+	 * (and returns that value).  A listing that cannot be trusted is an error,
+	 * never an empty list: -ENOENT when the prefix's folder does not exist at
+	 * all (file store; the caller decides whether that means "empty"), another
+	 * -errno when it cannot be read (not a directory, a dangling symlink, a
+	 * malformed or truncated S3 answer, ...), with the reason in
+	 * fy_store_strerror(). */
 	int (*list)(struct fy_store *st, const char *prefix, fy_store_list_cb cb, void *arg);
 	int (*del)(struct fy_store *st, const char *key);
 	/* Make every put() so far durable. */
@@ -80,6 +91,9 @@ struct fy_store_ops {
 	 * temp files older than min_age seconds); returns how many. */
 	long (*cleanup)(struct fy_store *st, int64_t min_age);
 	void (*stats)(struct fy_store *st, struct fy_store_stats *out);
+	/* Make the folder of the keys under prefix ("chunks/") exist, durably,
+	 * so that a later list() of it finds it (stores without folders: NULL). */
+	int (*make_folder)(struct fy_store *st, const char *prefix);
 };
 
 /* Every store handle starts with this header. */
@@ -137,6 +151,7 @@ void fy_store_close(struct fy_store *s);
 unsigned fy_store_digests(struct fy_store *s);
 int fy_store_retention(struct fy_store *s, const char *key, int64_t *until);
 long fy_store_cleanup(struct fy_store *s, int64_t min_age);
+int fy_store_make_folder(struct fy_store *s, const char *prefix);
 void fy_store_stats(struct fy_store *s, struct fy_store_stats *out);
 
 /* The reason of the calling thread's last failed store operation returning

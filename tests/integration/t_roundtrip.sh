@@ -68,7 +68,7 @@ head -c 32 /dev/urandom > "$T/raw.key"
 printf 'from a file\n' > "$T/pw.txt"
 # case N: "init options | options to use the repository" (FERRY_PASSWORD unset throughout)
 cases=(
-  "--insecure-no-encryption|"
+  "--insecure-no-encryption|--insecure-no-encryption"
   "--key-file $T/raw.key|--key-file $T/raw.key"
   "--password-file $T/pw.txt --chunk-size 1M --compression none|--password-file $T/pw.txt"
   "--key-file $T/raw.key --chunk-size 16M --compression igzip:3|--key-file $T/raw.key"

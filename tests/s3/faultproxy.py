@@ -4,7 +4,8 @@
     faultproxy.py --listen 127.0.0.1:0 --upstream 127.0.0.1:PORT \
         --port-file F --stats-file S [--seed N] [--fail-rate 0.10] \
         [--reset-rate 0.02] [--delay-rate 0.05] [--delay-seconds 3] \
-        [--lose-reply-rate 0] [--refuse-conditional]
+        [--lose-reply-rate 0] [--refuse-conditional] \
+        [--spoil-listing MODE --spoil-match SUBSTRING]
 
 Every request is relayed to the upstream unchanged: the request line and the
 header block are the bytes the client sent (Host included, so a SigV4
@@ -30,6 +31,14 @@ being slices of one uniform draw:
 forwarding, to every request that carries If-None-Match or If-Match: a
 server without conditional writes.
 
+--spoil-listing MODE answers every object listing (GET with list-type=2)
+whose request target contains --spoil-match itself, without forwarding:
+  500        HTTP 500 InternalError (retried by the client, every time);
+  garbage    200 with a body that is not XML;
+  truncated  200, an empty page that says more follow but gives no token;
+  unsaid     200, an empty page that does not say whether more follow.
+A client must take each as a failed listing, never as an empty one.
+
 The port file (the bound port and a newline) is written once listening.  The
 stats file, JSON, is rewritten (atomically) after every request:
   requests        request heads received
@@ -43,9 +52,11 @@ stats file, JSON, is rewritten (atomically) after every request:
                   unparsable head, upstream unreachable: 502)
   lost_reply      PUTs forwarded whose answer was dropped (also in forwarded)
   refused_conditional  answered 501 for a conditional header, not forwarded
+  spoiled_listing  listings answered by --spoil-listing, not forwarded
   status_NNN      answers relayed to the client, by status code
 Once every client is done:
-  requests == forwarded + fail_503 + reset_request + refused_conditional + errors.
+  requests == forwarded + fail_503 + reset_request + refused_conditional
+              + spoiled_listing + errors.
 SIGTERM (or SIGINT) closes the listener, writes the stats and exits 0.
 """
 
@@ -196,7 +207,7 @@ class Proxy:
         self.lock = threading.Lock()
         self.stats = dict(requests=0, forwarded=0, fail_503=0, reset=0,
                           reset_request=0, reset_response=0, delayed=0, errors=0,
-                          lost_reply=0, refused_conditional=0)
+                          lost_reply=0, refused_conditional=0, spoiled_listing=0)
         self.stopping = False
 
     # ---- shared state
@@ -275,7 +286,7 @@ class Proxy:
         client = conn["client"]
         try:
             line, fields = parse_head(raw)
-            method, _target, version = line.split(" ", 2)
+            method, target, version = line.split(" ", 2)
             kind, length = body_kind(fields)
         except ValueError:
             settle("errors")
@@ -287,6 +298,22 @@ class Proxy:
         keep = ("close" not in ctoks and
                 (version.strip() != "HTTP/1.0" or "keep-alive" in ctoks))
 
+        if (self.args.spoil_listing and method == "GET" and "list-type=2" in target
+                and self.args.spoil_match in target):
+            send_body(creader, kind, length, None)
+            settle("spoiled_listing")
+            mode = self.args.spoil_listing
+            if mode == "500":
+                send_error(client, 500, "Internal Server Error", "InternalError",
+                           "We encountered an internal error. Please try again.", close=not keep)
+            else:
+                body = {"garbage": b"<<<this is not XML",
+                        "truncated": b'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult>'
+                                     b"<IsTruncated>true</IsTruncated></ListBucketResult>",
+                        "unsaid": b'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult>'
+                                  b"<KeyCount>0</KeyCount></ListBucketResult>"}[mode]
+                send_simple(client, 200, "OK", body, close=not keep, ctype="application/xml")
+            return keep
         if self.args.refuse_conditional and ("if-none-match" in fields or "if-match" in fields):
             if expect and has_body:
                 settle("refused_conditional")
@@ -561,6 +588,8 @@ def main():
     p.add_argument("--delay-seconds", type=float, default=3.0)
     p.add_argument("--lose-reply-rate", type=rate, default=0.0)
     p.add_argument("--refuse-conditional", action="store_true")
+    p.add_argument("--spoil-listing", choices=["500", "garbage", "truncated", "unsaid"])
+    p.add_argument("--spoil-match", default="", help="only listings whose request target contains this")
     args = p.parse_args()
     if args.fail_rate + args.reset_rate + args.delay_rate + args.lose_reply_rate > 1.0 + 1e-9:
         p.error("fail + reset + delay + lose rates exceed 1")

@@ -1,6 +1,8 @@
 /* Repository layer: init/open and keys, the sealed-object framing, manifests,
  * snapshot id resolution, and the chunk id set. */
+#include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -67,6 +69,10 @@ static void test_init_open_keys(void **state)
 	assert_int_equal(fy_repo_open(url, &pw, &r, err, sizeof(err)), -ENOENT);
 	assert_non_null(strstr(err, "no repository"));
 	assert_int_equal(fy_repo_init(url, &o, &none, err, sizeof(err)), -ENOKEY);
+	const struct fy_secret empty = { .password = "" };
+
+	assert_int_equal(fy_repo_init(url, &o, &empty, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "password is empty"));
 	assert_int_equal(fy_repo_init(url, &o, &pw, err, sizeof(err)), 0);
 	assert_int_equal(fy_repo_init(url, &o, &pw, err, sizeof(err)), -EEXIST);
 	assert_int_equal(fy_repo_open(url, &wrong, &r, err, sizeof(err)), -EACCES);
@@ -97,6 +103,72 @@ static void test_init_open_keys(void **state)
 	assert_int_equal(fy_repo_init(url, &o, &pw, err, sizeof(err)), -EINVAL);
 	o.chunk_size = 32u << 20;
 	assert_int_equal(fy_repo_init(url, &o, &pw, err, sizeof(err)), -EINVAL);
+}
+
+/* Creators racing: threads released together by a barrier all find no
+ * config (the key derivation between that check and the writes is slower
+ * than the check), then race to write it.  One wins; every other one gets
+ * -EEXIST and opens the winner's repository with its password. */
+#define RACERS 6
+struct racer {
+	pthread_barrier_t *go;
+	const char *url;
+	int rc;
+	char err[512];
+	uint8_t repo_id[16];
+	int open_rc;
+};
+
+static void *race_init(void *arg)
+{
+	struct racer *r = arg;
+	struct fy_init_opts o = default_opts();
+	struct fy_repo *repo = NULL;
+
+	pthread_barrier_wait(r->go);
+	r->rc = fy_repo_init(r->url, &o, &pw, r->err, sizeof(r->err));
+	r->open_rc = fy_repo_open(r->url, &pw, &repo, r->err, sizeof(r->err));
+	if (r->open_rc == 0)
+		memcpy(r->repo_id, repo->repo_id, sizeof(r->repo_id));
+	fy_repo_close(repo);
+	return NULL;
+}
+
+static void test_init_race(void **state)
+{
+	struct racer rs[RACERS];
+	pthread_t t[RACERS];
+	pthread_barrier_t go;
+	char url[300], keys[320];
+	int won = 0, nkeys = 0;
+
+	(void)state;
+	snprintf(url, sizeof(url), "%s/race", dir);
+	pthread_barrier_init(&go, NULL, RACERS);
+	for (int i = 0; i < RACERS; i++) {
+		rs[i] = (struct racer){ .go = &go, .url = url };
+		assert_int_equal(pthread_create(&t[i], NULL, race_init, &rs[i]), 0);
+	}
+	for (int i = 0; i < RACERS; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&go);
+	for (int i = 0; i < RACERS; i++) {
+		if (rs[i].rc == 0)
+			won++;
+		else
+			assert_int_equal(rs[i].rc, -EEXIST);
+		assert_int_equal(rs[i].open_rc, 0);
+		assert_memory_equal(rs[i].repo_id, rs[0].repo_id, 16);
+	}
+	assert_int_equal(won, 1);
+	snprintf(keys, sizeof(keys), "%s/keys", url);
+	DIR *d = opendir(keys);
+
+	assert_non_null(d);
+	for (struct dirent *e; (e = readdir(d));)
+		nkeys += e->d_name[0] != '.';
+	closedir(d);
+	assert_int_equal(nkeys, 1);
 }
 
 static void fill(uint8_t *p, size_t n, unsigned seed, bool text)
@@ -170,11 +242,24 @@ static void test_objects_encrypted(void **state)
 static void test_objects_plain(void **state)
 {
 	struct fy_init_opts o = default_opts();
-	const struct fy_secret none = { 0 };
+	const struct fy_secret none = { 0 }, plain = { .insecure_no_encryption = true };
+	const struct fy_secret pw_plain = { .password = pw.password, .insecure_no_encryption = true };
+	char url[300], err[512];
+	struct fy_repo *r;
 
 	(void)state;
 	o.insecure_no_encryption = true;
-	struct fy_repo *r = make_repo("obj-plain", &o, &none);
+	snprintf(url, sizeof(url), "%s/obj-plain", dir);
+	assert_int_equal(fy_repo_init(url, &o, &pw, err, sizeof(err)), -EINVAL); /* a password contradicts it */
+	assert_int_equal(fy_repo_init(url, &o, &none, err, sizeof(err)), 0);
+	/* An unencrypted repository opens only when the caller says so, and
+	 * never for one who holds a password or key. */
+	assert_int_equal(fy_repo_open(url, &none, &r, err, sizeof(err)), -EPERM);
+	assert_non_null(strstr(err, "needs --insecure-no-encryption"));
+	assert_int_equal(fy_repo_open(url, &pw, &r, err, sizeof(err)), -EPERM);
+	assert_non_null(strstr(err, "yet a password or key was given"));
+	assert_int_equal(fy_repo_open(url, &pw_plain, &r, err, sizeof(err)), -EPERM);
+	assert_int_equal(fy_repo_open(url, &plain, &r, err, sizeof(err)), 0);
 
 	assert_false(r->encrypted);
 	roundtrip_objects(r);
@@ -183,6 +268,12 @@ static void test_objects_plain(void **state)
 	o.compression = FERRY__V1__COMPRESSION__COMPRESSION_NONE;
 	r = make_repo("obj-nocomp", &o, &pw);
 	roundtrip_objects(r);
+	fy_repo_close(r);
+	/* and an encrypted one does not open with the flag instead of its password */
+	snprintf(url, sizeof(url), "%s/obj-nocomp", dir);
+	assert_int_equal(fy_repo_open(url, &plain, &r, err, sizeof(err)), -EACCES);
+	assert_non_null(strstr(err, "is encrypted: give its password or key"));
+	assert_int_equal(fy_repo_open(url, &pw_plain, &r, err, sizeof(err)), 0);
 	fy_repo_close(r);
 }
 
@@ -283,6 +374,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_init_open_keys),
+		cmocka_unit_test(test_init_race),
 		cmocka_unit_test(test_objects_encrypted),
 		cmocka_unit_test(test_objects_plain),
 		cmocka_unit_test(test_manifests),

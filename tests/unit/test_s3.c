@@ -143,6 +143,21 @@ static void test_xml_list_objects(void **state)
 	assert_string_equal(s.keys[0], "p/chunks/ab|");
 	assert_int_equal(s.sizes[0], 4194304);
 	assert_string_equal(s.keys[1], "p/a&b|");
+
+	/* A page that does not say whether more follow, or an entry without a
+	 * key, is no listing to trust: an error, never a (short) list. */
+	static const char *const bad[] = {
+		"<ListBucketResult><Contents><Key>p/a</Key><Size>1</Size></Contents></ListBucketResult>",
+		"<ListBucketResult><IsTruncated>maybe</IsTruncated></ListBucketResult>",
+		"<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Size>1</Size></Contents>"
+		"</ListBucketResult>",
+		"<ListBucketResult><IsTruncated>false</IsTruncated>",
+		"<Error><Code>InternalError</Code></Error>",
+		"not xml at all",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(fy_s3xml_list(bad[i], strlen(bad[i]), see, &s, &more, n1, sizeof(n1), n2, sizeof(n2)),
+				 -EBADMSG);
 }
 
 static void test_xml_versions_and_uploads(void **state)
@@ -218,6 +233,19 @@ static void test_url_errors(void **state)
 		{ "s3://bucket?credentials=/nonexistent/creds", "cannot read S3 credentials file /nonexistent/creds" },
 		{ "s3://bucket?secret-dir=/nonexistent", "lacks the files AWS_ACCESS_KEY_ID" },
 		{ "s3://bucket?ca-file=/nonexistent/ca.pem", "S3 CA file /nonexistent/ca.pem" },
+		/* given twice, or empty where a value is needed: refused, naming it */
+		{ "s3://bucket?region=eu-west-1&region=us-east-1", "parameter 'region' is given twice" },
+		{ "s3://bucket?region=eu-west-1&endpoint=http://h&region=eu-west-1", "parameter 'region' is given twice" },
+		{ "s3://bucket?connections=4&connections=8", "parameter 'connections' is given twice" },
+		{ "s3://bucket?insecure&insecure=1", "parameter 'insecure' is given twice" },
+		{ "s3://bucket?region=", "parameter 'region' has an empty value" },
+		{ "s3://bucket?region", "parameter 'region' has an empty value" },
+		{ "s3://bucket?endpoint=", "parameter 'endpoint' has an empty value" },
+		{ "s3://bucket?profile=&credentials=/x", "parameter 'profile' has an empty value" },
+		{ "s3://bucket?secret-dir=", "parameter 'secret-dir' has an empty value" },
+		{ "s3://bucket?storage-class=", "parameter 'storage-class' has an empty value" },
+		{ "s3://bucket?ca-file=", "parameter 'ca-file' has an empty value" },
+		{ "s3://bucket?lock=&lock-days=1", "parameter 'lock' has an empty value" },
 	};
 	struct fy_store *st = NULL;
 	char err[512];
@@ -245,6 +273,9 @@ static void test_url_errors(void **state)
 			 0);
 	assert_int_equal(fy_store_concurrency(st), 8);
 	assert_int_equal(fy_store_digests(st), FY_DG_CRC32C | FY_DG_SHA256);
+	fy_store_close(st);
+	/* A flag without '=' (it crashed: the empty value was a string literal). */
+	assert_int_equal(fy_store_open("s3://bucket/p?insecure&endpoint=https://127.0.0.1:9", &st, err, sizeof(err)), 0);
 	fy_store_close(st);
 }
 

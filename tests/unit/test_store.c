@@ -253,7 +253,11 @@ static void test_open_creates_nothing(void **state)
 	assert_int_equal(fy_store_open(root, &st, err, sizeof(err)), 0);
 	assert_int_equal(fy_store_get(st, "x", 0, SIZE_MAX, &buf, &got), -ENOENT);
 	assert_int_equal(fy_store_exists(st, "x", NULL), 0);
-	expect_list(st, "", (const char *const[]){NULL});
+	/* A listing of a folder that is not there says so: never "empty". */
+	struct keys k = { 0 };
+	assert_int_equal(fy_store_list(st, "", collect, &k), -ENOENT);
+	assert_non_null(strstr(fy_store_strerror(-ENOENT), "does not exist"));
+	assert_int_equal(k.n, 0);
 	assert_int_equal(fy_store_sync(st), 0);
 	assert_false(path_exists("%s/a", f->dir));
 
@@ -289,12 +293,15 @@ static void test_list_prefix(void **state)
 	expect_list(st, "c", (const char *const[]){"chunks/ab/y", "chunks/ab12/x", "chunks/abc",
 						    "chunks/cd/z", "config", NULL});
 	expect_list(st, "config", (const char *const[]){"config", NULL});
-	expect_list(st, "config/", (const char *const[]){NULL});
 	expect_list(st, "chunks/zz", (const char *const[]){NULL});
-	expect_list(st, "nope/", (const char *const[]){NULL});
+
+	/* The folder of a prefix that is an object, or missing: an error. */
+	struct keys k = {0};
+	assert_int_equal(fy_store_list(st, "config/", collect, &k), -ENOTDIR);
+	assert_int_equal(fy_store_list(st, "nope/", collect, &k), -ENOENT);
+	assert_int_equal(k.n, 0);
 
 	/* sizes come with the keys */
-	struct keys k = {0};
 	assert_int_equal(fy_store_list(st, "snap", collect, &k), 0);
 	assert_int_equal(k.n, 1);
 	assert_int_equal(k.size[0], 6);
@@ -332,6 +339,13 @@ static void test_noreplace(void **state)
 	/* without the flag the object is replaced */
 	put_str(f->st, "chunks/aa/x", "fourth", 0);
 	expect_get(f->st, "chunks/aa/x", 0, SIZE_MAX, "fourth");
+	/* create only: an existing object is -EEXIST and stays as it was */
+	assert_int_equal(fy_store_put(f->st, "chunks/aa/x", "fifth", 5, FY_PUT_EXCL | FY_PUT_DURABLE), -EEXIST);
+	assert_non_null(strstr(fy_store_strerror(-EEXIST), "already exists"));
+	expect_get(f->st, "chunks/aa/x", 0, SIZE_MAX, "fourth");
+	put_str(f->st, "chunks/aa/y", "new", FY_PUT_EXCL);
+	expect_get(f->st, "chunks/aa/y", 0, SIZE_MAX, "new");
+	assert_int_equal(count_temps(f->dir), 0);
 }
 
 static void test_key_validation(void **state)
@@ -751,6 +765,86 @@ static void test_sync_tolerates_removed_dir(void **state)
 	expect_list(f->st, "", (const char *const[]){"kept/y", NULL});
 }
 
+/* A listing that cannot be trusted is an error, never an empty or short
+ * list: the listed folder a dangling symlink or a regular file, or inside
+ * it something that is neither an object nor a folder. */
+static void test_list_untrusted(void **state)
+{
+	struct fx *f = *state;
+	char p[PATH_MAX], q[PATH_MAX];
+	struct keys k = { 0 };
+
+	put_str(f->st, "snapshots/a", "1", 0);
+	put_str(f->st, "chunks/ab/x", "22", 0);
+	snprintf(p, sizeof(p), "%s/snapshots", f->root);
+	snprintf(q, sizeof(q), "%s/snapshots.moved", f->root);
+	assert_int_equal(rename(p, q), 0);
+
+	/* the folder: a dangling symlink (a mount that went away) */
+	assert_int_equal(symlink("/nonexistent/ferry-test", p), 0);
+	assert_int_equal(fy_store_list(f->st, "snapshots/", collect, &k), -EIO);
+	assert_non_null(strstr(fy_store_strerror(-EIO), "symlink to '/nonexistent/ferry-test'"));
+	assert_int_equal(fy_store_put(f->st, "snapshots/b", "3", 1, 0) < 0, 1); /* never written through */
+	/* a symlink to a folder is followed: it is the folder */
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(symlink(q, p), 0);
+	expect_list(f->st, "snapshots/", (const char *const[]){"snapshots/a", NULL});
+	/* a regular file */
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(close(open(p, O_CREAT | O_WRONLY, 0600)), 0);
+	assert_int_equal(fy_store_list(f->st, "snapshots/", collect, &k), -ENOTDIR);
+	assert_non_null(strstr(fy_store_strerror(-ENOTDIR), "is not a directory"));
+	/* missing */
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(fy_store_list(f->st, "snapshots/", collect, &k), -ENOENT);
+	assert_int_equal(k.n, 0);
+	assert_int_equal(rename(q, p), 0);
+
+	/* inside the folder: a symlink to a regular file is an object (get()
+	 * follows it too); a dangling one, one to a folder, a fifo: errors */
+	snprintf(p, sizeof(p), "%s/snapshots/link", f->root);
+	snprintf(q, sizeof(q), "%s/snapshots/a", f->root);
+	assert_int_equal(symlink(q, p), 0);
+	expect_list(f->st, "snapshots/", (const char *const[]){"snapshots/a", "snapshots/link", NULL});
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(symlink("/nonexistent/ferry-test", p), 0);
+	assert_int_equal(fy_store_list(f->st, "snapshots/", collect, &k), -EIO);
+	assert_non_null(strstr(fy_store_strerror(-EIO), "snapshots/link is a symlink to nothing"));
+	assert_int_equal(unlink(p), 0);
+	snprintf(q, sizeof(q), "%s/chunks", f->root);
+	assert_int_equal(symlink(q, p), 0);
+	assert_int_equal(fy_store_list(f->st, "snapshots/", collect, &k), -EIO);
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(mkfifo(p, 0600), 0);
+	assert_int_equal(fy_store_list(f->st, "snapshots/", collect, &k), -EIO);
+	assert_non_null(strstr(fy_store_strerror(-EIO), "neither a regular file nor a directory"));
+	/* and a get() of the fifo does not hang: it is no object */
+	void *buf = NULL;
+	size_t got = 0;
+	assert_int_equal(fy_store_get(f->st, "snapshots/link", 0, SIZE_MAX, &buf, &got), -ENOENT);
+	assert_int_equal(unlink(p), 0);
+	expect_list(f->st, "snapshots/", (const char *const[]){"snapshots/a", NULL});
+	keys_free(&k);
+}
+
+/* make_folder: the folder exists afterwards, and one that is there stays. */
+static void test_make_folder(void **state)
+{
+	struct fx *f = *state;
+	char p[PATH_MAX];
+	struct stat sb;
+
+	assert_int_equal(fy_store_make_folder(f->st, "snapshots/"), 0);
+	assert_int_equal(fy_store_make_folder(f->st, "snapshots/"), 0);
+	snprintf(p, sizeof(p), "%s/snapshots", f->root);
+	assert_int_equal(stat(p, &sb), 0);
+	assert_true(S_ISDIR(sb.st_mode));
+	expect_list(f->st, "snapshots/", (const char *const[]){NULL});
+	assert_int_equal(fy_store_make_folder(f->st, "../x/"), -EINVAL);
+	put_str(f->st, "config", "c", 0);
+	assert_int_equal(fy_store_make_folder(f->st, "config/"), -ENOTDIR);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -768,6 +862,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_never_partial, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sync_tolerates_removed_dir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kill_hook, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_list_untrusted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_make_folder, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
