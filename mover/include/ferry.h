@@ -151,6 +151,29 @@ struct fy_copy_result {
 int fy_copy(struct fy_repo *from, struct fy_repo *to, const uint8_t *ids, size_t nids, const struct fy_copy_opts *o,
 	    struct fy_copy_result *res, char *err, size_t errlen);
 
+/* Which snapshots a snapshot argument may name: those of volume (NULL: any)
+ * that carry every one of labels. */
+struct fy_snap_filter {
+	const char *volume;
+	const struct fy_label *labels;
+	size_t nlabels;
+};
+
+/* Does the snapshot of manifest m pass f (f NULL: yes)? */
+bool fy_snap_filter_match(const Ferry__V1__Manifest *m, const struct fy_snap_filter *f);
+/* Is arg a snapshot argument: 4 to 32 lower-case hex digits, or "latest"? */
+bool fy_snapshot_arg_valid(const char *arg);
+/* Resolve arg (an id, a unique prefix of one, or "latest") among the
+ * snapshots f lets through (f NULL: all).  "latest" is the newest readable
+ * one; when f names no volume and those snapshots belong to more than one
+ * volume, it is -ENOTUNIQ, and err lists the volumes.  A prefix that several
+ * snapshots share is -ENOTUNIQ, err listing them; no match is -ENOENT (err
+ * says when the snapshot exists but is of another volume or lacks a tag); a
+ * malformed arg is -EINVAL.  With keep, *keep receives the snapshot's
+ * decoded manifest (free with ferry__v1__manifest__free_unpacked). */
+int fy_snapshot_select(struct fy_repo *r, const char *arg, const struct fy_snap_filter *f,
+		       uint8_t id[FY_SNAP_ID_LEN], Ferry__V1__Manifest **keep, char *err, size_t errlen);
+
 unsigned fy_online_cores(void);
 
 #endif
