@@ -86,17 +86,28 @@ struct fy_backup_result {
 int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backup_result *res,
 	      char *err, size_t errlen);
 
+/* Restore refuses, before writing anything: a target inside the file://
+ * repository being restored from (by device and inode: symlinks, bind
+ * mounts and hard links are seen through; a loop device bound to one of its
+ * files too), an existing file unless overwrite, a block device that is
+ * mounted or held open exclusively unless force, a file a loop device is
+ * bound to unless force, and a target another restore is writing. */
 struct fy_restore_opts {
-	const char *target;     /* file (created or replaced) or block device (>= volume size) */
+	const char *target;     /* file (created, or replaced with overwrite) or block device (>= volume size) */
 	unsigned threads;       /* 0: 4 x online cores (fetching and writing overlap with decoding) */
 	bool verbose;
 	struct fy_progress *progress;
+	bool overwrite;         /* replace an existing regular file (else -EEXIST) */
+	bool force;             /* overwrite, and write over a mounted or held block device, and
+				 * replace a file a loop device is bound to (-EBUSY otherwise) */
 };
 
 struct fy_restore_result {
 	uint64_t size, bytes_written, bytes_zero;
 	double seconds;
 	bool device;
+	bool stale_removed;     /* a temporary file left by an interrupted restore was reused */
+	char warning[512];      /* what force let through (a mounted device...), or "" */
 };
 
 int fy_restore(struct fy_repo *r, const uint8_t id[FY_SNAP_ID_LEN], const struct fy_restore_opts *o,
