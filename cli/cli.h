@@ -26,6 +26,12 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Usage error for a subcommand; returns EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* "s" unless n is 1: "%zu snapshot%s", n, cli_s(n). */
+static inline const char *cli_s(size_t n)
+{
+	return n == 1 ? "" : "s";
+}
+
 /* Handle an option common to every repository command; 1 if it was one. */
 int cli_common_opt(struct cli_common *c, int opt, const char *arg);
 /* Resolve --repo / FERRY_REPO and the secret; 0 or an exit code. */
@@ -51,6 +57,8 @@ void cli_time(int64_t unix_nano, char *out, size_t len, bool iso);
 struct cli_progress;
 struct cli_progress *cli_progress_start(struct fy_progress *p, const char *what, bool quiet);
 void cli_progress_stop(struct cli_progress *cp);
+/* One "ferry: LINE" on stderr while a progress line may be showing (cp may be NULL). */
+void cli_progress_note(struct cli_progress *cp, const char *line);
 
 int cmd_init(int argc, char **argv);
 int cmd_backup(int argc, char **argv);

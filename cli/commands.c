@@ -673,8 +673,7 @@ static const char check_help[] =
 
 static void report_line(const char *line, void *arg)
 {
-	(void)arg;
-	cli_error("%s", line);
+	cli_progress_note(arg, line);
 }
 
 int cmd_check(int argc, char **argv)
@@ -716,8 +715,13 @@ int cmd_check(int argc, char **argv)
 	rc = cli_repo(&c, "check", &repo);
 	if (rc)
 		return rc;
-	long problems = fy_check(repo, read_data, threads, report_line, NULL, &res, err, sizeof(err));
+	struct fy_progress prog = { 0 };
+	/* Progress only for --read-data: the structural check is a listing. */
+	struct cli_progress *cp = read_data ? cli_progress_start(&prog, "check", c.quiet || c.json) : NULL;
+	long problems = fy_check(repo, read_data, threads, read_data ? &prog : NULL, report_line, cp, &res, err,
+				 sizeof(err));
 
+	cli_progress_stop(cp);
 	fy_repo_close(repo);
 	if (problems < 0) {
 		cli_error("check failed: %s", err);
@@ -732,10 +736,10 @@ int cmd_check(int argc, char **argv)
 		char rd[32];
 
 		cli_human(res.bytes_read, rd, sizeof(rd));
-		printf("%zu snapshots, %zu chunks referenced, %zu unreferenced", res.snapshots, res.chunks_referenced,
-		       res.chunks_unreferenced);
+		printf("%zu snapshot%s, %zu chunk%s referenced, %zu unreferenced", res.snapshots, cli_s(res.snapshots),
+		       res.chunks_referenced, cli_s(res.chunks_referenced), res.chunks_unreferenced);
 		if (read_data)
-			printf(", %zu chunks (%s) read and verified", res.chunks_read, rd);
+			printf(", %zu chunk%s (%s) read and verified", res.chunks_read, cli_s(res.chunks_read), rd);
 		printf(": %s\n", problems ? "PROBLEMS FOUND" : "no problems");
 	}
 	if (problems) {

@@ -311,10 +311,15 @@ static void *progress_main(void *arg)
 	pthread_mutex_lock(&cp->lock);
 	while (!cp->stop) {
 		/* Print first, then wait: even a short job shows one line. */
-		uint64_t done = atomic_load(&cp->p->done), total = cp->p->total;
-		double el = mono() - t0, rate = el > 0.05 ? done / el : 0;
+		uint64_t done = atomic_load(&cp->p->done), total = atomic_load(&cp->p->total);
+		const char *phase = atomic_load(&cp->p->phase);
 		char d[32], t[32], eta[32] = "--:--";
 		struct timespec until;
+
+		/* The rate counts from when bytes began to move, not from a listing before. */
+		if (!done && !total)
+			t0 = mono();
+		double el = mono() - t0, rate = el > 0.05 ? done / el : 0;
 
 		cli_human(done, d, sizeof(d));
 		cli_human(total, t, sizeof(t));
@@ -323,7 +328,12 @@ static void *progress_main(void *arg)
 
 			snprintf(eta, sizeof(eta), "%u:%02u", s / 60, s % 60);
 		}
-		fprintf(stderr, "\r\033[K%s %s / %s  %.0f MB/s  ETA %s", cp->what, d, t, rate / 1e6, eta);
+		if (!done && !total)
+			fprintf(stderr, "\r\033[K%s: %s", cp->what, phase ? phase : "starting");
+		else if (!total)
+			fprintf(stderr, "\r\033[K%s %s  %.0f MB/s", cp->what, d, rate / 1e6);
+		else
+			fprintf(stderr, "\r\033[K%s %s / %s  %.0f MB/s  ETA %s", cp->what, d, t, rate / 1e6, eta);
 		fflush(stderr);
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_nsec += 250000000;
@@ -371,4 +381,17 @@ void cli_progress_stop(struct cli_progress *cp)
 	pthread_mutex_destroy(&cp->lock);
 	pthread_cond_destroy(&cp->cond);
 	free(cp);
+}
+
+void cli_progress_note(struct cli_progress *cp, const char *line)
+{
+	if (!cp) {
+		cli_error("%s", line);
+		return;
+	}
+	/* Between two progress lines: clear the current one first. */
+	pthread_mutex_lock(&cp->lock);
+	fprintf(stderr, "\r\033[Kferry: %s\n", line);
+	fflush(stderr);
+	pthread_mutex_unlock(&cp->lock);
 }

@@ -116,9 +116,10 @@ int cmd_copy(int argc, char **argv)
 		char b[32];
 
 		cli_human(res.bytes_copied, b, sizeof(b));
-		printf("copied %zu snapshots (%zu already there), %zu chunks (%s), %.2f s, %" PRIu64 " retries\n",
-		       res.snapshots_copied, res.snapshots_present, res.chunks_copied, b, res.seconds,
-		       res.from_stats.retries + res.to_stats.retries);
+		printf("copied %zu snapshot%s (%zu already there), %zu chunk%s (%s), %.2f s, %" PRIu64 " retr%s\n",
+		       res.snapshots_copied, cli_s(res.snapshots_copied), res.snapshots_present, res.chunks_copied,
+		       cli_s(res.chunks_copied), b, res.seconds, res.from_stats.retries + res.to_stats.retries,
+		       res.from_stats.retries + res.to_stats.retries == 1 ? "y" : "ies");
 	}
 	rc = 0;
 out:

@@ -14,8 +14,9 @@
 
 /* Progress counters, read by a progress printer while the work runs. */
 struct fy_progress {
-	_Atomic uint64_t done;  /* bytes of the volume processed */
-	uint64_t total;         /* volume size */
+	_Atomic uint64_t done;  /* bytes processed (of the volume; check, copy, prune: of chunks) */
+	_Atomic uint64_t total; /* bytes to process, 0 while unknown (it may grow: copy) */
+	_Atomic(const char *) phase; /* what runs while no bytes move yet ("reading manifests"), or NULL */
 };
 
 struct fy_label {
@@ -115,14 +116,17 @@ int fy_restore(struct fy_repo *r, const uint8_t id[FY_SNAP_ID_LEN], const struct
 
 /* check: every manifest decodes, every chunk they name exists; with read_data
  * every such chunk is fetched and verified.  Problems are reported one line
- * each through report(); returns the number of problems (>= 0) or -errno. */
+ * each through report(); returns the number of problems (>= 0) or -errno.
+ * progress (may be NULL): with read_data, the stored bytes of the chunks to
+ * read (total) and read so far (done). */
 struct fy_check_result {
 	size_t snapshots, chunks_referenced, chunks_present, chunks_unreferenced, chunks_read;
 	uint64_t bytes_read;
 };
 
-long fy_check(struct fy_repo *r, bool read_data, unsigned threads, void (*report)(const char *line, void *arg),
-	      void *arg, struct fy_check_result *res, char *err, size_t errlen);
+long fy_check(struct fy_repo *r, bool read_data, unsigned threads, struct fy_progress *progress,
+	      void (*report)(const char *line, void *arg), void *arg, struct fy_check_result *res, char *err,
+	      size_t errlen);
 
 /* diff: the byte ranges of snapshot b that differ from snapshot a, from the
  * manifests alone (block granularity: a block differs when its id or its
