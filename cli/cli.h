@@ -26,6 +26,13 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Usage error for a subcommand; returns EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts) without GNU's
+ * abbreviated long options, and with one line of our own for each mistake
+ * (an unknown, abbreviated or valueless option): then it returns '?' and
+ * the caller returns EXIT_USAGE. */
+struct option;
+int cli_getopt(int argc, char **argv, const char *cmd, const struct option *longopts);
+
 /* "s" unless n is 1: "%zu snapshot%s", n, cli_s(n). */
 static inline const char *cli_s(size_t n)
 {
@@ -47,6 +54,10 @@ int cli_repos(struct cli_common *c, const char *cmd, struct fy_repo **repo, cons
  * in more_out[i] with the reason in why[i] instead of failing. */
 int cli_repos_opt(struct cli_common *c, const char *cmd, struct fy_repo **repo, const char *const *more,
 		  const bool *optional, size_t nmore, struct fy_repo **more_out, char (*why)[512]);
+
+#define CLI_MAX_TAGS 64
+/* --tag K=V (arg is split in place): 0, or EXIT_USAGE after one line. */
+int cli_tag_opt(const char *cmd, char *arg, struct fy_label *labels, size_t *n);
 
 int cli_parse_size(const char *s, uint64_t *out);
 void cli_human(uint64_t bytes, char *out, size_t len);

@@ -104,7 +104,7 @@ int cmd_init(int argc, char **argv)
 	char err[512];
 	int opt, rc;
 
-	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+	while ((opt = cli_getopt(argc, argv, "init", longopts)) != -1) {
 		uint64_t size;
 
 		if (cli_common_opt(&c, opt, optarg))
@@ -114,8 +114,11 @@ int cmd_init(int argc, char **argv)
 			fputs(init_help, stdout);
 			return 0;
 		case 'c':
-			if (cli_parse_size(optarg, &size) < 0 || size > UINT32_MAX)
-				return cli_usage_error("init", "--chunk-size wants a size such as 4M, not '%s'", optarg);
+			/* Checked here, not by the library: bad usage, and the words the user typed. */
+			if (cli_parse_size(optarg, &size) < 0 || size < FY_MIN_CHUNK || size > FY_MAX_CHUNK ||
+			    (size & (size - 1)))
+				return cli_usage_error("init", "--chunk-size wants a power of two from 1M to 16M "
+						       "(1M, 2M, 4M, 8M, 16M), not '%s'", optarg);
 			o.chunk_size = (uint32_t)size;
 			shaped = true;
 			break;
@@ -138,7 +141,7 @@ int cmd_init(int argc, char **argv)
 			shaped = true;
 			break;
 		default:
-			return cli_usage_error("init", "bad option");
+			return EXIT_USAGE; /* cli_getopt said why */
 		}
 	}
 	if (optind != argc)
@@ -260,14 +263,14 @@ int cmd_backup(int argc, char **argv)
 	bool copy_optional[FY_MAX_TARGETS - 1];
 	struct fy_repo *copies[FY_MAX_TARGETS - 1];
 	size_t ncopies = 0;
-	struct fy_label labels[64];
+	struct fy_label labels[CLI_MAX_TAGS];
 	struct fy_progress prog = { 0 };
 	struct fy_backup_result res;
 	struct fy_repo *repo = NULL;
 	char err[512];
 	int opt, rc;
 
-	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+	while ((opt = cli_getopt(argc, argv, "backup", longopts)) != -1) {
 		if (cli_common_opt(&c, opt, optarg))
 			continue;
 		switch (opt) {
@@ -277,20 +280,15 @@ int cmd_backup(int argc, char **argv)
 		case 'V':
 			o.volume = optarg;
 			break;
-		case 't': {
-			char *eq = strchr(optarg, '=');
-
-			if (!eq || eq == optarg)
-				return cli_usage_error("backup", "--tag wants KEY=VALUE, not '%s'", optarg);
-			if (o.nlabels == sizeof(labels) / sizeof(labels[0]))
-				return cli_usage_error("backup", "at most 64 tags");
-			*eq = '\0';
-			labels[o.nlabels].key = optarg;
-			labels[o.nlabels].value = eq + 1;
-			o.nlabels++;
+		case 't':
+			if (cli_tag_opt("backup", optarg, labels, &o.nlabels))
+				return EXIT_USAGE;
 			break;
-		}
 		case 'e':
+			if (strcmp(optarg, "auto") && strcmp(optarg, "io_uring") && strcmp(optarg, "libaio") &&
+			    strcmp(optarg, "psync"))
+				return cli_usage_error("backup", "--io-engine wants auto, io_uring, libaio or psync, "
+						       "not '%s'", optarg);
 			o.io_engine = optarg;
 			break;
 		case 'd':
@@ -325,13 +323,15 @@ int cmd_backup(int argc, char **argv)
 			copy_optional[ncopies++] = opt == 'o';
 			break;
 		default:
-			return cli_usage_error("backup", "bad option");
+			return EXIT_USAGE; /* cli_getopt said why */
 		}
 	}
 	if (optind == argc)
 		return cli_usage_error("backup", "missing SOURCE");
 	if (optind + 1 != argc)
 		return cli_usage_error("backup", "unexpected argument '%s'", argv[optind + 1]);
+	if (!*argv[optind])
+		return cli_usage_error("backup", "SOURCE is empty");
 	if (!o.volume || !*o.volume)
 		return cli_usage_error("backup", "missing --volume NAME");
 	if ((o.changed_ranges != NULL) + (o.base_image != NULL) + o.manifest_scan > 1)
@@ -340,6 +340,9 @@ int cmd_backup(int argc, char **argv)
 		return cli_usage_error("backup", "--changed-ranges needs --parent SNAPSHOT (the ranges are relative to it)");
 	if ((o.changed_ranges || o.base_image) && !strcmp(o.parent, "none"))
 		return cli_usage_error("backup", "a change source needs a parent, not --parent none");
+	if (strcmp(o.parent, "auto") && strcmp(o.parent, "none") && !fy_snapshot_arg_valid(o.parent))
+		return cli_usage_error("backup", "--parent wants auto, none, latest or a snapshot id, not '%s'",
+				       o.parent);
 	o.source = argv[optind];
 	o.labels = labels;
 	o.verbose = c.verbose;
@@ -458,7 +461,7 @@ int cmd_restore(int argc, char **argv)
 	char err[512];
 	int opt, rc;
 
-	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+	while ((opt = cli_getopt(argc, argv, "restore", longopts)) != -1) {
 		if (cli_common_opt(&c, opt, optarg))
 			continue;
 		switch (opt) {
@@ -470,7 +473,7 @@ int cmd_restore(int argc, char **argv)
 				return bad_number("restore", "--threads", optarg);
 			break;
 		default:
-			return cli_usage_error("restore", "bad option");
+			return EXIT_USAGE; /* cli_getopt said why */
 		}
 	}
 	if (argc - optind != 2)
@@ -586,7 +589,7 @@ int cmd_snapshots(int argc, char **argv)
 	Ferry__V1__Manifest **ms = NULL;
 	int opt, rc, status = 0;
 
-	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+	while ((opt = cli_getopt(argc, argv, "snapshots", longopts)) != -1) {
 		if (cli_common_opt(&c, opt, optarg))
 			continue;
 		switch (opt) {
@@ -597,7 +600,7 @@ int cmd_snapshots(int argc, char **argv)
 			volume = optarg;
 			break;
 		default:
-			return cli_usage_error("snapshots", "bad option");
+			return EXIT_USAGE; /* cli_getopt said why */
 		}
 	}
 	if (optind != argc)
@@ -692,7 +695,7 @@ int cmd_check(int argc, char **argv)
 	char err[512];
 	int opt, rc;
 
-	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+	while ((opt = cli_getopt(argc, argv, "check", longopts)) != -1) {
 		if (cli_common_opt(&c, opt, optarg))
 			continue;
 		switch (opt) {
@@ -707,7 +710,7 @@ int cmd_check(int argc, char **argv)
 				return bad_number("check", "--threads", optarg);
 			break;
 		default:
-			return cli_usage_error("check", "bad option");
+			return EXIT_USAGE; /* cli_getopt said why */
 		}
 	}
 	if (optind != argc)

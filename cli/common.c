@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -35,6 +36,79 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, " (see 'ferry %s --help')\n", cmd);
 	return EXIT_USAGE;
+}
+
+/* Check the whole command line before getopt_long sees it: GNU getopt takes
+ * any unambiguous prefix of a long option (--read-dat for --read-data), and
+ * prints its own messages.  Here every long option is written in full, and
+ * each mistake is one line.  0, or EXIT_USAGE after printing the line. */
+static int check_args(int argc, char **argv, const char *cmd, const char *shortopts, const struct option *longopts)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "--"))
+			return 0; /* the rest are operands */
+		if (a[0] != '-' || !a[1])
+			continue; /* an operand ("-" too) */
+		if (a[1] == '-') {
+			const char *name = a + 2, *eq = strchr(name, '=');
+			size_t len = eq ? (size_t)(eq - name) : strlen(name);
+			const struct option *o, *prefix_of = NULL;
+
+			for (o = longopts; o->name; o++) {
+				if (strlen(o->name) == len && !strncmp(o->name, name, len))
+					break;
+				if (len && strlen(o->name) > len && !strncmp(o->name, name, len) && !prefix_of)
+					prefix_of = o;
+			}
+			if (!o->name && prefix_of)
+				return cli_usage_error(cmd, "option '%.*s' is abbreviated: write --%s in full",
+						       (int)(len + 2), a, prefix_of->name);
+			if (!o->name)
+				return cli_usage_error(cmd, "unknown option '%.*s'", (int)(len + 2), a);
+			if (o->has_arg == no_argument && eq)
+				return cli_usage_error(cmd, "option --%s takes no value, not '%s'", o->name, a);
+			if (o->has_arg == required_argument && !eq) {
+				if (i + 1 >= argc)
+					return cli_usage_error(cmd, "option --%s wants a value", o->name);
+				i++; /* its value, whatever it looks like */
+			}
+			continue;
+		}
+		for (const char *c = a + 1; *c; c++) {
+			const char *at = *c != ':' ? strchr(shortopts, *c) : NULL;
+
+			if (!at)
+				return cli_usage_error(cmd, "unknown option '-%c'%s%s%s", *c, c > a + 1 ? " (in '" : "",
+						       c > a + 1 ? a : "", c > a + 1 ? "')" : "");
+			if (at[1] == ':') {
+				if (!c[1] && i + 1 >= argc)
+					return cli_usage_error(cmd, "option -%c wants a value", *c);
+				if (!c[1])
+					i++;
+				break; /* the rest of this word is its value */
+			}
+		}
+	}
+	return 0;
+}
+
+int cli_getopt(int argc, char **argv, const char *cmd, const struct option *longopts)
+{
+	int opt;
+
+	/* optind is 1 before the first option (and again inside a first "-vq"). */
+	if (optind == 1 && check_args(argc, argv, cmd, CLI_COMMON_SHORTOPTS, longopts))
+		return '?';
+	opterr = 0;
+	opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL);
+	if (opt == '?' || opt == ':') {
+		/* Not expected after check_args: say something anyway. */
+		cli_usage_error(cmd, "bad option '%s'", argv[optind - 1]);
+		return '?';
+	}
+	return opt;
 }
 
 int cli_common_opt(struct cli_common *c, int opt, const char *arg)
@@ -215,6 +289,21 @@ int cli_repos_opt(struct cli_common *c, const char *cmd, struct fy_repo **repo, 
 int cli_repo(struct cli_common *c, const char *cmd, struct fy_repo **repo)
 {
 	return cli_repos(c, cmd, repo, NULL, 0, NULL);
+}
+
+int cli_tag_opt(const char *cmd, char *arg, struct fy_label *labels, size_t *n)
+{
+	char *eq = strchr(arg, '=');
+
+	if (!eq || eq == arg)
+		return cli_usage_error(cmd, "--tag wants KEY=VALUE, not '%s'", arg);
+	if (*n == CLI_MAX_TAGS)
+		return cli_usage_error(cmd, "at most %d tags", CLI_MAX_TAGS);
+	*eq = '\0';
+	labels[*n].key = arg;
+	labels[*n].value = eq + 1;
+	(*n)++;
+	return 0;
 }
 
 int cli_parse_size(const char *s, uint64_t *out)

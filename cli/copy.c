@@ -43,7 +43,7 @@ int cmd_copy(int argc, char **argv)
 	char err[512];
 	int opt, rc;
 
-	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+	while ((opt = cli_getopt(argc, argv, "copy", longopts)) != -1) {
 		if (cli_common_opt(&c, opt, optarg))
 			continue;
 		switch (opt) {
@@ -66,7 +66,7 @@ int cmd_copy(int argc, char **argv)
 			break;
 		}
 		default:
-			return cli_usage_error("copy", "bad option");
+			return EXIT_USAGE; /* cli_getopt said why */
 		}
 	}
 	if (!to_url)

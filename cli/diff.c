@@ -30,14 +30,14 @@ int cmd_diff(int argc, char **argv)
 	char err[512], ha[2 * FY_SNAP_ID_LEN + 1], hb[2 * FY_SNAP_ID_LEN + 1];
 	int opt, rc;
 
-	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+	while ((opt = cli_getopt(argc, argv, "diff", longopts)) != -1) {
 		if (cli_common_opt(&c, opt, optarg))
 			continue;
 		if (opt == 'h') {
 			fputs(diff_help, stdout);
 			return 0;
 		}
-		return cli_usage_error("diff", "bad option");
+		return EXIT_USAGE; /* cli_getopt said why */
 	}
 	if (argc - optind != 2)
 		return cli_usage_error("diff", "wants SNAP_A and SNAP_B");

@@ -163,7 +163,7 @@ int cmd_forget(int argc, char **argv)
 	char err[512];
 	int opt, rc;
 
-	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+	while ((opt = cli_getopt(argc, argv, "forget", longopts)) != -1) {
 		unsigned *slot = NULL;
 
 		if (cli_common_opt(&c, opt, optarg))
@@ -185,7 +185,7 @@ int cmd_forget(int argc, char **argv)
 			dry_run = true;
 			break;
 		default:
-			return cli_usage_error("forget", "bad option");
+			return EXIT_USAGE; /* cli_getopt said why */
 		}
 		if (slot && parse_count(optarg, slot) < 0)
 			return cli_usage_error("forget", "--%s wants a positive number, not '%s'",
@@ -262,7 +262,7 @@ int cmd_prune(int argc, char **argv)
 	char err[512];
 	int opt, rc;
 
-	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+	while ((opt = cli_getopt(argc, argv, "prune", longopts)) != -1) {
 		if (cli_common_opt(&c, opt, optarg))
 			continue;
 		switch (opt) {
@@ -273,7 +273,7 @@ int cmd_prune(int argc, char **argv)
 			o.dry_run = true;
 			break;
 		default:
-			return cli_usage_error("prune", "bad option");
+			return EXIT_USAGE; /* cli_getopt said why */
 		}
 	}
 	if (optind != argc)
@@ -357,7 +357,7 @@ int cmd_unlock(int argc, char **argv)
 	char err[512];
 	int opt, rc, status = 0;
 
-	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+	while ((opt = cli_getopt(argc, argv, "unlock", longopts)) != -1) {
 		if (cli_common_opt(&c, opt, optarg))
 			continue;
 		switch (opt) {
@@ -368,7 +368,7 @@ int cmd_unlock(int argc, char **argv)
 			all = true;
 			break;
 		default:
-			return cli_usage_error("unlock", "bad option");
+			return EXIT_USAGE; /* cli_getopt said why */
 		}
 	}
 	if (optind != argc)
