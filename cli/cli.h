@@ -55,9 +55,19 @@ int cli_repos(struct cli_common *c, const char *cmd, struct fy_repo **repo, cons
 int cli_repos_opt(struct cli_common *c, const char *cmd, struct fy_repo **repo, const char *const *more,
 		  const bool *optional, size_t nmore, struct fy_repo **more_out, char (*why)[512]);
 
+/* Which snapshots a command's SNAPSHOT arguments may name (--volume, --tag). */
 #define CLI_MAX_TAGS 64
+struct cli_select {
+	struct fy_snap_filter f;
+	struct fy_label labels[CLI_MAX_TAGS];
+};
 /* --tag K=V (arg is split in place): 0, or EXIT_USAGE after one line. */
 int cli_tag_opt(const char *cmd, char *arg, struct fy_label *labels, size_t *n);
+/* A SNAPSHOT argument that cannot be one: EXIT_USAGE after one line; else 0. */
+int cli_check_snapshot_arg(const char *cmd, const char *arg);
+/* fy_snapshot_select with the command's filter; 0, or 1 after one line. */
+int cli_pick(const char *cmd, struct fy_repo *repo, const char *arg, const struct cli_select *sel,
+	     uint8_t id[FY_SNAP_ID_LEN], Ferry__V1__Manifest **keep);
 
 int cli_parse_size(const char *s, uint64_t *out);
 void cli_human(uint64_t bytes, char *out, size_t len);

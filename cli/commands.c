@@ -439,20 +439,48 @@ int cmd_backup(int argc, char **argv)
 static const char restore_help[] =
 	"usage: ferry restore --repo URL [OPTIONS] SNAPSHOT TARGET\n\n"
 	"Restore SNAPSHOT (an id, a unique prefix of at least 4 hex digits, or 'latest')\n"
-	"to TARGET: a file (written beside TARGET and renamed over it when complete; holes\n"
-	"stay holes) or a block device at least as large as the volume.  Every block is\n"
-	"verified before it is written.\n\n"
+	"to TARGET: a file (written beside TARGET as TARGET.ferry-restore and renamed over\n"
+	"it when complete; holes stay holes) or a block device at least as large as the\n"
+	"volume.  Every block is verified before it is written.  'latest' is the newest\n"
+	"snapshot of --volume; without --volume it is refused when the repository holds\n"
+	"more than one volume.\n\n"
+	"Restore refuses (exit 1, nothing written): a target inside the repository it\n"
+	"restores from (seen through symlinks, bind mounts and hard links); an existing\n"
+	"file, unless --overwrite; a block device that is mounted or held open\n"
+	"exclusively (swap, RAID, LVM), or a file a loop device is bound to, unless\n"
+	"--force; a target another restore is writing.  The temporary file of a restore\n"
+	"that was killed is reused by the next restore of the same target.\n\n"
+	"  --volume NAME        'latest' and id prefixes name snapshots of this volume\n"
+	"  --tag K=V            ... that carry this tag (repeatable)\n"
+	"  --overwrite          replace TARGET if it is an existing file\n"
+	"  --force              --overwrite, and write over a block device even when it is\n"
+	"                       mounted or held, and replace a file a loop device is bound\n"
+	"                       to (the device keeps reading the old file).  Never: into the\n"
+	"                       repository, onto a device smaller than the volume, or over\n"
+	"                       a restore in progress\n"
 	"  --threads N          fetch/verify/write workers (default: 4 x online cores)\n"
 	CLI_COMMON_HELP;
+
+enum {
+	OPT_R_OVERWRITE = 256,
+	OPT_R_FORCE,
+	OPT_R_VOLUME,
+	OPT_R_TAG,
+};
 
 int cmd_restore(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "threads", required_argument, NULL, 'T' },
+		{ "overwrite", no_argument, NULL, OPT_R_OVERWRITE },
+		{ "force", no_argument, NULL, OPT_R_FORCE },
+		{ "volume", required_argument, NULL, OPT_R_VOLUME },
+		{ "tag", required_argument, NULL, OPT_R_TAG },
 		CLI_COMMON_LONGOPTS,
 		{ 0 },
 	};
 	struct cli_common c = { 0 };
+	struct cli_select sel = { 0 };
 	struct fy_restore_opts o = { 0 };
 	struct fy_progress prog = { 0 };
 	struct fy_restore_result res;
@@ -461,6 +489,7 @@ int cmd_restore(int argc, char **argv)
 	char err[512];
 	int opt, rc;
 
+	sel.f.labels = sel.labels;
 	while ((opt = cli_getopt(argc, argv, "restore", longopts)) != -1) {
 		if (cli_common_opt(&c, opt, optarg))
 			continue;
@@ -472,20 +501,36 @@ int cmd_restore(int argc, char **argv)
 			if (parse_uint(optarg, 256, &o.threads) < 0)
 				return bad_number("restore", "--threads", optarg);
 			break;
+		case OPT_R_OVERWRITE:
+			o.overwrite = true;
+			break;
+		case OPT_R_FORCE:
+			o.force = true;
+			break;
+		case OPT_R_VOLUME:
+			sel.f.volume = optarg;
+			break;
+		case OPT_R_TAG:
+			if (cli_tag_opt("restore", optarg, sel.labels, &sel.f.nlabels))
+				return EXIT_USAGE;
+			break;
 		default:
 			return EXIT_USAGE; /* cli_getopt said why */
 		}
 	}
 	if (argc - optind != 2)
 		return cli_usage_error("restore", "wants SNAPSHOT and TARGET");
+	if (cli_check_snapshot_arg("restore", argv[optind]))
+		return EXIT_USAGE;
+	if (!*argv[optind + 1])
+		return cli_usage_error("restore", "TARGET is empty");
 	o.target = argv[optind + 1];
 	o.verbose = c.verbose;
 	o.progress = &prog;
 	rc = cli_repo(&c, "restore", &repo);
 	if (rc)
 		return rc;
-	if (fy_snapshot_resolve(repo, argv[optind], id, err, sizeof(err)) < 0) {
-		cli_error("%s", err);
+	if (cli_pick("restore", repo, argv[optind], &sel, id, NULL)) {
 		fy_repo_close(repo);
 		return 1;
 	}
@@ -498,6 +543,9 @@ int cmd_restore(int argc, char **argv)
 		cli_error("restore failed: %s", err);
 		return 1;
 	}
+	/* What --force let through is said even with --quiet. */
+	if (res.warning[0])
+		cli_error("warning: %s", res.warning);
 	char hex[2 * FY_SNAP_ID_LEN + 1];
 	double mbps = res.seconds > 0 ? res.size / res.seconds / 1e6 : 0;
 
@@ -506,9 +554,12 @@ int cmd_restore(int argc, char **argv)
 		printf("{\"snapshot_id\":\"%s\",\"target\":", hex);
 		cli_json_string(stdout, o.target);
 		printf(",\"size\":%llu,\"bytes_written\":%llu,\"bytes_zero\":%llu,\"duration_s\":%.3f,"
-		       "\"throughput_mbps\":%.1f}\n",
+		       "\"throughput_mbps\":%.1f,\"warnings\":[",
 		       (unsigned long long)res.size, (unsigned long long)res.bytes_written,
 		       (unsigned long long)res.bytes_zero, res.seconds, mbps);
+		if (res.warning[0])
+			cli_json_string(stdout, res.warning);
+		printf("]}\n");
 	} else if (!c.quiet && (c.verbose || isatty(STDERR_FILENO))) {
 		char sz[32], wr[32];
 

@@ -306,6 +306,25 @@ int cli_tag_opt(const char *cmd, char *arg, struct fy_label *labels, size_t *n)
 	return 0;
 }
 
+int cli_check_snapshot_arg(const char *cmd, const char *arg)
+{
+	if (fy_snapshot_arg_valid(arg))
+		return 0;
+	return cli_usage_error(cmd, "'%s' is not a snapshot id (4 to 32 lower-case hex digits, or 'latest')", arg);
+}
+
+int cli_pick(const char *cmd, struct fy_repo *repo, const char *arg, const struct cli_select *sel,
+	     uint8_t id[FY_SNAP_ID_LEN], Ferry__V1__Manifest **keep)
+{
+	char err[768];
+
+	if (fy_snapshot_select(repo, arg, sel ? &sel->f : NULL, id, keep, err, sizeof(err)) < 0) {
+		cli_error("%s failed: %s", cmd, err);
+		return 1;
+	}
+	return 0;
+}
+
 int cli_parse_size(const char *s, uint64_t *out)
 {
 	char *end;

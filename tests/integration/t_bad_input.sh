@@ -137,7 +137,39 @@ else
 fi
 expect_fail "restore target in a missing directory" "cannot create target $T/no/such/dir/x.img" $FERRY restore --repo "$R" "$id1" "$T/no/such/dir/x.img"
 expect_fail "unknown snapshot" "no snapshot ffffffff" $FERRY restore --repo "$R" ffffffff "$T/x.img"
-expect_fail "malformed snapshot id" "is not a snapshot id" $FERRY restore --repo "$R" "../../etc" "$T/x.img"
+usage2 "malformed snapshot id" "'../../etc' is not a snapshot id" $FERRY restore --repo "$R" "../../etc" "$T/x.img"
+usage2 "malformed snapshot id in diff" "'LATEST' is not a snapshot id" $FERRY diff --repo "$R" "$id1" LATEST
+
+# --- which snapshot: 'latest' of several volumes, --volume, --tag, prefixes (issue 13 item 12)
+fail1 "latest of two volumes" "'latest' is ambiguous: the snapshots in $R belong to 2 volumes \(one, two\): name one with --volume NAME" \
+  $FERRY restore --repo "$R" latest "$T/x.img"
+[ ! -e "$T/x.img" ] || fail "a refused restore wrote $T/x.img"
+$FERRY restore --repo "$R" --volume two latest "$T/two-latest.img" && cmp "$T/two.img" "$T/two-latest.img" ||
+  fail "restore --volume two latest"
+$FERRY restore --repo "$R" --volume one "${id1:0:6}" "$T/one-prefix.img" && cmp "$T/one.img" "$T/one-prefix.img" ||
+  fail "restore --volume one PREFIX"
+fail1 "an id of another volume" "snapshot ${id2:0:8} is of volume two, not of volume one" \
+  $FERRY restore --repo "$R" --volume one "$id2" "$T/x.img"
+fail1 "latest of a volume that has none" "no readable snapshot of volume three in" \
+  $FERRY restore --repo "$R" --volume three latest "$T/x.img"
+id3=$($FERRY backup --repo "$R" --volume two --tag stage=b "$T/two.img")
+$FERRY restore --repo "$R" --tag stage=b latest "$T/two-tag.img" && cmp "$T/two.img" "$T/two-tag.img" ||
+  fail "restore --tag stage=b latest"
+fail1 "a tag no snapshot carries" "no readable snapshot with tag stage=zz" $FERRY restore --repo "$R" --tag stage=zz latest "$T/x.img"
+fail1 "diff latest of two volumes" "'latest' is ambiguous" $FERRY diff --repo "$R" "$id1" latest
+fail1 "diff across volumes" "${id1:0:8} is a snapshot of volume one, ${id2:0:8} of volume two: different volumes \(--across-volumes" \
+  $FERRY diff --repo "$R" "$id1" "$id2"
+$FERRY diff --repo "$R" --across-volumes "$id1" "$id2" | grep -q '^0 ' || fail "diff --across-volumes printed no ranges"
+[ "$($FERRY diff --repo "$R" --volume two "$id2" latest)" = "" ] || fail "diff --volume two: the same data differs"
+# an ambiguous prefix lists the snapshots that share it (a second manifest under a name
+# that shares the first 4 digits; it never opens, but the listing sees it)
+twin="${id1:0:4}$(printf 'f%.0s' $(seq 28))"
+[ "$twin" != "$id1" ] || twin="${id1:0:4}$(printf 'e%.0s' $(seq 28))"
+cp "$R/snapshots/$id1" "$R/snapshots/$twin"
+fail1 "ambiguous prefix" "snapshot prefix ${id1:0:4} is ambiguous in $R: 2 snapshots match \(.*$id1 of one.*\): give more digits" \
+  $FERRY restore --repo "$R" "${id1:0:4}" "$T/x.img"
+grep -q "$twin" "$T/err" || fail "the ambiguous prefix's line does not name $twin"
+rm "$R/snapshots/$twin"
 
 # --- repository full during a backup: fails, keeps earlier snapshots intact, leaves no temp files
 if [ "$(id -u)" = 0 ]; then
