@@ -81,6 +81,19 @@ void cli_progress_stop(struct cli_progress *cp);
 /* One "ferry: LINE" on stderr while a progress line may be showing (cp may be NULL). */
 void cli_progress_note(struct cli_progress *cp, const char *line);
 
+/* backup: one warning line per read-write mount of source's filesystem
+ * (of the device, or of the loop device bound to an image file), except the
+ * mount at freeze_real (realpath) that --freeze holds still; returns how many. */
+int cli_mount_warnings(const char *source, const char *freeze_real, char (*warn)[512], size_t max);
+/* backup --freeze: check that mnt is where source's filesystem is mounted
+ * and that no file:// repository in repos lives on it, then FIFREEZE it;
+ * from then on a fatal signal thaws it before the process dies.  0 or -errno
+ * with one line in err. */
+int cli_freeze(const char *mnt, const char *source, const char *const *repos, size_t nrepos, char *err,
+	       size_t errlen);
+/* Thaw what cli_freeze froze (nothing frozen: 0). */
+int cli_thaw(char *err, size_t errlen);
+
 int cmd_init(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
 int cmd_restore(int argc, char **argv);

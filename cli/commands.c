@@ -1,6 +1,7 @@
 /* The subcommands: init, backup, restore, snapshots, check. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,6 +207,13 @@ static const char backup_help[] =
 	"                       volume is read, compressed and sealed once); a failing copy\n"
 	"                       fails the backup\n"
 	"  --copy-to-optional URL  the same, but a failing copy is dropped and reported\n"
+	"  --freeze MOUNTPOINT  freeze the filesystem of SOURCE mounted there (FIFREEZE) for\n"
+	"                       the backup, thaw it after (also on errors and on SIGINT,\n"
+	"                       SIGTERM...; after a SIGKILL: fsfreeze -u MOUNTPOINT): a\n"
+	"                       consistent copy of a mounted filesystem.  Writes to it wait\n"
+	"                       meanwhile.  A freeze that fails stops the backup (nothing\n"
+	"                       read).  Without it, a SOURCE mounted read-write gets a\n"
+	"                       warning: the copy is crash-consistent at best\n"
 	CLI_COMMON_HELP;
 
 /* One line (or JSON object) per target of a backup. */
@@ -254,6 +262,7 @@ int cmd_backup(int argc, char **argv)
 		{ "manifest-scan", no_argument, NULL, 'S' },
 		{ "copy-to", required_argument, NULL, 'c' },
 		{ "copy-to-optional", required_argument, NULL, 'o' },
+		{ "freeze", required_argument, NULL, 'F' },
 		CLI_COMMON_LONGOPTS,
 		{ 0 },
 	};
@@ -267,8 +276,9 @@ int cmd_backup(int argc, char **argv)
 	struct fy_progress prog = { 0 };
 	struct fy_backup_result res;
 	struct fy_repo *repo = NULL;
-	char err[512];
-	int opt, rc;
+	const char *freeze = NULL;
+	char err[512], warn[8][512], freeze_real[PATH_MAX] = "";
+	int opt, rc, nwarn;
 
 	while ((opt = cli_getopt(argc, argv, "backup", longopts)) != -1) {
 		if (cli_common_opt(&c, opt, optarg))
@@ -290,6 +300,11 @@ int cmd_backup(int argc, char **argv)
 				return cli_usage_error("backup", "--io-engine wants auto, io_uring, libaio or psync, "
 						       "not '%s'", optarg);
 			o.io_engine = optarg;
+			break;
+		case 'F':
+			if (!*optarg)
+				return cli_usage_error("backup", "--freeze wants a mount point, not ''");
+			freeze = optarg;
 			break;
 		case 'd':
 			if (parse_uint(optarg, 1024, &o.queue_depth) < 0)
@@ -344,6 +359,14 @@ int cmd_backup(int argc, char **argv)
 		return cli_usage_error("backup", "--parent wants auto, none, latest or a snapshot id, not '%s'",
 				       o.parent);
 	o.source = argv[optind];
+	if (freeze && !realpath(freeze, freeze_real)) {
+		cli_error("backup failed: --freeze %s: %s", freeze, strerror(errno));
+		return 1;
+	}
+	/* Said before the backup starts (and in --json), even with --quiet. */
+	nwarn = cli_mount_warnings(o.source, freeze ? freeze_real : NULL, warn, 8);
+	for (int i = 0; i < nwarn; i++)
+		cli_error("warning: %s", warn[i]);
 	o.labels = labels;
 	o.verbose = c.verbose;
 	o.progress = &prog;
@@ -364,10 +387,40 @@ int cmd_backup(int argc, char **argv)
 	}
 	o.copies = copies;
 	o.copy_optional = copy_optional;
+	if (freeze) {
+		const char *urls[FY_MAX_TARGETS];
+
+		urls[0] = repo->url;
+		for (size_t i = 0; i < o.ncopies; i++)
+			urls[i + 1] = copies[i]->url;
+		rc = cli_freeze(freeze, o.source, urls, o.ncopies + 1, err, sizeof(err));
+		if (rc < 0) {
+			fy_repo_close(repo);
+			for (size_t i = 0; i < o.ncopies; i++)
+				fy_repo_close(copies[i]);
+			cli_error("backup failed: %s", err);
+			return 1;
+		}
+		if (c.verbose)
+			fprintf(stderr, "ferry: froze %s\n", freeze);
+	}
 	struct cli_progress *cp = cli_progress_start(&prog, "backup", c.quiet || c.json);
 
 	rc = fy_backup(repo, &o, &res, err, sizeof(err));
 	cli_progress_stop(cp);
+	if (freeze) {
+		char e2[512];
+
+		if (cli_thaw(e2, sizeof(e2)) < 0) {
+			cli_error("%s (thaw it with: fsfreeze -u %s)", e2, freeze);
+			if (rc == 0) {
+				rc = -EIO;
+				snprintf(err, sizeof(err), "the snapshot is stored, but %s stays frozen", freeze);
+			}
+		} else if (c.verbose) {
+			fprintf(stderr, "ferry: thawed %s\n", freeze);
+		}
+	}
 	fy_repo_close(repo);
 	for (size_t i = 0; i < o.ncopies; i++)
 		fy_repo_close(copies[i]);
@@ -393,6 +446,22 @@ int cmd_backup(int argc, char **argv)
 		printf(",\"parent_id\":%s%s%s,\"change_source\":\"%s\",\"warning\":", res.has_parent ? "\"" : "",
 		       res.has_parent ? phex : "null", res.has_parent ? "\"" : "", res.change_source);
 		cli_json_string(stdout, res.warning);
+		printf(",\"warnings\":[");
+		for (int i = 0; i < nwarn; i++) {
+			if (i)
+				putchar(',');
+			cli_json_string(stdout, warn[i]);
+		}
+		if (res.warning[0]) {
+			if (nwarn)
+				putchar(',');
+			cli_json_string(stdout, res.warning);
+		}
+		printf("],\"frozen\":");
+		if (freeze)
+			cli_json_string(stdout, freeze);
+		else
+			printf("null");
 		printf(",\"size\":%llu,\"bytes_read\":%llu,\"bytes_new\":%llu,\"bytes_stored\":%llu,"
 		       "\"bytes_zero\":%llu,\"bytes_dedup\":%llu,\"bytes_reused\":%llu,\"bytes_same\":%llu,"
 		       "\"chunks_new\":%u,\"chunks_dedup\":%u,"
