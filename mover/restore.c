@@ -532,54 +532,92 @@ out:
 
 /* ---- the target ---------------------------------------------------------- */
 
+/* Is a filesystem mounted from rdev, or from one of its partitions (sysfs)?
+ * Then out says so: "is mounted at /mnt (ext4, read-write)", or "has
+ * partition /dev/sdb1 mounted at ..."; false when none is. */
+static bool mounted_desc(dev_t rdev, char *out, size_t len)
+{
+	dev_t devs[64];
+	size_t nd = 0;
+	char dir[64];
+	DIR *d;
+	struct dirent *e;
+	bool found = false;
+
+	devs[nd++] = rdev;
+	snprintf(dir, sizeof(dir), "/sys/dev/block/%u:%u", major(rdev), minor(rdev));
+	d = opendir(dir);
+	while (d && nd < sizeof(devs) / sizeof(devs[0]) && (e = readdir(d))) {
+		char p[400], line[32];
+		unsigned maj, min;
+		FILE *f;
+
+		snprintf(p, sizeof(p), "%s/%s/partition", dir, e->d_name);
+		if (e->d_name[0] == '.' || access(p, F_OK))
+			continue;
+		snprintf(p, sizeof(p), "%s/%s/dev", dir, e->d_name);
+		f = fopen(p, "re");
+		if (f && fgets(line, sizeof(line), f) && sscanf(line, "%u:%u", &maj, &min) == 2)
+			devs[nd++] = makedev(maj, min);
+		if (f)
+			fclose(f);
+	}
+	if (d)
+		closedir(d);
+	for (size_t k = 0; k < nd && !found; k++) {
+		struct fy_mount_info *mi = NULL;
+		size_t n = 0;
+
+		if (fy_mounts_of_rdev(devs[k], &mi, &n) < 0)
+			continue;
+		for (size_t i = 0; i < n && !found; i++) {
+			char part[64];
+
+			if (mi[i].node)
+				continue;
+			found = true;
+			if (k == 0) {
+				snprintf(out, len, "is mounted at %s (%s, %s)", mi[i].point, mi[i].fstype,
+					 mi[i].ro ? "read-only" : "read-write");
+			} else {
+				fy_blkdev_name(devs[k], part, sizeof(part));
+				snprintf(out, len, "has partition %s mounted at %s (%s, %s)", part, mi[i].point,
+					 mi[i].fstype, mi[i].ro ? "read-only" : "read-write");
+			}
+		}
+		fy_mount_info_free(mi, n);
+	}
+	return found;
+}
+
 /* A block device, opened in place.  O_EXCL makes the kernel refuse a device
  * that is mounted or claimed by someone else (swap, RAID, LVM, a mount in
  * another namespace), and keeps it from being mounted while we write. */
 static int open_device(struct restore *r, const char *path, const struct stat *st)
 {
 	const char *t = r->o->target;
+	char where[320];
 	uint64_t size;
 
 	r->device = true;
 	r->fd = open(path, O_WRONLY | O_CLOEXEC | (r->o->force ? 0 : O_EXCL));
 	if (r->fd < 0 && errno == EBUSY && !r->o->force) {
-		struct fy_mount_info *mi = NULL;
-		size_t n = 0;
-
-		fy_mounts_of_rdev(st->st_rdev, &mi, &n);
-		for (size_t i = 0; i < n; i++) {
-			if (mi[i].node)
-				continue;
-			fail(r, -EBUSY, "target %s is mounted at %s (%s, %s): nothing written (unmount it first; "
-			     "--force writes over it anyway)", t, mi[i].point, mi[i].fstype,
-			     mi[i].ro ? "read-only" : "read-write");
-			fy_mount_info_free(mi, n);
-			return -1;
-		}
-		fy_mount_info_free(mi, n);
-		fail(r, -EBUSY, "target %s is in use: held open exclusively (a mount in another namespace, swap, "
-		     "RAID or LVM): nothing written (--force writes over it anyway)", t);
+		if (mounted_desc(st->st_rdev, where, sizeof(where)))
+			fail(r, -EBUSY, "target %s %s: nothing written (unmount it first; --force writes over it "
+			     "anyway)", t, where);
+		else
+			fail(r, -EBUSY, "target %s is in use: held open exclusively (a mount in another namespace, "
+			     "swap, RAID or LVM): nothing written (--force writes over it anyway)", t);
 		return -1;
 	}
 	if (r->fd < 0) {
 		fail(r, -errno, "cannot open target %s: %s", t, strerror(errno));
 		return -1;
 	}
-	if (r->o->force) {
-		struct fy_mount_info *mi = NULL;
-		size_t n = 0;
-
-		fy_mounts_of_rdev(st->st_rdev, &mi, &n);
-		for (size_t i = 0; i < n; i++)
-			if (!mi[i].node) {
-				snprintf(r->res->warning, sizeof(r->res->warning),
-					 "%s is mounted at %s (%s): written over anyway (--force); its filesystem "
-					 "will not see the restored data until it is unmounted", t, mi[i].point,
-					 mi[i].fstype);
-				break;
-			}
-		fy_mount_info_free(mi, n);
-	}
+	if (r->o->force && mounted_desc(st->st_rdev, where, sizeof(where)))
+		snprintf(r->res->warning, sizeof(r->res->warning),
+			 "%s %s: written over anyway (--force); that filesystem will not see the restored data "
+			 "until it is unmounted", t, where);
 	if (check_not_repo(r, path, NULL, r->fd) < 0)
 		return -1;
 	open_direct(r, path);
@@ -619,13 +657,21 @@ static int open_temp(struct restore *r, const char *tmp)
 		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 			int e = errno;
 
-			close(fd);
-			if (e == EWOULDBLOCK)
-				fail(r, -EBUSY, "another restore to %s is running (it is writing %s): nothing written", t,
-				     tmp);
-			else
-				fail(r, -e, "cannot lock %s: %s", tmp, strerror(e));
-			return -1;
+			if (e == ENOLCK || e == EOPNOTSUPP || e == EINVAL) {
+				/* A filesystem without flock: restore still works, but
+				 * two restores of one target are not kept apart. */
+				if (r->o->verbose)
+					fprintf(stderr, "ferry: %s cannot be locked (%s): writing it unlocked\n", tmp,
+						strerror(e));
+			} else {
+				close(fd);
+				if (e == EWOULDBLOCK)
+					fail(r, -EBUSY, "another restore to %s is running (it is writing %s): nothing "
+					     "written", t, tmp);
+				else
+					fail(r, -e, "cannot lock %s: %s", tmp, strerror(e));
+				return -1;
+			}
 		}
 		/* Locked; but is the name still this file?  A restore that just
 		 * finished renamed it over its target. */

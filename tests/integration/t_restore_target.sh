@@ -184,7 +184,7 @@ umount "$T/mnt"
 mount -o ro "$dev" "$T/mnt"
 refused "a device mounted read-only" "is mounted at $T/mnt \(ext4, read-only\)" $FERRY restore --repo "$R" "$id" "$dev"
 $FERRY restore --repo "$R" --force "$id" "$dev" 2>"$T/err" >/dev/null || fail "--force over a mounted device: $(cat "$T/err")"
-grep -q "warning: $dev is mounted at $T/mnt (ext4): written over anyway (--force)" "$T/err" ||
+grep -q "warning: $dev is mounted at $T/mnt (ext4, read-only): written over anyway (--force)" "$T/err" ||
   fail "--force over a mounted device gave no warning: $(cat "$T/err")"
 umount "$T/mnt"
 # read past the page cache: the mounted filesystem kept some of the device's old pages there
