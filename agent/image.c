@@ -138,7 +138,6 @@ int fy_img_create(const char *path, uint64_t size, char *err, size_t errlen)
 	return ret;
 }
 
-static int im_loop_lookup(const struct stat *st, int want_ro, unsigned *num, uint32_t *flags);
 
 int fy_img_grow(const char *path, uint64_t size, char *err, size_t errlen)
 {
@@ -181,7 +180,7 @@ int fy_img_grow(const char *path, uint64_t size, char *err, size_t errlen)
 	}
 	/* An attached image: its loop device takes the new size too (also
 	 * when the file had grown already, so that a retry finishes the job). */
-	if (im_loop_lookup(&st, -1, &num, &flags))
+	if (fy_loop_lookup(&st, -1, &num, &flags))
 		goto out;
 	snprintf(dev, sizeof(dev), "/dev/loop%u", num);
 	lfd = open(dev, O_RDONLY | O_CLOEXEC);
@@ -480,79 +479,6 @@ int fy_img_remove(const char *path, char *err, size_t errlen)
 
 /* ---- loop devices ------------------------------------------------------- */
 
-/* "loopN" -> N, or -1. */
-static long im_loop_num(const char *name)
-{
-	char *end;
-	long n;
-
-	if (strncmp(name, "loop", 4) || name[4] < '0' || name[4] > '9')
-		return -1;
-	n = strtol(name + 4, &end, 10);
-	return *end || n < 0 || n > INT_MAX ? -1 : n;
-}
-
-/* LOOP_GET_STATUS64's lo_device is the kernel's new_encode_dev() of the
- * backing file's device: compare numbers, not encodings. */
-static bool im_lo_dev_is(uint64_t lo, dev_t dev)
-{
-	unsigned maj = (unsigned)((lo & 0xfff00) >> 8), min = (unsigned)((lo & 0xff) | ((lo >> 12) & 0xfff00));
-
-	return maj == major(dev) && min == minor(dev);
-}
-
-/* The lowest-numbered loop device bound to the file st describes (same
- * st_dev and st_ino, as LOOP_GET_STATUS64 reports them): 0 with its number
- * and flags, or -ENOENT.  /sys/block says which devices are bound, so that
- * only those are opened; without sysfs every /dev/loopN is asked. */
-/* The lowest loop device bound to the file st: any binding (want_ro < 0),
- * only read-write ones (0) or only read-only ones (1). */
-static int im_loop_lookup(const struct stat *st, int want_ro, unsigned *num, uint32_t *flags)
-{
-	bool sys = true;
-	DIR *d = opendir("/sys/block");
-	struct dirent *e;
-	long best = -1;
-
-	if (!d) {
-		sys = false;
-		d = opendir("/dev");
-		if (!d)
-			return -ENOENT;
-	}
-	while ((e = readdir(d))) {
-		struct loop_info64 info;
-		char path[64];
-		long n = im_loop_num(e->d_name);
-		int fd;
-
-		if (n < 0 || (best >= 0 && n >= best))
-			continue;
-		if (sys) {
-			snprintf(path, sizeof(path), "/sys/block/loop%ld/loop/backing_file", n);
-			if (access(path, F_OK))
-				continue;	/* not bound */
-		}
-		snprintf(path, sizeof(path), "/dev/loop%ld", n);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		memset(&info, 0, sizeof(info));
-		if (!ioctl(fd, LOOP_GET_STATUS64, &info) && im_lo_dev_is(info.lo_device, st->st_dev) &&
-		    info.lo_inode == (uint64_t)st->st_ino &&
-		    (want_ro < 0 || !!(info.lo_flags & LO_FLAGS_READ_ONLY) == want_ro)) {
-			best = n;
-			*flags = info.lo_flags;
-		}
-		close(fd);
-	}
-	closedir(d);
-	if (best < 0)
-		return -ENOENT;
-	*num = (unsigned)best;
-	return 0;
-}
-
 int fy_loop_find(const char *img, char *dev, size_t devlen)
 {
 	struct stat st;
@@ -566,7 +492,7 @@ int fy_loop_find(const char *img, char *dev, size_t devlen)
 		return -errno;
 	if (!S_ISREG(st.st_mode))
 		return -ENOENT;
-	ret = im_loop_lookup(&st, -1, &num, &flags);
+	ret = fy_loop_lookup(&st, -1, &num, &flags);
 	if (ret)
 		return ret;
 	if (snprintf(dev, devlen, "/dev/loop%u", num) >= (int)devlen)
@@ -640,7 +566,7 @@ int fy_loop_attach(const char *img, bool readonly, char *dev, size_t devlen, cha
 		im_err(err, errlen, "loop: %s is %s, not an image file", img, im_kind(st.st_mode));
 		goto out;
 	}
-	if (!im_loop_lookup(&st, readonly, &num, &flags)) {
+	if (!fy_loop_lookup(&st, readonly, &num, &flags)) {
 		/* Already bound the same way: the same device again.  Readers
 		 * and writers get devices of their own: the kernel lets writes
 		 * through a read-write device node whatever its mount's flags. */
@@ -975,198 +901,6 @@ int fy_mkfs(const char *dev, const char *fstype, char *err, size_t errlen)
 
 /* ---- mounts ------------------------------------------------------------- */
 
-/* One line of /proc/self/mountinfo, parsed in place. */
-struct im_mnt {
-	unsigned maj, min;
-	char *root, *point, *opts, *fstype, *source;
-};
-
-/* Undo the kernel's octal escapes (\040 space, \011 tab, \012 newline,
- * \134 backslash) in place. */
-static void im_unescape(char *s)
-{
-	char *w = s;
-
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' && s[3] >= '0' &&
-		    s[3] <= '7') {
-			*w++ = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
-			s += 3;
-		} else {
-			*w++ = *s;
-		}
-	}
-	*w = '\0';
-}
-
-static char *im_field(char **p)
-{
-	char *s = *p, *e;
-
-	if (!s)
-		return NULL;
-	e = strchr(s, ' ');
-	if (e) {
-		*e = '\0';
-		*p = e + 1;
-	} else {
-		*p = NULL;
-	}
-	return s;
-}
-
-/* "36 35 98:0 /mnt1 /mnt/parent rw,noatime master:1 - ext3 /dev/root rw,errors=continue" */
-static int im_mnt_parse(char *line, struct im_mnt *m)
-{
-	char *p = line, *f;
-
-	line[strcspn(line, "\n")] = '\0';
-	if (!im_field(&p) || !im_field(&p) || !(f = im_field(&p)) || sscanf(f, "%u:%u", &m->maj, &m->min) != 2)
-		return -EINVAL;
-	m->root = im_field(&p);
-	m->point = im_field(&p);
-	m->opts = im_field(&p);
-	while ((f = im_field(&p)) && strcmp(f, "-"))
-		;	/* optional fields */
-	m->fstype = im_field(&p);
-	m->source = im_field(&p);
-	if (!m->root || !m->point || !m->opts || !f || !m->fstype || !m->source)
-		return -EINVAL;
-	im_unescape(m->root);
-	im_unescape(m->point);
-	im_unescape(m->source);
-	return 0;
-}
-
-/* Call fn on each mount, in mountinfo's order (later mounts later); fn
- * returns 0 to go on, anything else stops the walk and is returned. */
-static int im_mnt_each(int (*fn)(const struct im_mnt *m, void *arg), void *arg)
-{
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char *line = NULL;
-	size_t cap = 0;
-	int ret = 0;
-
-	if (!f)
-		return -errno;
-	while (!ret && getline(&line, &cap, f) > 0) {
-		struct im_mnt m;
-
-		if (!im_mnt_parse(line, &m))
-			ret = fn(&m, arg);
-	}
-	if (!ret && ferror(f))
-		ret = -EIO;
-	free(line);
-	fclose(f);
-	return ret;
-}
-
-static bool im_opt_has(const char *opts, const char *opt)
-{
-	size_t n = strlen(opt);
-
-	for (const char *p = opts; p; p = strchr(p, ',')) {
-		if (*p == ',')
-			p++;
-		if (!strncmp(p, opt, n) && (p[n] == ',' || !p[n]))
-			return true;
-	}
-	return false;
-}
-
-/* What is mounted at a canonical path: the top mount there. */
-struct im_at {
-	const char *path;
-	bool mounted, ro, whole;	/* whole: the filesystem's root, not a bind of a part */
-	unsigned maj, min;
-	char fstype[64];
-	char source[PATH_MAX];
-};
-
-static int im_at_fn(const struct im_mnt *m, void *arg)
-{
-	struct im_at *a = arg;
-
-	if (strcmp(m->point, a->path))
-		return 0;
-	a->mounted = true;
-	a->ro = im_opt_has(m->opts, "ro");
-	a->whole = !strcmp(m->root, "/");
-	a->maj = m->maj;
-	a->min = m->min;
-	snprintf(a->fstype, sizeof(a->fstype), "%s", m->fstype);
-	snprintf(a->source, sizeof(a->source), "%s", m->source);
-	return 0;	/* a later mount on the same point hides this one: read on */
-}
-
-static int im_mounted_at(const char *real, struct im_at *a)
-{
-	memset(a, 0, sizeof(*a));
-	a->path = real;
-	return im_mnt_each(im_at_fn, a);
-}
-
-/* A block device's node from its number: /dev/<DEVNAME> (sysfs uevent),
- * else /dev/block/M:m. */
-static void im_devname(dev_t rdev, char *out, size_t len)
-{
-	char path[64], line[256];
-	FILE *f;
-
-	snprintf(out, len, "/dev/block/%u:%u", major(rdev), minor(rdev));
-	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/uevent", major(rdev), minor(rdev));
-	f = fopen(path, "re");
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, "DEVNAME=", 8)) {
-			line[strcspn(line, "\n")] = '\0';
-			snprintf(out, len, "/dev/%s", line + 8);
-			break;
-		}
-	}
-	fclose(f);
-}
-
-/* Is the filesystem mounted as a (device major:minor, source) the block
- * device rdev?  By number, or for filesystems that report another number
- * (btrfs) by the source's node. */
-static bool im_same_dev(unsigned maj, unsigned min, const char *source, dev_t rdev)
-{
-	struct stat st;
-
-	if (maj == major(rdev) && min == minor(rdev))
-		return true;
-	return source[0] == '/' && !stat(source, &st) && S_ISBLK(st.st_mode) && st.st_rdev == rdev;
-}
-
-int fy_mountpoint(const char *path, char *src, size_t srclen)
-{
-	char real[PATH_MAX];
-	struct im_at a;
-	struct stat st;
-	int ret;
-
-	if (im_empty(path))
-		return -EINVAL;
-	if (!realpath(path, real))
-		return errno == ENOENT ? 0 : -errno;
-	ret = im_mounted_at(real, &a);
-	if (ret)
-		return ret < 0 ? ret : -EIO;
-	if (!a.mounted)
-		return 0;
-	if (src && srclen) {
-		/* A bind-mounted device node: the device, not devtmpfs. */
-		if (!stat(real, &st) && S_ISBLK(st.st_mode))
-			im_devname(st.st_rdev, src, srclen);
-		else
-			snprintf(src, srclen, "%s", a.source);
-	}
-	return 1;
-}
-
 struct im_flag {
 	const char *name;
 	unsigned long ms;
@@ -1222,7 +956,7 @@ int fy_mount(const char *dev, const char *target, const char *fstype, const char
 	unsigned long ms = readonly ? MS_RDONLY : 0;
 	size_t dl = 0, sl = 0;
 	struct stat st;
-	struct im_at a;
+	struct fy_mnt_at a;
 	int made, ret;
 
 	if (im_empty(dev) || im_empty(target) || im_empty(fstype) || (nflags && !flags)) {
@@ -1277,14 +1011,14 @@ int fy_mount(const char *dev, const char *target, const char *fstype, const char
 		im_err(err, errlen, "mount %s on %s: realpath: %s", dev, target, strerror(-ret));
 		goto fail;
 	}
-	ret = im_mounted_at(real, &a);
+	ret = fy_mnt_at(real, &a);
 	if (ret) {
 		ret = ret < 0 ? ret : -EIO;
 		im_err(err, errlen, "mount %s on %s: read /proc/self/mountinfo: %s", dev, target, strerror(-ret));
 		goto fail;
 	}
 	if (a.mounted) {
-		if (!im_same_dev(a.maj, a.min, a.source, st.st_rdev) || !a.whole) {
+		if (!fy_mnt_same_dev(a.maj, a.min, a.source, st.st_rdev) || !a.whole) {
 			im_err(err, errlen, "mount %s on %s: already a mount point of %s (%s%s)", dev, target, a.source,
 			       a.fstype, a.whole ? "" : ", a part of it");
 			return -EBUSY;
@@ -1315,7 +1049,7 @@ int fy_bind_block(const char *dev, const char *target, bool readonly, char *err,
 	char real[PATH_MAX];
 	struct statvfs vfs;
 	struct stat st, ts;
-	struct im_at a;
+	struct fy_mnt_at a;
 	int made, ret;
 
 	if (im_empty(dev) || im_empty(target)) {
@@ -1340,7 +1074,7 @@ int fy_bind_block(const char *dev, const char *target, bool readonly, char *err,
 		im_err(err, errlen, "bind %s on %s: realpath: %s", dev, target, strerror(-ret));
 		goto fail;
 	}
-	ret = im_mounted_at(real, &a);
+	ret = fy_mnt_at(real, &a);
 	if (ret) {
 		ret = ret < 0 ? ret : -EIO;
 		im_err(err, errlen, "bind %s on %s: read /proc/self/mountinfo: %s", dev, target, strerror(-ret));
@@ -1430,127 +1164,6 @@ int fy_unmount(const char *target, char *err, size_t errlen)
 		return ret;
 	}
 	return 0;
-}
-
-struct im_of {
-	dev_t rdev;
-	char **v;
-	size_t n, cap;
-};
-
-static int im_of_fn(const struct im_mnt *m, void *arg)
-{
-	struct im_of *o = arg;
-	struct stat st;
-	bool match = im_same_dev(m->maj, m->min, m->source, o->rdev);
-
-	/* The device's node bind-mounted somewhere (fy_bind_block). */
-	if (!match && strcmp(m->root, "/") && (!strcmp(m->fstype, "devtmpfs") || !strcmp(m->fstype, "tmpfs")))
-		match = !stat(m->point, &st) && S_ISBLK(st.st_mode) && st.st_rdev == o->rdev;
-	if (!match)
-		return 0;
-	if (o->n == o->cap) {
-		size_t cap = o->cap ? 2 * o->cap : 8;
-		char **v = realloc(o->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		o->v = v;
-		o->cap = cap;
-	}
-	o->v[o->n] = strdup(m->point);
-	if (!o->v[o->n])
-		return -ENOMEM;
-	o->n++;
-	return 0;
-}
-
-int fy_mounts_of(const char *dev, char ***paths, size_t *n, char *err, size_t errlen)
-{
-	struct im_of o = { 0 };
-	struct stat st;
-	int ret;
-
-	if (im_empty(dev) || !paths || !n) {
-		im_err(err, errlen, "mounts: no device given");
-		return -EINVAL;
-	}
-	*paths = NULL;
-	*n = 0;
-	if (stat(dev, &st)) {
-		ret = -errno;
-		im_err(err, errlen, "mounts of %s: %s", dev, strerror(-ret));
-		return ret;
-	}
-	if (!S_ISBLK(st.st_mode)) {
-		im_err(err, errlen, "mounts of %s: %s, not a block device", dev, im_kind(st.st_mode));
-		return -ENOTBLK;
-	}
-	o.rdev = st.st_rdev;
-	ret = im_mnt_each(im_of_fn, &o);
-	if (ret) {
-		ret = ret < 0 ? ret : -EIO;
-		im_err(err, errlen, "mounts of %s: %s", dev, ret == -ENOMEM ? "out of memory" :
-		       "cannot read /proc/self/mountinfo");
-		fy_strv_free(o.v, o.n);
-		return ret;
-	}
-	*paths = o.v;
-	*n = o.n;
-	return 0;
-}
-
-void fy_strv_free(char **v, size_t n)
-{
-	if (!v)
-		return;
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
-/* FIFREEZE / FITHAW, only on a mount point: the ioctl acts on whatever
- * filesystem holds the directory, and freezing the wrong one (the node's
- * root) would stop the node. */
-static int im_freeze(const char *what, const char *mnt, unsigned long req, char *err, size_t errlen)
-{
-	int fd, ret;
-
-	if (im_empty(mnt)) {
-		im_err(err, errlen, "%s: no mount point", what);
-		return -EINVAL;
-	}
-	fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		im_err(err, errlen, "%s %s: open: %s", what, mnt, strerror(-ret));
-		return ret;
-	}
-	ret = fy_mountpoint(mnt, NULL, 0);
-	if (ret <= 0) {
-		im_err(err, errlen, "%s %s: %s", what, mnt, ret ? strerror(-ret) : "not a mount point");
-		close(fd);
-		return ret ? ret : -EINVAL;
-	}
-	ret = ioctl(fd, req, 0) ? -errno : 0;
-	close(fd);
-	if (ret == -EINVAL && req == FITHAW)
-		return 0;	/* not frozen */
-	if (ret)
-		im_err(err, errlen, "%s %s: %s: %s%s", what, mnt, req == FITHAW ? "FITHAW" : "FIFREEZE", strerror(-ret),
-		       ret == -EBUSY ? " (already frozen)" : ret == -EOPNOTSUPP ? " (this filesystem cannot freeze)" :
-		       "");
-	return ret;
-}
-
-int fy_fs_freeze(const char *mnt, char *err, size_t errlen)
-{
-	return im_freeze("freeze", mnt, FIFREEZE, err, errlen);
-}
-
-int fy_fs_thaw(const char *mnt, char *err, size_t errlen)
-{
-	return im_freeze("thaw", mnt, FITHAW, err, errlen);
 }
 
 /* ---- byte ranges -------------------------------------------------------- */

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "ferry.h"  /* struct fy_range */
+#include "ferry_fs.h"
 
 /* Create a sparse image of size bytes at path (O_EXCL: -EEXIST if present),
  * fsync it and its directory. */
@@ -73,21 +74,8 @@ int fy_bind_block(const char *dev, const char *target, bool readonly, char *err,
 /* Unmount target if it is a mount point (not mounted: 0), then remove the
  * file or empty directory (absent: 0). */
 int fy_unmount(const char *target, char *err, size_t errlen);
-/* Is path a mount point?  1, 0 (also when path does not exist), or -errno.
- * When it is and src is not NULL, src receives the mount source (for a bind
- * mount of a device, the device). */
-int fy_mountpoint(const char *path, char *src, size_t srclen);
-/* The mount points of dev in this mount namespace (from /proc/self/mountinfo,
- * matched by device number), its filesystem's and bind mounts of its node,
- * in mount order: *paths is a malloc'd array of malloc'd strings. */
-int fy_mounts_of(const char *dev, char ***paths, size_t *n, char *err, size_t errlen);
-void fy_strv_free(char **v, size_t n);
-
-/* FIFREEZE / FITHAW on the filesystem mounted at mnt.  thaw of a filesystem
- * that is not frozen is 0; freeze of a frozen one is -EBUSY.  mnt must be a
- * mount point (-EINVAL otherwise: never the filesystem a directory is on). */
-int fy_fs_freeze(const char *mnt, char *err, size_t errlen);
-int fy_fs_thaw(const char *mnt, char *err, size_t errlen);
+/* fy_mountpoint, fy_mounts_of, fy_fs_freeze/fy_fs_thaw and the loop lookup
+ * live in the library (ferry_fs.h): the CLI uses them too. */
 
 /* Byte ranges of img that hold data (SEEK_DATA / SEEK_HOLE), in order,
  * merged, starting at or after from (a range that straddles from is cut to

@@ -1,6 +1,7 @@
 /* The subcommands: init, backup, restore, snapshots, check. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,7 +107,7 @@ int cmd_init(int argc, char **argv)
 	char err[512];
 	int opt, rc;
 
-	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+	while ((opt = cli_getopt(argc, argv, "init", longopts)) != -1) {
 		uint64_t size;
 
 		if (cli_common_opt(&c, opt, optarg))
@@ -116,8 +117,11 @@ int cmd_init(int argc, char **argv)
 			fputs(init_help, stdout);
 			return 0;
 		case 'c':
-			if (cli_parse_size(optarg, &size) < 0 || size > UINT32_MAX)
-				return cli_usage_error("init", "--chunk-size wants a size such as 4M, not '%s'", optarg);
+			/* Checked here, not by the library: bad usage, and the words the user typed. */
+			if (cli_parse_size(optarg, &size) < 0 || size < FY_MIN_CHUNK || size > FY_MAX_CHUNK ||
+			    (size & (size - 1)))
+				return cli_usage_error("init", "--chunk-size wants a power of two from 1M to 16M "
+						       "(1M, 2M, 4M, 8M, 16M), not '%s'", optarg);
 			o.chunk_size = (uint32_t)size;
 			shaped = true;
 			break;
@@ -136,7 +140,7 @@ int cmd_init(int argc, char **argv)
 			shaped = true;
 			break;
 		default:
-			return cli_usage_error("init", "bad option");
+			return EXIT_USAGE; /* cli_getopt said why */
 		}
 	}
 	if (optind != argc)
@@ -203,6 +207,13 @@ static const char backup_help[] =
 	"                       volume is read, compressed and sealed once); a failing copy\n"
 	"                       fails the backup\n"
 	"  --copy-to-optional URL  the same, but a failing copy is dropped and reported\n"
+	"  --freeze MOUNTPOINT  freeze the filesystem of SOURCE mounted there (FIFREEZE) for\n"
+	"                       the backup, thaw it after (also on errors and on SIGINT,\n"
+	"                       SIGTERM...; after a SIGKILL: fsfreeze -u MOUNTPOINT): a\n"
+	"                       consistent copy of a mounted filesystem.  Writes to it wait\n"
+	"                       meanwhile.  A freeze that fails stops the backup (nothing\n"
+	"                       read).  Without it, a SOURCE mounted read-write gets a\n"
+	"                       warning: the copy is crash-consistent at best\n"
 	CLI_COMMON_HELP;
 
 /* One line (or JSON object) per target of a backup. */
@@ -251,6 +262,7 @@ int cmd_backup(int argc, char **argv)
 		{ "manifest-scan", no_argument, NULL, 'S' },
 		{ "copy-to", required_argument, NULL, 'c' },
 		{ "copy-to-optional", required_argument, NULL, 'o' },
+		{ "freeze", required_argument, NULL, 'F' },
 		CLI_COMMON_LONGOPTS,
 		{ 0 },
 	};
@@ -260,14 +272,15 @@ int cmd_backup(int argc, char **argv)
 	bool copy_optional[FY_MAX_TARGETS - 1];
 	struct fy_repo *copies[FY_MAX_TARGETS - 1];
 	size_t ncopies = 0;
-	struct fy_label labels[64];
+	struct fy_label labels[CLI_MAX_TAGS];
 	struct fy_progress prog = { 0 };
 	struct fy_backup_result res;
 	struct fy_repo *repo = NULL;
-	char err[512];
-	int opt, rc;
+	const char *freeze = NULL;
+	char err[512], warn[8][512], freeze_real[PATH_MAX] = "";
+	int opt, rc, nwarn;
 
-	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+	while ((opt = cli_getopt(argc, argv, "backup", longopts)) != -1) {
 		if (cli_common_opt(&c, opt, optarg))
 			continue;
 		switch (opt) {
@@ -277,21 +290,21 @@ int cmd_backup(int argc, char **argv)
 		case 'V':
 			o.volume = optarg;
 			break;
-		case 't': {
-			char *eq = strchr(optarg, '=');
-
-			if (!eq || eq == optarg)
-				return cli_usage_error("backup", "--tag wants KEY=VALUE, not '%s'", optarg);
-			if (o.nlabels == sizeof(labels) / sizeof(labels[0]))
-				return cli_usage_error("backup", "at most 64 tags");
-			*eq = '\0';
-			labels[o.nlabels].key = optarg;
-			labels[o.nlabels].value = eq + 1;
-			o.nlabels++;
+		case 't':
+			if (cli_tag_opt("backup", optarg, labels, &o.nlabels))
+				return EXIT_USAGE;
 			break;
-		}
 		case 'e':
+			if (strcmp(optarg, "auto") && strcmp(optarg, "io_uring") && strcmp(optarg, "libaio") &&
+			    strcmp(optarg, "psync"))
+				return cli_usage_error("backup", "--io-engine wants auto, io_uring, libaio or psync, "
+						       "not '%s'", optarg);
 			o.io_engine = optarg;
+			break;
+		case 'F':
+			if (!*optarg)
+				return cli_usage_error("backup", "--freeze wants a mount point, not ''");
+			freeze = optarg;
 			break;
 		case 'd':
 			if (parse_uint(optarg, 1024, &o.queue_depth) < 0)
@@ -325,13 +338,15 @@ int cmd_backup(int argc, char **argv)
 			copy_optional[ncopies++] = opt == 'o';
 			break;
 		default:
-			return cli_usage_error("backup", "bad option");
+			return EXIT_USAGE; /* cli_getopt said why */
 		}
 	}
 	if (optind == argc)
 		return cli_usage_error("backup", "missing SOURCE");
 	if (optind + 1 != argc)
 		return cli_usage_error("backup", "unexpected argument '%s'", argv[optind + 1]);
+	if (!*argv[optind])
+		return cli_usage_error("backup", "SOURCE is empty");
 	if (!o.volume || !*o.volume)
 		return cli_usage_error("backup", "missing --volume NAME");
 	/* Names and tags are printed by every reader: printable text only. */
@@ -353,7 +368,18 @@ int cmd_backup(int argc, char **argv)
 		return cli_usage_error("backup", "--changed-ranges needs --parent SNAPSHOT (the ranges are relative to it)");
 	if ((o.changed_ranges || o.base_image) && !strcmp(o.parent, "none"))
 		return cli_usage_error("backup", "a change source needs a parent, not --parent none");
+	if (strcmp(o.parent, "auto") && strcmp(o.parent, "none") && !fy_snapshot_arg_valid(o.parent))
+		return cli_usage_error("backup", "--parent wants auto, none, latest or a snapshot id, not '%s'",
+				       o.parent);
 	o.source = argv[optind];
+	if (freeze && !realpath(freeze, freeze_real)) {
+		cli_error("backup failed: --freeze %s: %s", freeze, strerror(errno));
+		return 1;
+	}
+	/* Said before the backup starts (and in --json), even with --quiet. */
+	nwarn = cli_mount_warnings(o.source, freeze ? freeze_real : NULL, warn, 8);
+	for (int i = 0; i < nwarn; i++)
+		cli_error("warning: %s", warn[i]);
 	o.labels = labels;
 	o.verbose = c.verbose;
 	o.progress = &prog;
@@ -374,10 +400,40 @@ int cmd_backup(int argc, char **argv)
 	}
 	o.copies = copies;
 	o.copy_optional = copy_optional;
+	if (freeze) {
+		const char *urls[FY_MAX_TARGETS];
+
+		urls[0] = repo->url;
+		for (size_t i = 0; i < o.ncopies; i++)
+			urls[i + 1] = copies[i]->url;
+		rc = cli_freeze(freeze, o.source, urls, o.ncopies + 1, err, sizeof(err));
+		if (rc < 0) {
+			fy_repo_close(repo);
+			for (size_t i = 0; i < o.ncopies; i++)
+				fy_repo_close(copies[i]);
+			cli_error("backup failed: %s", err);
+			return 1;
+		}
+		if (c.verbose)
+			fprintf(stderr, "ferry: froze %s\n", freeze);
+	}
 	struct cli_progress *cp = cli_progress_start(&prog, "backup", c.quiet || c.json);
 
 	rc = fy_backup(repo, &o, &res, err, sizeof(err));
 	cli_progress_stop(cp);
+	if (freeze) {
+		char e2[512];
+
+		if (cli_thaw(e2, sizeof(e2)) < 0) {
+			cli_error("%s (thaw it with: fsfreeze -u %s)", e2, freeze);
+			if (rc == 0) {
+				rc = -EIO;
+				snprintf(err, sizeof(err), "the snapshot is stored, but %s stays frozen", freeze);
+			}
+		} else if (c.verbose) {
+			fprintf(stderr, "ferry: thawed %s\n", freeze);
+		}
+	}
 	fy_repo_close(repo);
 	for (size_t i = 0; i < o.ncopies; i++)
 		fy_repo_close(copies[i]);
@@ -403,6 +459,22 @@ int cmd_backup(int argc, char **argv)
 		printf(",\"parent_id\":%s%s%s,\"change_source\":\"%s\",\"warning\":", res.has_parent ? "\"" : "",
 		       res.has_parent ? phex : "null", res.has_parent ? "\"" : "", res.change_source);
 		cli_json_string(stdout, res.warning);
+		printf(",\"warnings\":[");
+		for (int i = 0; i < nwarn; i++) {
+			if (i)
+				putchar(',');
+			cli_json_string(stdout, warn[i]);
+		}
+		if (res.warning[0]) {
+			if (nwarn)
+				putchar(',');
+			cli_json_string(stdout, res.warning);
+		}
+		printf("],\"frozen\":");
+		if (freeze)
+			cli_json_string(stdout, freeze);
+		else
+			printf("null");
 		printf(",\"size\":%llu,\"bytes_read\":%llu,\"bytes_new\":%llu,\"bytes_stored\":%llu,"
 		       "\"bytes_zero\":%llu,\"bytes_dedup\":%llu,\"bytes_reused\":%llu,\"bytes_same\":%llu,"
 		       "\"chunks_new\":%u,\"chunks_dedup\":%u,"
@@ -449,20 +521,48 @@ int cmd_backup(int argc, char **argv)
 static const char restore_help[] =
 	"usage: ferry restore --repo URL [OPTIONS] SNAPSHOT TARGET\n\n"
 	"Restore SNAPSHOT (an id, a unique prefix of at least 4 hex digits, or 'latest')\n"
-	"to TARGET: a file (written beside TARGET and renamed over it when complete; holes\n"
-	"stay holes) or a block device at least as large as the volume.  Every block is\n"
-	"verified before it is written.\n\n"
+	"to TARGET: a file (written beside TARGET as TARGET.ferry-restore and renamed over\n"
+	"it when complete; holes stay holes) or a block device at least as large as the\n"
+	"volume.  Every block is verified before it is written.  'latest' is the newest\n"
+	"snapshot of --volume; without --volume it is refused when the repository holds\n"
+	"more than one volume.\n\n"
+	"Restore refuses (exit 1, nothing written): a target inside the repository it\n"
+	"restores from (seen through symlinks, bind mounts and hard links); an existing\n"
+	"file, unless --overwrite; a block device that is mounted or held open\n"
+	"exclusively (swap, RAID, LVM), or a file a loop device is bound to, unless\n"
+	"--force; a target another restore is writing.  The temporary file of a restore\n"
+	"that was killed is reused by the next restore of the same target.\n\n"
+	"  --volume NAME        'latest' and id prefixes name snapshots of this volume\n"
+	"  --tag K=V            ... that carry this tag (repeatable)\n"
+	"  --overwrite          replace TARGET if it is an existing file\n"
+	"  --force              --overwrite, and write over a block device even when it is\n"
+	"                       mounted or held, and replace a file a loop device is bound\n"
+	"                       to (the device keeps reading the old file).  Never: into the\n"
+	"                       repository, onto a device smaller than the volume, or over\n"
+	"                       a restore in progress\n"
 	"  --threads N          fetch/verify/write workers (default: 4 x online cores)\n"
 	CLI_COMMON_HELP;
+
+enum {
+	OPT_R_OVERWRITE = 256,
+	OPT_R_FORCE,
+	OPT_R_VOLUME,
+	OPT_R_TAG,
+};
 
 int cmd_restore(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "threads", required_argument, NULL, 'T' },
+		{ "overwrite", no_argument, NULL, OPT_R_OVERWRITE },
+		{ "force", no_argument, NULL, OPT_R_FORCE },
+		{ "volume", required_argument, NULL, OPT_R_VOLUME },
+		{ "tag", required_argument, NULL, OPT_R_TAG },
 		CLI_COMMON_LONGOPTS,
 		{ 0 },
 	};
 	struct cli_common c = { 0 };
+	struct cli_select sel = { 0 };
 	struct fy_restore_opts o = { 0 };
 	struct fy_progress prog = { 0 };
 	struct fy_restore_result res;
@@ -471,7 +571,8 @@ int cmd_restore(int argc, char **argv)
 	char err[512];
 	int opt, rc;
 
-	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+	sel.f.labels = sel.labels;
+	while ((opt = cli_getopt(argc, argv, "restore", longopts)) != -1) {
 		if (cli_common_opt(&c, opt, optarg))
 			continue;
 		switch (opt) {
@@ -482,20 +583,36 @@ int cmd_restore(int argc, char **argv)
 			if (parse_uint(optarg, 256, &o.threads) < 0)
 				return bad_number("restore", "--threads", optarg);
 			break;
+		case OPT_R_OVERWRITE:
+			o.overwrite = true;
+			break;
+		case OPT_R_FORCE:
+			o.force = true;
+			break;
+		case OPT_R_VOLUME:
+			sel.f.volume = optarg;
+			break;
+		case OPT_R_TAG:
+			if (cli_tag_opt("restore", optarg, sel.labels, &sel.f.nlabels))
+				return EXIT_USAGE;
+			break;
 		default:
-			return cli_usage_error("restore", "bad option");
+			return EXIT_USAGE; /* cli_getopt said why */
 		}
 	}
 	if (argc - optind != 2)
 		return cli_usage_error("restore", "wants SNAPSHOT and TARGET");
+	if (cli_check_snapshot_arg("restore", argv[optind]))
+		return EXIT_USAGE;
+	if (!*argv[optind + 1])
+		return cli_usage_error("restore", "TARGET is empty");
 	o.target = argv[optind + 1];
 	o.verbose = c.verbose;
 	o.progress = &prog;
 	rc = cli_repo(&c, "restore", &repo);
 	if (rc)
 		return rc;
-	if (fy_snapshot_resolve(repo, argv[optind], id, err, sizeof(err)) < 0) {
-		cli_error("%s", err);
+	if (cli_pick("restore", repo, argv[optind], &sel, id, NULL)) {
 		fy_repo_close(repo);
 		return 1;
 	}
@@ -508,6 +625,9 @@ int cmd_restore(int argc, char **argv)
 		cli_error("restore failed: %s", err);
 		return 1;
 	}
+	/* What --force let through is said even with --quiet. */
+	if (res.warning[0])
+		cli_error("warning: %s", res.warning);
 	char hex[2 * FY_SNAP_ID_LEN + 1];
 	double mbps = res.seconds > 0 ? res.size / res.seconds / 1e6 : 0;
 
@@ -516,9 +636,12 @@ int cmd_restore(int argc, char **argv)
 		printf("{\"snapshot_id\":\"%s\",\"target\":", hex);
 		cli_json_string(stdout, o.target);
 		printf(",\"size\":%llu,\"bytes_written\":%llu,\"bytes_zero\":%llu,\"duration_s\":%.3f,"
-		       "\"throughput_mbps\":%.1f}\n",
+		       "\"throughput_mbps\":%.1f,\"warnings\":[",
 		       (unsigned long long)res.size, (unsigned long long)res.bytes_written,
 		       (unsigned long long)res.bytes_zero, res.seconds, mbps);
+		if (res.warning[0])
+			cli_json_string(stdout, res.warning);
+		printf("]}\n");
 	} else if (!c.quiet && (c.verbose || isatty(STDERR_FILENO))) {
 		char sz[32], wr[32];
 
@@ -599,7 +722,7 @@ int cmd_snapshots(int argc, char **argv)
 	Ferry__V1__Manifest **ms = NULL;
 	int opt, rc, status = 0;
 
-	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+	while ((opt = cli_getopt(argc, argv, "snapshots", longopts)) != -1) {
 		if (cli_common_opt(&c, opt, optarg))
 			continue;
 		switch (opt) {
@@ -610,7 +733,7 @@ int cmd_snapshots(int argc, char **argv)
 			volume = optarg;
 			break;
 		default:
-			return cli_usage_error("snapshots", "bad option");
+			return EXIT_USAGE; /* cli_getopt said why */
 		}
 	}
 	if (optind != argc)
@@ -692,8 +815,7 @@ static const char check_help[] =
 
 static void report_line(const char *line, void *arg)
 {
-	(void)arg;
-	cli_error("%s", line);
+	cli_progress_note(arg, line);
 }
 
 int cmd_check(int argc, char **argv)
@@ -712,7 +834,7 @@ int cmd_check(int argc, char **argv)
 	char err[512];
 	int opt, rc;
 
-	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+	while ((opt = cli_getopt(argc, argv, "check", longopts)) != -1) {
 		if (cli_common_opt(&c, opt, optarg))
 			continue;
 		switch (opt) {
@@ -727,7 +849,7 @@ int cmd_check(int argc, char **argv)
 				return bad_number("check", "--threads", optarg);
 			break;
 		default:
-			return cli_usage_error("check", "bad option");
+			return EXIT_USAGE; /* cli_getopt said why */
 		}
 	}
 	if (optind != argc)
@@ -735,8 +857,13 @@ int cmd_check(int argc, char **argv)
 	rc = cli_repo(&c, "check", &repo);
 	if (rc)
 		return rc;
-	long problems = fy_check(repo, read_data, threads, report_line, NULL, &res, err, sizeof(err));
+	struct fy_progress prog = { 0 };
+	/* Progress only for --read-data: the structural check is a listing. */
+	struct cli_progress *cp = read_data ? cli_progress_start(&prog, "check", c.quiet || c.json) : NULL;
+	long problems = fy_check(repo, read_data, threads, read_data ? &prog : NULL, report_line, cp, &res, err,
+				 sizeof(err));
 
+	cli_progress_stop(cp);
 	fy_repo_close(repo);
 	if (problems < 0) {
 		cli_error("check failed: %s", err);
@@ -751,10 +878,10 @@ int cmd_check(int argc, char **argv)
 		char rd[32];
 
 		cli_human(res.bytes_read, rd, sizeof(rd));
-		printf("%zu snapshots, %zu chunks referenced, %zu unreferenced", res.snapshots, res.chunks_referenced,
-		       res.chunks_unreferenced);
+		printf("%zu snapshot%s, %zu chunk%s referenced, %zu unreferenced", res.snapshots, cli_s(res.snapshots),
+		       res.chunks_referenced, cli_s(res.chunks_referenced), res.chunks_unreferenced);
 		if (read_data)
-			printf(", %zu chunks (%s) read and verified", res.chunks_read, rd);
+			printf(", %zu chunk%s (%s) read and verified", res.chunks_read, cli_s(res.chunks_read), rd);
 		printf(": %s\n", problems ? "PROBLEMS FOUND" : "no problems");
 	}
 	if (problems) {

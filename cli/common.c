@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -35,6 +36,79 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, " (see 'ferry %s --help')\n", cmd);
 	return EXIT_USAGE;
+}
+
+/* Check the whole command line before getopt_long sees it: GNU getopt takes
+ * any unambiguous prefix of a long option (--read-dat for --read-data), and
+ * prints its own messages.  Here every long option is written in full, and
+ * each mistake is one line.  0, or EXIT_USAGE after printing the line. */
+static int check_args(int argc, char **argv, const char *cmd, const char *shortopts, const struct option *longopts)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "--"))
+			return 0; /* the rest are operands */
+		if (a[0] != '-' || !a[1])
+			continue; /* an operand ("-" too) */
+		if (a[1] == '-') {
+			const char *name = a + 2, *eq = strchr(name, '=');
+			size_t len = eq ? (size_t)(eq - name) : strlen(name);
+			const struct option *o, *prefix_of = NULL;
+
+			for (o = longopts; o->name; o++) {
+				if (strlen(o->name) == len && !strncmp(o->name, name, len))
+					break;
+				if (len && strlen(o->name) > len && !strncmp(o->name, name, len) && !prefix_of)
+					prefix_of = o;
+			}
+			if (!o->name && prefix_of)
+				return cli_usage_error(cmd, "option '%.*s' is abbreviated: write --%s in full",
+						       (int)(len + 2), a, prefix_of->name);
+			if (!o->name)
+				return cli_usage_error(cmd, "unknown option '%.*s'", (int)(len + 2), a);
+			if (o->has_arg == no_argument && eq)
+				return cli_usage_error(cmd, "option --%s takes no value, not '%s'", o->name, a);
+			if (o->has_arg == required_argument && !eq) {
+				if (i + 1 >= argc)
+					return cli_usage_error(cmd, "option --%s wants a value", o->name);
+				i++; /* its value, whatever it looks like */
+			}
+			continue;
+		}
+		for (const char *c = a + 1; *c; c++) {
+			const char *at = *c != ':' ? strchr(shortopts, *c) : NULL;
+
+			if (!at)
+				return cli_usage_error(cmd, "unknown option '-%c'%s%s%s", *c, c > a + 1 ? " (in '" : "",
+						       c > a + 1 ? a : "", c > a + 1 ? "')" : "");
+			if (at[1] == ':') {
+				if (!c[1] && i + 1 >= argc)
+					return cli_usage_error(cmd, "option -%c wants a value", *c);
+				if (!c[1])
+					i++;
+				break; /* the rest of this word is its value */
+			}
+		}
+	}
+	return 0;
+}
+
+int cli_getopt(int argc, char **argv, const char *cmd, const struct option *longopts)
+{
+	int opt;
+
+	/* optind is 1 before the first option (and again inside a first "-vq"). */
+	if (optind == 1 && check_args(argc, argv, cmd, CLI_COMMON_SHORTOPTS, longopts))
+		return '?';
+	opterr = 0;
+	opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL);
+	if (opt == '?' || opt == ':') {
+		/* Not expected after check_args: say something anyway. */
+		cli_usage_error(cmd, "bad option '%s'", argv[optind - 1]);
+		return '?';
+	}
+	return opt;
 }
 
 int cli_common_opt(struct cli_common *c, int opt, const char *arg)
@@ -231,6 +305,40 @@ int cli_repo(struct cli_common *c, const char *cmd, struct fy_repo **repo)
 	return cli_repos(c, cmd, repo, NULL, 0, NULL);
 }
 
+int cli_tag_opt(const char *cmd, char *arg, struct fy_label *labels, size_t *n)
+{
+	char *eq = strchr(arg, '=');
+
+	if (!eq || eq == arg)
+		return cli_usage_error(cmd, "--tag wants KEY=VALUE, not '%s'", arg);
+	if (*n == CLI_MAX_TAGS)
+		return cli_usage_error(cmd, "at most %d tags", CLI_MAX_TAGS);
+	*eq = '\0';
+	labels[*n].key = arg;
+	labels[*n].value = eq + 1;
+	(*n)++;
+	return 0;
+}
+
+int cli_check_snapshot_arg(const char *cmd, const char *arg)
+{
+	if (fy_snapshot_arg_valid(arg))
+		return 0;
+	return cli_usage_error(cmd, "'%s' is not a snapshot id (4 to 32 lower-case hex digits, or 'latest')", arg);
+}
+
+int cli_pick(const char *cmd, struct fy_repo *repo, const char *arg, const struct cli_select *sel,
+	     uint8_t id[FY_SNAP_ID_LEN], Ferry__V1__Manifest **keep)
+{
+	char err[768];
+
+	if (fy_snapshot_select(repo, arg, sel ? &sel->f : NULL, id, keep, err, sizeof(err)) < 0) {
+		cli_error("%s failed: %s", cmd, err);
+		return 1;
+	}
+	return 0;
+}
+
 int cli_parse_size(const char *s, uint64_t *out)
 {
 	char *end;
@@ -336,10 +444,15 @@ static void *progress_main(void *arg)
 	pthread_mutex_lock(&cp->lock);
 	while (!cp->stop) {
 		/* Print first, then wait: even a short job shows one line. */
-		uint64_t done = atomic_load(&cp->p->done), total = cp->p->total;
-		double el = mono() - t0, rate = el > 0.05 ? done / el : 0;
+		uint64_t done = atomic_load(&cp->p->done), total = atomic_load(&cp->p->total);
+		const char *phase = atomic_load(&cp->p->phase);
 		char d[32], t[32], eta[32] = "--:--";
 		struct timespec until;
+
+		/* The rate counts from when bytes began to move, not from a listing before. */
+		if (!done && !total)
+			t0 = mono();
+		double el = mono() - t0, rate = el > 0.05 ? done / el : 0;
 
 		cli_human(done, d, sizeof(d));
 		cli_human(total, t, sizeof(t));
@@ -348,7 +461,12 @@ static void *progress_main(void *arg)
 
 			snprintf(eta, sizeof(eta), "%u:%02u", s / 60, s % 60);
 		}
-		fprintf(stderr, "\r\033[K%s %s / %s  %.0f MB/s  ETA %s", cp->what, d, t, rate / 1e6, eta);
+		if (!done && !total)
+			fprintf(stderr, "\r\033[K%s: %s", cp->what, phase ? phase : "starting");
+		else if (!total)
+			fprintf(stderr, "\r\033[K%s %s  %.0f MB/s", cp->what, d, rate / 1e6);
+		else
+			fprintf(stderr, "\r\033[K%s %s / %s  %.0f MB/s  ETA %s", cp->what, d, t, rate / 1e6, eta);
 		fflush(stderr);
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_nsec += 250000000;
@@ -396,4 +514,17 @@ void cli_progress_stop(struct cli_progress *cp)
 	pthread_mutex_destroy(&cp->lock);
 	pthread_cond_destroy(&cp->cond);
 	free(cp);
+}
+
+void cli_progress_note(struct cli_progress *cp, const char *line)
+{
+	if (!cp) {
+		cli_error("%s", line);
+		return;
+	}
+	/* Between two progress lines: clear the current one first. */
+	pthread_mutex_lock(&cp->lock);
+	fprintf(stderr, "\r\033[Kferry: %s\n", line);
+	fflush(stderr);
+	pthread_mutex_unlock(&cp->lock);
 }

@@ -34,12 +34,6 @@ static int parse_count(const char *s, unsigned *out)
 	return 0;
 }
 
-static void note_line(const char *line, void *arg)
-{
-	(void)arg;
-	cli_error("%s", line);
-}
-
 /* ---- forget ---- */
 
 static const char forget_help[] =
@@ -172,7 +166,7 @@ int cmd_forget(int argc, char **argv)
 	char err[512];
 	int opt, rc;
 
-	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+	while ((opt = cli_getopt(argc, argv, "forget", longopts)) != -1) {
 		unsigned *slot = NULL;
 
 		if (cli_common_opt(&c, opt, optarg))
@@ -194,7 +188,7 @@ int cmd_forget(int argc, char **argv)
 			dry_run = true;
 			break;
 		default:
-			return cli_usage_error("forget", "bad option");
+			return EXIT_USAGE; /* cli_getopt said why */
 		}
 		if (slot && parse_count(optarg, slot) < 0)
 			return cli_usage_error("forget", "--%s wants a positive number, not '%s'",
@@ -236,14 +230,26 @@ static const char prune_help[] =
 	"                       with --verbose, list the chunks\n"
 	"  --allow-empty        the repository has no snapshot on purpose (every one was\n"
 	"                       forgotten): delete every chunk\n"
+	"On a terminal a progress line shows the deletes (with --verbose, the list of\n"
+	"chunks instead).\n\n"
 	CLI_COMMON_HELP;
+
+struct prune_cli {
+	bool dry_run;
+	struct cli_progress *cp;
+};
+
+static void prune_note(const char *line, void *arg)
+{
+	cli_progress_note(((struct prune_cli *)arg)->cp, line);
+}
 
 static void print_chunk(const uint8_t id[FY_ID_LEN], uint64_t size, void *arg)
 {
 	char hex[2 * FY_ID_LEN + 1];
 
 	fy_hex(id, FY_ID_LEN, hex);
-	printf("%s chunk %s (%llu bytes)\n", *(bool *)arg ? "would remove" : "removing", hex,
+	printf("%s chunk %s (%llu bytes)\n", ((struct prune_cli *)arg)->dry_run ? "would remove" : "removing", hex,
 	       (unsigned long long)size);
 }
 
@@ -256,13 +262,15 @@ int cmd_prune(int argc, char **argv)
 		{ 0 },
 	};
 	struct cli_common c = { 0 };
-	struct fy_prune_opts o = { .note = note_line };
+	struct prune_cli pc = { 0 };
+	struct fy_prune_opts o = { .note = prune_note, .arg = &pc };
+	struct fy_progress prog = { 0 };
 	struct fy_prune_result res;
 	struct fy_repo *repo = NULL;
 	char err[512];
 	int opt, rc;
 
-	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+	while ((opt = cli_getopt(argc, argv, "prune", longopts)) != -1) {
 		if (cli_common_opt(&c, opt, optarg))
 			continue;
 		switch (opt) {
@@ -276,19 +284,23 @@ int cmd_prune(int argc, char **argv)
 			o.allow_empty = true;
 			break;
 		default:
-			return cli_usage_error("prune", "bad option");
+			return EXIT_USAGE; /* cli_getopt said why */
 		}
 	}
 	if (optind != argc)
 		return cli_usage_error("prune", "unexpected argument '%s'", argv[optind]);
-	if (c.verbose && !c.json) {
-		o.chunk = print_chunk;
-		o.arg = &o.dry_run;
-	}
+	pc.dry_run = o.dry_run;
+	if (c.verbose && !c.json)
+		o.chunk = print_chunk; /* the list of chunks instead of a progress line */
 	rc = cli_repo(&c, "prune", &repo);
 	if (rc)
 		return rc;
+	if (!o.chunk) {
+		o.progress = &prog;
+		pc.cp = cli_progress_start(&prog, "prune", c.quiet || c.json);
+	}
 	rc = fy_prune(repo, &o, &res, err, sizeof(err));
+	cli_progress_stop(pc.cp);
 	fy_repo_close(repo);
 	if (rc < 0) {
 		cli_error("prune failed: %s", err);
@@ -307,22 +319,26 @@ int cmd_prune(int argc, char **argv)
 
 		cli_human(res.bytes_kept, kept, sizeof(kept));
 		cli_human(res.bytes_removed, freed, sizeof(freed));
-		printf("%zu snapshots: kept %zu chunks (%s), %s %zu chunks (%s%s)\n", res.snapshots, res.chunks_kept,
-		       kept, o.dry_run ? "would remove" : "removed", res.chunks_removed, freed,
+		printf("%zu snapshot%s: kept %zu chunk%s (%s), %s %zu chunk%s (%s%s)\n", res.snapshots,
+		       cli_s(res.snapshots), res.chunks_kept, cli_s(res.chunks_kept), kept,
+		       o.dry_run ? "would remove" : "removed", res.chunks_removed, cli_s(res.chunks_removed), freed,
 		       o.dry_run ? "; dry run, nothing was deleted" : " freed");
 		if (res.chunks_retained) {
 			char rb[32], u[40];
 
 			cli_human(res.bytes_retained, rb, sizeof(rb));
 			cli_time(res.retained_until * 1000000000, u, sizeof(u), false);
-			printf("%zu unreferenced chunks (%s) are under Object Lock retention (until %s at the latest): "
-			       "left in place, not deleted\n", res.chunks_retained, rb, u);
+			printf("%zu unreferenced chunk%s (%s) %s under Object Lock retention (until %s at the latest): "
+			       "left in place, not deleted\n", res.chunks_retained, cli_s(res.chunks_retained), rb,
+			       res.chunks_retained == 1 ? "is" : "are", u);
 		}
 		if (res.uploads_aborted)
-			printf("removed %ld incomplete uploads left by interrupted writers\n", res.uploads_aborted);
+			printf("removed %ld incomplete upload%s left by interrupted writers\n", res.uploads_aborted,
+			       cli_s((size_t)res.uploads_aborted));
 	}
 	if (res.chunks_missing)
-		cli_error("%zu chunks named by snapshots are missing from %s: run 'ferry check'", res.chunks_missing,
+		cli_error("%zu chunk%s named by snapshots %s missing from %s: run 'ferry check'", res.chunks_missing,
+			  cli_s(res.chunks_missing), res.chunks_missing == 1 ? "is" : "are",
 			  c.repo);
 	return 0;
 }
@@ -352,7 +368,7 @@ int cmd_unlock(int argc, char **argv)
 	char err[512];
 	int opt, rc, status = 0;
 
-	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+	while ((opt = cli_getopt(argc, argv, "unlock", longopts)) != -1) {
 		if (cli_common_opt(&c, opt, optarg))
 			continue;
 		switch (opt) {
@@ -363,7 +379,7 @@ int cmd_unlock(int argc, char **argv)
 			all = true;
 			break;
 		default:
-			return cli_usage_error("unlock", "bad option");
+			return EXIT_USAGE; /* cli_getopt said why */
 		}
 	}
 	if (optind != argc)

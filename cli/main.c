@@ -28,26 +28,73 @@ static void usage(FILE *f)
 	fprintf(f, "usage: ferry COMMAND [OPTIONS] ...\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
-	fprintf(f, "  %-10s %s\n\n'ferry COMMAND --help' describes each command.\n", "version", "print the version");
+	fprintf(f, "  %-10s %s\n  %-10s %s\n\n'ferry COMMAND --help' (or 'ferry help COMMAND') describes each "
+		"command.\nExit status: 0 success, 1 failure, 2 bad usage (README.md).\n", "version", "print the version",
+		"help", "this list, or one command's help");
+}
+
+static const char version_help[] =
+	"usage: ferry version\n\n"
+	"Print ferry's version (also: ferry --version).\n";
+
+static int find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(name, commands[i].name))
+			return (int)i;
+	return -1;
 }
 
 int main(int argc, char **argv)
 {
+	int i;
+
 	if (argc < 2) {
-		usage(stderr);
+		cli_error("no command given (try 'ferry --help')");
 		return EXIT_USAGE;
 	}
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
-		usage(stdout);
-		return 0;
+		if (argc == 2) {
+			usage(stdout);
+			return 0;
+		}
+		if (argc > 3) {
+			cli_error("help: unexpected argument '%s' (ferry help COMMAND describes one command)", argv[3]);
+			return EXIT_USAGE;
+		}
+		/* ferry help COMMAND: that command's --help */
+		if (!strcmp(argv[2], "version")) {
+			fputs(version_help, stdout);
+			return 0;
+		}
+		if (!strcmp(argv[2], "help")) {
+			usage(stdout);
+			return 0;
+		}
+		i = find(argv[2]);
+		if (i < 0) {
+			cli_error("unknown command '%s' (try 'ferry --help')", argv[2]);
+			return EXIT_USAGE;
+		}
+		char *hargv[] = { argv[2], "--help", NULL };
+
+		return commands[i].run(2, hargv);
 	}
 	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+		if (argc == 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
+			fputs(version_help, stdout);
+			return 0;
+		}
+		if (argc > 2) {
+			cli_error("version: unexpected argument '%s' (see 'ferry version --help')", argv[2]);
+			return EXIT_USAGE;
+		}
 		printf("ferry %s\n", FERRY_VERSION);
 		return 0;
 	}
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (!strcmp(argv[1], commands[i].name))
-			return commands[i].run(argc - 1, argv + 1);
+	i = find(argv[1]);
+	if (i >= 0)
+		return commands[i].run(argc - 1, argv + 1);
 	cli_error("unknown command '%s' (try 'ferry --help')", argv[1]);
 	return EXIT_USAGE;
 }

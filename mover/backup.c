@@ -620,10 +620,12 @@ static int setup_parent(struct backup *b, char *err, size_t errlen)
 			return rc;
 		}
 	} else {
-		rc = fy_snapshot_resolve(b->repo, arg, pid, err, errlen);
-		if (rc < 0)
-			return rc;
-		rc = fy_manifest_read(b->repo, pid, &b->parent, err, errlen);
+		/* "latest" is the newest snapshot of this volume, as for "auto";
+		 * an id may name another volume's snapshot (a clone's parent). */
+		struct fy_snap_filter same = { .volume = o->volume };
+
+		rc = fy_snapshot_select(b->repo, arg, strcmp(arg, "latest") ? NULL : &same, pid, &b->parent, err,
+					errlen);
 		if (rc < 0)
 			return rc;
 	}

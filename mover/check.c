@@ -22,6 +22,7 @@ struct check {
 	uint8_t *snap_ids;
 	void (*report)(const char *line, void *arg);
 	void *arg;
+	struct fy_progress *progress;
 	pthread_mutex_t lock;
 	size_t pos;                 /* read_data cursor over referenced */
 	long problems;
@@ -52,10 +53,11 @@ static int collect_present(const char *key, uint64_t size, void *arg)
 	uint8_t id[FY_ID_LEN];
 	char want[80], shown[300];
 
-	(void)size;
 	switch (fy_chunk_key_id(key, id)) {
 	case 1:
-		return fy_idset_add(&c->present, id, 0, NULL) < 0 ? -ENOMEM : 0;
+		/* The value: the object's size, for --read-data's progress. */
+		return fy_idset_add(&c->present, id, size > UINT32_MAX ? UINT32_MAX : (uint32_t)size, NULL) < 0 ?
+		       -ENOMEM : 0;
 	case 0:
 		fy_chunk_key(id, want);
 		problem(c, "chunk object %s is misplaced: a chunk with this id belongs at %s, where restore looks "
@@ -77,21 +79,25 @@ static void *read_worker(void *arg)
 	}
 	for (;;) {
 		uint8_t id[FY_ID_LEN];
-		uint32_t snap;
+		uint32_t snap, stored = 0;
 		char err[256];
+		bool present;
 
 		pthread_mutex_lock(&c->lock);
 		const uint8_t *p = fy_idset_next(&c->referenced, &c->pos, &snap);
 
 		if (p)
 			memcpy(id, p, FY_ID_LEN);
+		present = p && fy_idset_get(&c->present, id, &stored);
 		pthread_mutex_unlock(&c->lock);
 		if (!p)
 			break;
-		if (!fy_idset_has(&c->present, id))
+		if (!present)
 			continue; /* already reported as missing */
 		ssize_t n = fy_chunk_read(c->repo, id, plain, cap, scratch, FY_VERIFY_ID, NULL, err, sizeof(err));
 
+		if (c->progress)
+			atomic_fetch_add(&c->progress->done, stored);
 		if (n < 0) {
 			char hex[2 * FY_SNAP_ID_LEN + 1];
 
@@ -110,10 +116,11 @@ out:
 	return NULL;
 }
 
-long fy_check(struct fy_repo *r, bool read_data, unsigned threads, void (*report)(const char *line, void *arg),
-	      void *arg, struct fy_check_result *res, char *err, size_t errlen)
+long fy_check(struct fy_repo *r, bool read_data, unsigned threads, struct fy_progress *progress,
+	      void (*report)(const char *line, void *arg), void *arg, struct fy_check_result *res, char *err,
+	      size_t errlen)
 {
-	struct check c = { .repo = r, .report = report, .arg = arg, .res = res };
+	struct check c = { .repo = r, .report = report, .arg = arg, .res = res, .progress = progress };
 	size_t nsnaps = 0;
 	long rc;
 
@@ -124,6 +131,8 @@ long fy_check(struct fy_repo *r, bool read_data, unsigned threads, void (*report
 		rc = -ENOMEM;
 		goto out;
 	}
+	if (progress)
+		atomic_store(&progress->phase, "reading the manifests");
 	rc = fy_snapshot_ids(r, &c.snap_ids, &nsnaps, err, errlen);
 	if (rc < 0)
 		goto out;
@@ -152,6 +161,8 @@ long fy_check(struct fy_repo *r, bool read_data, unsigned threads, void (*report
 		ferry__v1__manifest__free_unpacked(m, NULL);
 	}
 	res->chunks_referenced = c.referenced.n;
+	if (progress)
+		atomic_store(&progress->phase, "listing the chunks");
 	rc = fy_repo_list(r, "chunks/", collect_present, &c, err, errlen);
 	if (rc < 0)
 		goto out;
@@ -164,8 +175,12 @@ long fy_check(struct fy_repo *r, bool read_data, unsigned threads, void (*report
 	while ((id = fy_idset_next(&c.referenced, &pos, &snap)) != NULL) {
 		char hex[2 * FY_ID_LEN + 1], shex[2 * FY_SNAP_ID_LEN + 1];
 
-		if (fy_idset_has(&c.present, id)) {
+		uint32_t stored;
+
+		if (fy_idset_get(&c.present, id, &stored)) {
 			referenced_present++;
+			if (progress)
+				atomic_fetch_add(&progress->total, stored);
 			continue;
 		}
 		fy_hex(id, FY_ID_LEN, hex);
@@ -176,6 +191,9 @@ long fy_check(struct fy_repo *r, bool read_data, unsigned threads, void (*report
 
 	if (read_data) {
 		unsigned n = threads ? threads : 2 * fy_online_cores();
+
+		if (progress)
+			atomic_store(&progress->phase, "reading the chunks");
 		pthread_t tids[64];
 		unsigned started = 0;
 

@@ -159,6 +159,9 @@ static int copy_snapshot(struct copy *c, const uint8_t sid[FY_SNAP_ID_LEN], stru
 	}
 	c->ids = need;
 	c->n = nneed;
+	/* Known one snapshot at a time: the total grows (plain bytes, at most a block per chunk). */
+	if (c->progress)
+		atomic_fetch_add(&c->progress->total, (uint64_t)nneed * c->from->chunk_size);
 	atomic_store(&c->next, 0);
 	pthread_t tids[64];
 	unsigned started = 0;

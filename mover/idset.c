@@ -75,16 +75,24 @@ int fy_idset_add(struct fy_idset *s, const uint8_t id[32], uint32_t v, uint32_t 
 	}
 }
 
-int fy_idset_has(const struct fy_idset *s, const uint8_t id[32])
+int fy_idset_get(const struct fy_idset *s, const uint8_t id[32], uint32_t *val)
 {
 	for (size_t i = slot_of(s, id);; i = (i + 1) & (s->cap - 1)) {
 		const uint8_t *slot = s->slots + 32 * i;
 
-		if (memcmp(slot, id, 32) == 0)
+		if (memcmp(slot, id, 32) == 0) {
+			if (val)
+				*val = s->vals[i];
 			return 1;
+		}
 		if (memcmp(slot, zero_id, 32) == 0)
 			return 0;
 	}
+}
+
+int fy_idset_has(const struct fy_idset *s, const uint8_t id[32])
+{
+	return fy_idset_get(s, id, NULL);
 }
 
 const uint8_t *fy_idset_next(const struct fy_idset *s, size_t *pos, uint32_t *val)

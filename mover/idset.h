@@ -19,6 +19,8 @@ void fy_idset_free(struct fy_idset *s);
  * -ENOMEM. */
 int fy_idset_add(struct fy_idset *s, const uint8_t id[32], uint32_t v, uint32_t *val);
 int fy_idset_has(const struct fy_idset *s, const uint8_t id[32]);
+/* 1 and *val (when val != NULL) if id is present, else 0; never inserts. */
+int fy_idset_get(const struct fy_idset *s, const uint8_t id[32], uint32_t *val);
 /* Iterate: returns the next occupied slot index >= *pos, or -1; sets *pos past it. */
 const uint8_t *fy_idset_next(const struct fy_idset *s, size_t *pos, uint32_t *val);
 

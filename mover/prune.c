@@ -29,6 +29,7 @@ struct prune {
 	struct fy_repo *repo;
 	struct fy_idset referenced;
 	struct fy_prune_result *res;
+	struct fy_progress *progress;
 	struct doomed *doomed;
 	size_t ndoomed, cap;
 	int list_err;
@@ -95,10 +96,14 @@ static void *deleter(void *arg)
 			if (until > p->res->retained_until)
 				p->res->retained_until = until;
 			pthread_mutex_unlock(&p->mu);
+			if (p->progress)
+				atomic_fetch_add(&p->progress->done, p->doomed[i].size);
 			continue;
 		}
 		if (rc == 0)
 			rc = fy_store_del(p->repo->store, key);
+		if (p->progress)
+			atomic_fetch_add(&p->progress->done, p->doomed[i].size);
 		pthread_mutex_lock(&p->mu);
 		if (rc == 0 || rc == -ENOENT) {
 			p->res->chunks_removed++;
@@ -170,7 +175,7 @@ static int delete_doomed(struct prune *p, const struct fy_prune_opts *o)
 int fy_prune(struct fy_repo *r, const struct fy_prune_opts *o, struct fy_prune_result *res, char *err,
 	     size_t errlen)
 {
-	struct prune p = { .repo = r, .res = res, .err = err, .errlen = errlen };
+	struct prune p = { .repo = r, .res = res, .err = err, .errlen = errlen, .progress = o->progress };
 	struct fy_lock *lk = NULL;
 	int rc;
 
@@ -192,10 +197,14 @@ int fy_prune(struct fy_repo *r, const struct fy_prune_opts *o, struct fy_prune_r
 		rc = -ENOMEM;
 		goto out;
 	}
+	if (p.progress)
+		atomic_store(&p.progress->phase, "reading the manifests");
 	rc = read_manifests(&p, err, errlen);
 	if (rc < 0)
 		goto out;
 	res->chunks_referenced = p.referenced.n;
+	if (p.progress)
+		atomic_store(&p.progress->phase, "listing the chunks");
 	rc = fy_repo_list(r, "chunks/", collect_chunk, &p, err, errlen);
 	if (rc < 0)
 		goto out;
@@ -231,6 +240,14 @@ int fy_prune(struct fy_repo *r, const struct fy_prune_opts *o, struct fy_prune_r
 	}
 	if (p.ndoomed == 0)
 		goto out;
+	if (p.progress) {
+		uint64_t total = 0;
+
+		for (size_t i = 0; i < p.ndoomed; i++)
+			total += p.doomed[i].size;
+		atomic_store(&p.progress->phase, "deleting");
+		atomic_store(&p.progress->total, total);
+	}
 	rc = delete_doomed(&p, o);
 	if (rc < 0)
 		goto out;

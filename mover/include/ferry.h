@@ -14,8 +14,9 @@
 
 /* Progress counters, read by a progress printer while the work runs. */
 struct fy_progress {
-	_Atomic uint64_t done;  /* bytes of the volume processed */
-	uint64_t total;         /* volume size */
+	_Atomic uint64_t done;  /* bytes processed (of the volume; check, copy, prune: of chunks) */
+	_Atomic uint64_t total; /* bytes to process, 0 while unknown (it may grow: copy) */
+	_Atomic(const char *) phase; /* what runs while no bytes move yet ("reading manifests"), or NULL */
 };
 
 struct fy_label {
@@ -86,17 +87,28 @@ struct fy_backup_result {
 int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backup_result *res,
 	      char *err, size_t errlen);
 
+/* Restore refuses, before writing anything: a target inside the file://
+ * repository being restored from (by device and inode: symlinks, bind
+ * mounts and hard links are seen through; a loop device bound to one of its
+ * files too), an existing file unless overwrite, a block device that is
+ * mounted or held open exclusively unless force, a file a loop device is
+ * bound to unless force, and a target another restore is writing. */
 struct fy_restore_opts {
-	const char *target;     /* file (created or replaced) or block device (>= volume size) */
+	const char *target;     /* file (created, or replaced with overwrite) or block device (>= volume size) */
 	unsigned threads;       /* 0: 4 x online cores (fetching and writing overlap with decoding) */
 	bool verbose;
 	struct fy_progress *progress;
+	bool overwrite;         /* replace an existing regular file (else -EEXIST) */
+	bool force;             /* overwrite, and write over a mounted or held block device, and
+				 * replace a file a loop device is bound to (-EBUSY otherwise) */
 };
 
 struct fy_restore_result {
 	uint64_t size, bytes_written, bytes_zero;
 	double seconds;
 	bool device;
+	bool stale_removed;     /* a temporary file left by an interrupted restore was reused */
+	char warning[512];      /* what force let through (a mounted device...), or "" */
 };
 
 int fy_restore(struct fy_repo *r, const uint8_t id[FY_SNAP_ID_LEN], const struct fy_restore_opts *o,
@@ -104,14 +116,17 @@ int fy_restore(struct fy_repo *r, const uint8_t id[FY_SNAP_ID_LEN], const struct
 
 /* check: every manifest decodes, every chunk they name exists; with read_data
  * every such chunk is fetched and verified.  Problems are reported one line
- * each through report(); returns the number of problems (>= 0) or -errno. */
+ * each through report(); returns the number of problems (>= 0) or -errno.
+ * progress (may be NULL): with read_data, the stored bytes of the chunks to
+ * read (total) and read so far (done). */
 struct fy_check_result {
 	size_t snapshots, chunks_referenced, chunks_present, chunks_unreferenced, chunks_read;
 	uint64_t bytes_read;
 };
 
-long fy_check(struct fy_repo *r, bool read_data, unsigned threads, void (*report)(const char *line, void *arg),
-	      void *arg, struct fy_check_result *res, char *err, size_t errlen);
+long fy_check(struct fy_repo *r, bool read_data, unsigned threads, struct fy_progress *progress,
+	      void (*report)(const char *line, void *arg), void *arg, struct fy_check_result *res, char *err,
+	      size_t errlen);
 
 /* diff: the byte ranges of snapshot b that differ from snapshot a, from the
  * manifests alone (block granularity: a block differs when its id or its
@@ -150,6 +165,29 @@ struct fy_copy_result {
 
 int fy_copy(struct fy_repo *from, struct fy_repo *to, const uint8_t *ids, size_t nids, const struct fy_copy_opts *o,
 	    struct fy_copy_result *res, char *err, size_t errlen);
+
+/* Which snapshots a snapshot argument may name: those of volume (NULL: any)
+ * that carry every one of labels. */
+struct fy_snap_filter {
+	const char *volume;
+	const struct fy_label *labels;
+	size_t nlabels;
+};
+
+/* Does the snapshot of manifest m pass f (f NULL: yes)? */
+bool fy_snap_filter_match(const Ferry__V1__Manifest *m, const struct fy_snap_filter *f);
+/* Is arg a snapshot argument: 4 to 32 lower-case hex digits, or "latest"? */
+bool fy_snapshot_arg_valid(const char *arg);
+/* Resolve arg (an id, a unique prefix of one, or "latest") among the
+ * snapshots f lets through (f NULL: all).  "latest" is the newest readable
+ * one; when f names no volume and those snapshots belong to more than one
+ * volume, it is -ENOTUNIQ, and err lists the volumes.  A prefix that several
+ * snapshots share is -ENOTUNIQ, err listing them; no match is -ENOENT (err
+ * says when the snapshot exists but is of another volume or lacks a tag); a
+ * malformed arg is -EINVAL.  With keep, *keep receives the snapshot's
+ * decoded manifest (free with ferry__v1__manifest__free_unpacked). */
+int fy_snapshot_select(struct fy_repo *r, const char *arg, const struct fy_snap_filter *f,
+		       uint8_t id[FY_SNAP_ID_LEN], Ferry__V1__Manifest **keep, char *err, size_t errlen);
 
 unsigned fy_online_cores(void);
 

@@ -82,6 +82,8 @@ struct fy_prune_opts {
 	/* Each unreferenced chunk, before it is deleted (may be NULL). */
 	void (*chunk)(const uint8_t id[FY_ID_LEN], uint64_t size, void *arg);
 	void *arg;
+	/* The bytes of unreferenced chunks to delete (total) and done (may be NULL). */
+	struct fy_progress *progress;
 };
 
 struct fy_prune_result {

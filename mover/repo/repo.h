@@ -133,7 +133,8 @@ int fy_snapshot_ids(struct fy_repo *r, uint8_t **ids, size_t *n, char *err, size
  * With keep, *keep (NULL on entry) receives its decoded manifest, to free. */
 int fy_snapshot_newest(struct fy_repo *r, const char *volume, uint8_t id[FY_SNAP_ID_LEN],
 		       Ferry__V1__Manifest **keep, char *err, size_t errlen);
-/* Resolve a full id or a unique hex prefix (>= 4 digits) or "latest". */
+/* Resolve a full id or a unique hex prefix (>= 4 digits) or "latest" among
+ * every snapshot: fy_snapshot_select (ferry.h) without a filter. */
 int fy_snapshot_resolve(struct fy_repo *r, const char *arg, uint8_t id[FY_SNAP_ID_LEN], char *err, size_t errlen);
 
 #endif

@@ -54,7 +54,9 @@ ok "1.1: every copy checks (R and L with --read-data)"
 
 id=$("$FERRY" snapshots --repo "$R" --volume pg-data --json | jq -r '.[-1].id')
 [ "$id" = "$id2" ] || fail "1.2: the newest snapshot on R is $id, not $id2"
-"$FERRY" restore --repo "$R" "$id" "$T/drill.img" --json >"$T/drill.json"
+echo "last week's drill" > "$T/drill.img"   # the runbook's weekly drill replaces it
+"$FERRY" restore --repo "$R" --volume pg-data --overwrite latest "$T/drill.img" --json >"$T/drill.json"
+[ "$(json_get "$T/drill.json" .snapshot_id)" = "$id2" ] || fail "1.2: latest of pg-data on R is not $id2"
 rto=$(json_get "$T/drill.json" .duration_s)
 awk -v d="$rto" 'BEGIN { exit !(d > 0) }' || fail "1.2: restore reported duration_s '$rto'"
 cmp "$img" "$T/drill.img" || fail "1.2: the drill's restore differs from the volume"

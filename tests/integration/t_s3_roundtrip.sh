@@ -39,8 +39,8 @@ prand $((5 << 20)) 3 | dd of="$img" bs=1M seek=20 conv=notrunc status=none
 "$FERRY" backup --repo "$P" --copy-to "$R" --volume vol --json "$img" >"$T/b2.json"
 id2=$(json_get "$T/b2.json" .snapshot_id)
 for repo in "$P" "$R"; do
-  "$FERRY" restore --repo "$repo" "$id1" "$T/r1.img" >/dev/null
-  "$FERRY" restore --repo "$repo" "$id2" "$T/r2.img" >/dev/null
+  "$FERRY" restore --repo "$repo" --overwrite "$id1" "$T/r1.img" >/dev/null
+  "$FERRY" restore --repo "$repo" --overwrite "$id2" "$T/r2.img" >/dev/null
   cmp "$T/vol1.img" "$T/r1.img" || fail "snapshot 1 from ${repo%%\?*} differs"
   cmp "$img" "$T/r2.img" || fail "snapshot 2 from ${repo%%\?*} differs"
   "$FERRY" check --repo "$repo" --read-data >/dev/null || fail "check --read-data on ${repo%%\?*}"
