@@ -33,7 +33,9 @@ static void usage(FILE *f)
 		"                       hook.NAME.pre / hook.NAME.post = COMMAND (freeze hooks)\n"
 		"  --upload-workers N   snapshots uploaded at once (default 2)\n"
 		"  --local-snapshots N  local clones kept per volume once uploaded (default 0: all)\n"
-		"  --debug              log every call\n");
+		"  --debug              log every call, and gRPC's own messages\n\n"
+		"Exit status: 0 after SIGTERM/SIGINT, 1 when it cannot start (the socket, the\n"
+		"state directory), 2 for bad usage.\n");
 }
 
 static int set_key(struct fy_agent_conf *c, const char *key, const char *val, char *err, size_t errlen)
@@ -319,9 +321,12 @@ int fy_agent_main(int argc, char **argv)
 		snprintf(err, sizeof(err), "--state-dir and --kubelet-dir must be absolute paths");
 		goto usage_err;
 	}
+	if (fy_rpc_endpoint_check(a->conf.endpoint, err, sizeof(err)))
+		goto usage_err;
 	fy_log_set_debug(a->conf.debug);
 
-	/* Signals are taken by sigwait below, never by another thread. */
+	/* Signals are taken by sigwait below, never by another thread (gRPC
+	 * starts its own at the bind). */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
@@ -332,19 +337,6 @@ int fy_agent_main(int argc, char **argv)
 		pthread_mutex_init(&a->name_lock[i], NULL);
 		pthread_mutex_init(&a->vol_lock[i], NULL);
 	}
-	if (setup_dirs(a, err, sizeof(err)) || fy_cat_open(a->conf.state_dir, &a->cat, err, sizeof(err))) {
-		fprintf(stderr, "ferry agent: %s\n", err);
-		goto out;
-	}
-	fy_log_info("ferry agent %s: node %s, state dir %s (%s), endpoint %s", FERRY_VERSION, a->conf.node_id,
-		    a->conf.state_dir, a->reflink ? "reflink snapshots" : "no reflink: snapshots are sparse copies",
-		    a->conf.endpoint);
-	reconcile(a);
-	if (fy_jobs_start(a, err, sizeof(err))) {
-		fprintf(stderr, "ferry agent: %s\n", err);
-		goto out;
-	}
-
 	size_t n = fy_identity_nmethods + fy_controller_nmethods + fy_node_nmethods + fy_snapmeta_nmethods, k = 0;
 	methods = calloc(n, sizeof(*methods));
 	if (!methods) {
@@ -364,7 +356,21 @@ int fy_agent_main(int argc, char **argv)
 		.workers = a->conf.rpc_workers,
 		.grace_ms = a->conf.grace_ms,
 	};
-	if (fy_rpc_start(&ro, methods, n, a, &srv, err, sizeof(err))) {
+	/* The socket first: a bad one is one line, before anything else is
+	 * touched (or logged).  Clients wait in its backlog until we serve. */
+	if (fy_rpc_bind(&ro, methods, n, a, &srv, err, sizeof(err))) {
+		fprintf(stderr, "ferry agent: %s\n", err);
+		goto out;
+	}
+	if (setup_dirs(a, err, sizeof(err)) || fy_cat_open(a->conf.state_dir, &a->cat, err, sizeof(err))) {
+		fprintf(stderr, "ferry agent: %s\n", err);
+		goto out;
+	}
+	fy_log_info("ferry agent %s: node %s, state dir %s (%s), endpoint %s", FERRY_VERSION, a->conf.node_id,
+		    a->conf.state_dir, a->reflink ? "reflink snapshots" : "no reflink: snapshots are sparse copies",
+		    a->conf.endpoint);
+	reconcile(a);
+	if (fy_jobs_start(a, err, sizeof(err)) || fy_rpc_serve(srv, err, sizeof(err))) {
 		fprintf(stderr, "ferry agent: %s\n", err);
 		goto out;
 	}
@@ -376,8 +382,10 @@ int fy_agent_main(int argc, char **argv)
 	fy_log_info("%s: stopping (calls in flight finish, uploads checkpoint)", strsignal(sig));
 	atomic_store(&a->stopping, true);
 	fy_rpc_stop(srv);
+	srv = NULL;
 	ret = 0;
 out:
+	fy_rpc_stop(srv);
 	fy_jobs_stop(a);
 	if (a->cat)
 		fy_cat_close(a->cat);

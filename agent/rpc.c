@@ -29,6 +29,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 #include <grpc/support/alloc.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
 #include "log.h"
@@ -78,6 +79,7 @@ struct fy_rpc_server {
 	char path[108];
 	pthread_t *cq_thr, *wk_thr;
 	unsigned ncq, nwk;
+	bool served;                    /* grpc_server_start was called */
 	atomic_bool stopping;
 	atomic_uint_fast64_t calls;
 	struct rpc_tag shutdown_tag;
@@ -101,6 +103,16 @@ const char *fy_rpc_status_name(grpc_status_code code)
 	return "?";
 }
 
+/* The path part of a unix endpoint ("unix:///a/b", "unix:/a/b", "/a/b"). */
+static const char *endpoint_rest(const char *endpoint)
+{
+	if (!strncmp(endpoint, "unix://", 7))
+		return endpoint + 7;
+	if (!strncmp(endpoint, "unix:", 5))
+		return endpoint + 5;
+	return endpoint;
+}
+
 int fy_rpc_endpoint_path(const char *endpoint, char *path, size_t len)
 {
 	const char *p;
@@ -108,16 +120,56 @@ int fy_rpc_endpoint_path(const char *endpoint, char *path, size_t len)
 
 	if (!endpoint)
 		return -EINVAL;
-	if (!strncmp(endpoint, "unix://", 7))
-		p = endpoint + 7;
-	else if (!strncmp(endpoint, "unix:", 5))
-		p = endpoint + 5;
-	else
-		p = endpoint;
+	p = endpoint_rest(endpoint);
 	if (p[0] != '/' || strlen(p) >= sizeof(sa.sun_path) || strlen(p) >= len)
 		return -EINVAL;
 	strcpy(path, p);
 	return 0;
+}
+
+int fy_rpc_endpoint_check(const char *endpoint, char *err, size_t errlen)
+{
+	struct sockaddr_un sa;
+	char path[sizeof(sa.sun_path)];
+	const char *scheme_end, *p;
+
+	if (!endpoint || !*endpoint) {
+		snprintf(err, errlen, "endpoint: empty (unix:///path/csi.sock)");
+		return -EINVAL;
+	}
+	if (!fy_rpc_endpoint_path(endpoint, path, sizeof(path)))
+		return 0;
+	scheme_end = strstr(endpoint, "://");
+	p = endpoint_rest(endpoint);
+	if (scheme_end && strncmp(endpoint, "unix://", 7))
+		snprintf(err, errlen, "endpoint '%s': only unix sockets are served (unix:///path/csi.sock), not %.*s://",
+			 endpoint, (int)(scheme_end - endpoint), endpoint);
+	else if (p[0] != '/')
+		snprintf(err, errlen, "endpoint '%s': not an absolute socket path (unix:///path/csi.sock)", endpoint);
+	else
+		snprintf(err, errlen, "endpoint '%s': a unix socket path is at most %zu bytes", endpoint,
+			 sizeof(sa.sun_path) - 1);
+	return -EINVAL;
+}
+
+/* gRPC core's own log (gpr_log) goes into ours, one line per message, at
+ * debug level: shown with --debug only, where ferry's own lines already say
+ * what went wrong.  An assertion's last words before abort() always show. */
+static void grpc_log(gpr_log_func_args *args)
+{
+	char msg[1024];
+	const char *file = args->file ? strrchr(args->file, '/') : NULL;
+	size_t i;
+
+	snprintf(msg, sizeof(msg), "%s", args->message ? args->message : "");
+	for (i = 0; msg[i]; i++)
+		if (msg[i] == '\n' || msg[i] == '\r' || msg[i] == '\t')
+			msg[i] = ' ';
+	file = file ? file + 1 : args->file ? args->file : "?";
+	if (!strncmp(msg, "assertion failed", 16))
+		fy_log_error("grpc: %s:%d: %s", file, args->line, msg);
+	else
+		fy_log_debug("grpc %s: %s:%d: %s", gpr_log_severity_string(args->severity), file, args->line, msg);
 }
 
 /* ---- call lifetime ---- */
@@ -526,17 +578,61 @@ static void server_free(struct fy_rpc_server *s)
 	grpc_shutdown();
 }
 
-int fy_rpc_start(const struct fy_rpc_opts *o, const struct fy_rpc_method *methods, size_t n, void *ctx,
-		 struct fy_rpc_server **srvp, char *err, size_t errlen)
+/* Stop a server no thread serves (never served, or its threads failed to
+ * start): cancel, drain the queue here, free. */
+static void teardown_here(struct fy_rpc_server *s)
+{
+	atomic_store(&s->stopping, true);
+	grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
+	grpc_server_cancel_all_calls(s->server);
+	grpc_completion_queue_shutdown(s->cq);
+	for (;;) {
+		grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+
+		if (ev.type == GRPC_QUEUE_SHUTDOWN)
+			break;
+		if (ev.type == GRPC_OP_COMPLETE && ((struct rpc_tag *)ev.tag)->kind != T_SHUTDOWN)
+			call_unref(((struct rpc_tag *)ev.tag)->p);
+	}
+	server_free(s);
+}
+
+/* Why could nothing listen on path?  The usual reasons, named. */
+static void bind_reason(const char *path, char *why, size_t len)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char *slash;
+	struct stat st;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = 0;
+	else if (slash)
+		*slash = 0;
+	if (stat(dir, &st))
+		snprintf(why, len, "%s: %s", dir, strerror(errno));
+	else if (!S_ISDIR(st.st_mode))
+		snprintf(why, len, "%s is not a directory", dir);
+	else if (access(dir, W_OK | X_OK))
+		snprintf(why, len, "%s: %s", dir, strerror(errno));
+	else
+		snprintf(why, len, "gRPC could not bind it (--debug shows gRPC's reason)");
+}
+
+int fy_rpc_bind(const struct fy_rpc_opts *o, const struct fy_rpc_method *methods, size_t n, void *ctx,
+		struct fy_rpc_server **srvp, char *err, size_t errlen)
 {
 	struct fy_rpc_server *s;
 	grpc_server_credentials *creds;
-	char addr[128];
+	char addr[128], why[256];
 	struct stat st;
 	mode_t old;
 	int ok;
 
 	*srvp = NULL;
+	if (fy_rpc_endpoint_check(o->endpoint, err, errlen))
+		return -EINVAL;
 	s = calloc(1, sizeof(*s));
 	if (!s) {
 		snprintf(err, errlen, "out of memory");
@@ -557,13 +653,9 @@ int fy_rpc_start(const struct fy_rpc_opts *o, const struct fy_rpc_method *method
 	s->n = n;
 	s->ctx = ctx;
 	s->shutdown_tag = (struct rpc_tag){ T_SHUTDOWN, s };
+	gpr_set_log_function(grpc_log);
 	grpc_init();
-	if (fy_rpc_endpoint_path(o->endpoint, s->path, sizeof(s->path))) {
-		snprintf(err, errlen, "endpoint %s: only unix sockets are served (unix:///path/csi.sock)",
-			 o->endpoint ? o->endpoint : "(none)");
-		server_free(s);
-		return -EINVAL;
-	}
+	fy_rpc_endpoint_path(o->endpoint, s->path, sizeof(s->path));
 	if (socket_live(s->path)) {
 		snprintf(err, errlen, "endpoint %s: another process is serving on this socket", o->endpoint);
 		server_free(s);
@@ -595,43 +687,43 @@ int fy_rpc_start(const struct fy_rpc_opts *o, const struct fy_rpc_method *method
 	snprintf(addr, sizeof(addr), "unix:%s", s->path);
 	creds = grpc_insecure_server_credentials_create();
 	/* The socket is born with the mode we want: no window in which anyone
-	 * else could connect. */
+	 * else could connect.  It is bound and listening from here on; calls
+	 * wait in its backlog until fy_rpc_serve. */
 	old = umask(0777 & ~s->o.socket_mode);
 	ok = grpc_server_add_http2_port(s->server, addr, creds);
-	if (ok)
-		grpc_server_start(s->server);
 	umask(old);
 	grpc_server_credentials_release(creds);
 	if (!ok) {
-		snprintf(err, errlen, "endpoint %s: cannot listen on %s (does its directory exist and is it writable?)",
-			 o->endpoint, s->path);
-		server_free(s);
+		bind_reason(s->path, why, sizeof(why));
+		snprintf(err, errlen, "endpoint %s: cannot listen on %s: %s", o->endpoint, s->path, why);
+		teardown_here(s);
 		return -EADDRNOTAVAIL;
 	}
 	if (chmod(s->path, s->o.socket_mode)) {
 		int e = errno;
 
 		snprintf(err, errlen, "endpoint %s: chmod %o: %s", o->endpoint, s->o.socket_mode, strerror(e));
-		grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
-		grpc_server_cancel_all_calls(s->server);
-		grpc_completion_queue_shutdown(s->cq);
-		while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-		       GRPC_QUEUE_SHUTDOWN)
-			;
-		server_free(s);
+		unlink(s->path);
+		teardown_here(s);
 		return -e;
 	}
-	for (size_t i = 0; i <= n; i++)
-		for (int k = 0; k < (i < n ? RPC_REQS_PER_METHOD : 1); k++)
-			post_request(s, i);
+	*srvp = s;
+	return 0;
+}
+
+int fy_rpc_serve(struct fy_rpc_server *s, char *err, size_t errlen)
+{
 	s->cq_thr = calloc(s->o.cq_threads, sizeof(pthread_t));
 	s->wk_thr = calloc(s->o.workers, sizeof(pthread_t));
 	if (!s->cq_thr || !s->wk_thr) {
 		snprintf(err, errlen, "out of memory");
-		s->ncq = s->nwk = 0;
-		fy_rpc_stop(s);
 		return -ENOMEM;
 	}
+	grpc_server_start(s->server);
+	s->served = true;
+	for (size_t i = 0; i <= s->n; i++)
+		for (int k = 0; k < (i < s->n ? RPC_REQS_PER_METHOD : 1); k++)
+			post_request(s, i);
 	for (; s->ncq < s->o.cq_threads; s->ncq++)
 		if (pthread_create(&s->cq_thr[s->ncq], NULL, cq_loop, s))
 			break;
@@ -640,10 +732,8 @@ int fy_rpc_start(const struct fy_rpc_opts *o, const struct fy_rpc_method *method
 			break;
 	if (!s->ncq || !s->nwk) {
 		snprintf(err, errlen, "cannot start threads");
-		fy_rpc_stop(s);
 		return -EAGAIN;
 	}
-	*srvp = s;
 	return 0;
 }
 
@@ -659,22 +749,19 @@ void fy_rpc_stop(struct fy_rpc_server *s)
 
 	if (!s)
 		return;
-	atomic_store(&s->stopping, true);
-	grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
-	if (!s->ncq) { /* no thread to see the tag: cancel and drain here */
-		grpc_server_cancel_all_calls(s->server);
-		grpc_completion_queue_shutdown(s->cq);
-		for (;;) {
-			grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-
-			if (ev.type == GRPC_QUEUE_SHUTDOWN)
-				break;
-			if (ev.type == GRPC_OP_COMPLETE && ((struct rpc_tag *)ev.tag)->kind != T_SHUTDOWN)
-				call_unref(((struct rpc_tag *)ev.tag)->p);
-		}
-		server_free(s);
+	if (!s->served || !s->ncq) { /* no thread to see the tag: cancel and drain here */
+		pthread_mutex_lock(&s->mu);
+		s->quit = true;
+		pthread_cond_broadcast(&s->cv);
+		pthread_mutex_unlock(&s->mu);
+		for (unsigned i = 0; i < s->nwk; i++)
+			pthread_join(s->wk_thr[i], NULL);
+		unlink(s->path);
+		teardown_here(s);
 		return;
 	}
+	atomic_store(&s->stopping, true);
+	grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
 	/* Calls in flight may finish within the grace period. */
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += s->o.grace_ms / 1000;
