@@ -3,7 +3,14 @@
  * volume's snapshots strictly in order (each is incremental against the one
  * before, read through the extent diff of the two clones).  A failed upload
  * is retried with backoff; a stopped agent leaves its jobs in the catalog
- * and a rerun skips what is already stored. */
+ * and a rerun skips what is already stored.
+ *
+ * Deleting a snapshot drops its job (fy_jobs_drop): the job row goes under
+ * the lock pick() reads the jobs with, so no worker takes the job again; a
+ * run of it is cancelled (it stops at the next chunk, before any manifest is
+ * written) and waited for a bounded time; a run still blocked after that
+ * (a store request that does not answer) is left to come back, and its
+ * result is then discarded. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,18 +31,47 @@ struct run {
 	char snap[FY_ID_MAX + 1];
 	char vol[FY_ID_MAX + 1];
 	bool active;
+	bool dropped;             /* its snapshot was deleted: the result is discarded */
 	atomic_bool cancel;
+};
+
+/* A DeleteSnapshot waiting for the run of its snapshot to end. */
+struct drop_wait {
+	struct drop_wait *next;
+	const char *snap;
+	bool done;                /* the run came back: */
+	int result;               /* what its upload returned */
+	char committed[33];       /* with 0: the repository snapshot it had committed */
 };
 
 struct fy_jobs {
 	struct fy_agent *a;
 	pthread_t thr[MAX_WORKERS];
-	unsigned n;
+	unsigned nthr;          /* threads started */
+	unsigned n;             /* slots taken by them */
+	unsigned alive;         /* threads not yet returned */
 	pthread_mutex_t mu;
-	pthread_cond_t cv;      /* work may be there; a run ended */
+	pthread_cond_t cv;      /* work may be there; a run ended (CLOCK_MONOTONIC) */
 	bool quit, kicked;
 	struct run runs[MAX_WORKERS];
+	struct drop_wait *drops;
 };
+
+static int64_t mono_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Wait on j->cv (j->mu held) until the monotonic time until_ms; false at the deadline. */
+static bool wait_until(struct fy_jobs *j, int64_t until_ms)
+{
+	struct timespec t = { .tv_sec = until_ms / 1000, .tv_nsec = (long)(until_ms % 1000) * 1000000L };
+
+	return pthread_cond_timedwait(&j->cv, &j->mu, &t) != ETIMEDOUT;
+}
 
 void fy_jobs_kick(struct fy_agent *a)
 {
@@ -49,25 +85,62 @@ void fy_jobs_kick(struct fy_agent *a)
 	pthread_mutex_unlock(&j->mu);
 }
 
-void fy_jobs_cancel(struct fy_agent *a, const char *snapshot_id)
+static bool run_active(struct fy_jobs *j, const char *snap)
+{
+	for (unsigned i = 0; i < j->n; i++)
+		if (j->runs[i].active && !strcmp(j->runs[i].snap, snap))
+			return true;
+	return false;
+}
+
+int fy_jobs_drop(struct fy_agent *a, const char *snapshot_id, unsigned wait_ms, char committed[33], char *err,
+		 size_t errlen)
 {
 	struct fy_jobs *j = a->jobs;
-	bool running;
+	struct drop_wait w = { .snap = snapshot_id };
+	int64_t until = mono_ms() + wait_ms;
+	bool running = false;
+	int ret;
 
+	committed[0] = 0;
 	if (!j)
-		return;
+		return fy_cat_job_delete(a->cat, snapshot_id, err, errlen);
 	pthread_mutex_lock(&j->mu);
-	do {
-		running = false;
-		for (unsigned i = 0; i < j->n; i++)
-			if (j->runs[i].active && !strcmp(j->runs[i].snap, snapshot_id)) {
-				atomic_store(&j->runs[i].cancel, true);
-				running = true;
+	/* The row goes first, under the lock pick() reads the jobs with. */
+	ret = fy_cat_job_delete(a->cat, snapshot_id, err, errlen);
+	if (ret) {
+		pthread_mutex_unlock(&j->mu);
+		return ret;
+	}
+	for (unsigned i = 0; i < j->n; i++)
+		if (j->runs[i].active && !strcmp(j->runs[i].snap, snapshot_id)) {
+			j->runs[i].dropped = true;
+			atomic_store(&j->runs[i].cancel, true);
+			running = true;
+		}
+	if (running) {
+		w.next = j->drops;
+		j->drops = &w;
+		while (!w.done && run_active(j, snapshot_id) && wait_until(j, until))
+			;
+		for (struct drop_wait **p = &j->drops; *p; p = &(*p)->next)
+			if (*p == &w) {
+				*p = w.next;
+				break;
 			}
-		if (running)
-			pthread_cond_wait(&j->cv, &j->mu);
-	} while (running);
+	}
+	if (!running)
+		ret = FY_DROP_IDLE;
+	else if (w.done && !w.result)
+		ret = FY_DROP_COMMITTED;
+	else if (w.done || !run_active(j, snapshot_id))
+		ret = FY_DROP_STOPPED;
+	else
+		ret = FY_DROP_LEFT; /* its result is discarded when it comes back */
+	if (ret == FY_DROP_COMMITTED)
+		memcpy(committed, w.committed, sizeof(w.committed));
 	pthread_mutex_unlock(&j->mu);
+	return ret;
 }
 
 /* Split a comma-separated list of URLs (in place). */
@@ -299,8 +372,9 @@ static bool pick(struct fy_jobs *j, struct run *slot, int64_t *wait_ns)
 			snprintf(vols[i], sizeof(vols[i]), "%s", s.volume_id);
 		for (size_t k = 0; k < i; k++)
 			blocked |= !strcmp(vols[k], s.volume_id);
+		/* (A dropped run left blocked in a store request holds nothing back.) */
 		for (unsigned r = 0; r < j->n; r++)
-			running |= j->runs[r].active && !strcmp(j->runs[r].vol, s.volume_id);
+			running |= j->runs[r].active && !j->runs[r].dropped && !strcmp(j->runs[r].vol, s.volume_id);
 		if (blocked || running)
 			continue;
 		if (jobs[i].next_ns > now) {
@@ -326,14 +400,11 @@ static void run_job(struct fy_jobs *j, struct run *slot)
 	size_t n = 0;
 	char err[1024] = "", e2[512], dir[1024];
 	int64_t backoff;
+	bool dropped, told = false;
 	int ret;
 
-	if (fy_cat_snap_get(a->cat, slot->snap, &s)) {
-		fy_cat_job_delete(a->cat, slot->snap, e2, sizeof(e2));
-		return;
-	}
-	if (s.state == FY_SNAP_READY) {
-		fy_cat_job_delete(a->cat, s.id, e2, sizeof(e2));
+	if (fy_cat_snap_get(a->cat, slot->snap, &s) || s.state == FY_SNAP_READY) {
+		fy_cat_job_delete(a->cat, slot->snap, e2, sizeof(e2)); /* deleted, or done already */
 		return;
 	}
 	if (!fy_cat_jobs(a->cat, &jobs, &n))
@@ -343,6 +414,29 @@ static void run_job(struct fy_jobs *j, struct run *slot)
 	free(jobs);
 	fy_log_info("snapshot %s: upload starts (attempt %u)", s.id, job.attempts + 1);
 	ret = upload(a, &s, &slot->cancel, err, sizeof(err));
+	pthread_mutex_lock(&j->mu);
+	dropped = slot->dropped;
+	for (struct drop_wait *w = j->drops; dropped && w; w = w->next)
+		if (!strcmp(w->snap, s.id)) {
+			w->done = told = true;
+			w->result = ret;
+			memcpy(w->committed, s.repo_snapshot, sizeof(w->committed));
+		}
+	pthread_mutex_unlock(&j->mu);
+	if (dropped) {
+		/* The snapshot is deleted: whatever this run did is discarded.
+		 * DeleteSnapshot says what became of it, unless it has answered
+		 * already. */
+		if (!told && !ret)
+			fy_log_warn("snapshot %s (deleted while its upload was blocked in a store request): the upload "
+				    "completed after all, and the repository keeps it as snapshot %s until retention "
+				    "removes it", s.id, s.repo_snapshot);
+		else if (!told)
+			fy_log_info("snapshot %s (deleted while its upload was blocked in a store request): the upload "
+				    "came back and stopped; nothing of it was committed, chunks it stored stay "
+				    "unreferenced until `ferry prune`", s.id);
+		return;
+	}
 	if (ret == -ECANCELED && (atomic_load(&slot->cancel) || atomic_load(&a->stopping))) {
 		fy_log_info("snapshot %s: upload stopped; what is stored stays, and it resumes at the next start", s.id);
 		return;
@@ -396,18 +490,14 @@ static void *worker(void *arg)
 				j->kicked = false;
 				continue;
 			}
-			if (wait_ns < 0) {
+			if (wait_ns < 0)
 				pthread_cond_wait(&j->cv, &j->mu);
-			} else {
-				struct timespec until;
-
-				clock_gettime(CLOCK_REALTIME, &until);
-				until.tv_sec += wait_ns / 1000000000LL + 1;
-				pthread_cond_timedwait(&j->cv, &j->mu, &until);
-			}
+			else
+				wait_until(j, mono_ms() + wait_ns / 1000000 + 1000);
 			continue;
 		}
 		slot->active = true;
+		slot->dropped = false;
 		atomic_store(&slot->cancel, atomic_load(&j->a->stopping));
 		pthread_mutex_unlock(&j->mu);
 		run_job(j, slot);
@@ -415,6 +505,8 @@ static void *worker(void *arg)
 		slot->active = false;
 		pthread_cond_broadcast(&j->cv);
 	}
+	j->alive--;
+	pthread_cond_broadcast(&j->cv);
 	pthread_mutex_unlock(&j->mu);
 	return NULL;
 }
@@ -423,6 +515,7 @@ int fy_jobs_start(struct fy_agent *a, char *err, size_t errlen)
 {
 	struct fy_jobs *j = calloc(1, sizeof(*j));
 	unsigned want = a->conf.upload_workers ? a->conf.upload_workers : 1;
+	pthread_condattr_t ca;
 
 	if (!j) {
 		snprintf(err, errlen, "out of memory");
@@ -432,25 +525,32 @@ int fy_jobs_start(struct fy_agent *a, char *err, size_t errlen)
 		want = MAX_WORKERS;
 	j->a = a;
 	pthread_mutex_init(&j->mu, NULL);
-	pthread_cond_init(&j->cv, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&j->cv, &ca);
+	pthread_condattr_destroy(&ca);
 	a->jobs = j;
 	for (unsigned i = 0; i < want; i++) {
-		pthread_t t;
-
-		if (pthread_create(&t, NULL, worker, j)) {
+		pthread_mutex_lock(&j->mu);
+		j->alive++;
+		pthread_mutex_unlock(&j->mu);
+		if (pthread_create(&j->thr[i], NULL, worker, j)) {
+			pthread_mutex_lock(&j->mu);
+			j->alive--;
+			pthread_mutex_unlock(&j->mu);
 			snprintf(err, errlen, "cannot start upload threads");
-			fy_jobs_stop(a);
+			fy_jobs_quit(a);
+			fy_jobs_stop(a, -1);
 			return -EAGAIN;
 		}
-		j->thr[i] = t;
+		j->nthr++;
 	}
 	return 0;
 }
 
-void fy_jobs_stop(struct fy_agent *a)
+void fy_jobs_quit(struct fy_agent *a)
 {
 	struct fy_jobs *j = a->jobs;
-	unsigned started;
 
 	if (!j)
 		return;
@@ -459,13 +559,41 @@ void fy_jobs_stop(struct fy_agent *a)
 	for (unsigned i = 0; i < MAX_WORKERS; i++)
 		atomic_store(&j->runs[i].cancel, true);
 	pthread_cond_broadcast(&j->cv);
-	started = a->conf.upload_workers ? a->conf.upload_workers : 1;
 	pthread_mutex_unlock(&j->mu);
-	for (unsigned i = 0; i < started && i < MAX_WORKERS; i++)
-		if (j->thr[i])
-			pthread_join(j->thr[i], NULL);
+}
+
+int fy_jobs_stop(struct fy_agent *a, int64_t until_ms)
+{
+	struct fy_jobs *j = a->jobs;
+	unsigned left;
+	char what[512] = "";
+	size_t off = 0;
+
+	if (!j)
+		return 0;
+	fy_jobs_quit(a);
+	pthread_mutex_lock(&j->mu);
+	while (j->alive && (until_ms < 0 ? pthread_cond_wait(&j->cv, &j->mu) == 0 : wait_until(j, until_ms)))
+		;
+	left = j->alive;
+	for (unsigned i = 0; left && i < j->n && off < sizeof(what); i++)
+		if (j->runs[i].active)
+			off += (size_t)snprintf(what + off, sizeof(what) - off, "%s%s", off ? ", " : "",
+						j->runs[i].snap);
+	pthread_mutex_unlock(&j->mu);
+	if (left) {
+		/* Blocked in a store request: not waited for.  The process ends
+		 * without freeing what they use; their uploads resume at the next
+		 * start (the job rows stay). */
+		fy_log_error("uploads: %u still blocked at the stop (%s): left behind; they resume at the next start",
+			     left, what);
+		return (int)left;
+	}
+	for (unsigned i = 0; i < j->nthr; i++)
+		pthread_join(j->thr[i], NULL);
 	pthread_mutex_destroy(&j->mu);
 	pthread_cond_destroy(&j->cv);
 	free(j);
 	a->jobs = NULL;
+	return 0;
 }

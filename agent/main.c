@@ -8,12 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
 #include "agent_priv.h"
 #include "image.h"
 #include "log.h"
+
+/* At a stop, after the grace period: how long cancelled work may take to return. */
+#define STOP_MARGIN_MS 1000
 
 static void usage(FILE *f)
 {
@@ -34,8 +38,8 @@ static void usage(FILE *f)
 		"  --upload-workers N   snapshots uploaded at once (default 2)\n"
 		"  --local-snapshots N  local clones kept per volume once uploaded (default 0: all)\n"
 		"  --debug              log every call, and gRPC's own messages\n\n"
-		"Exit status: 0 after SIGTERM/SIGINT, 1 when it cannot start (the socket, the\n"
-		"state directory), 2 for bad usage.\n");
+		"Exit status: 0 after SIGTERM/SIGINT (within the grace period, 5 s, plus 1 s),\n"
+		"1 when it cannot start (the socket, the state directory), 2 for bad usage.\n");
 }
 
 static int set_key(struct fy_agent_conf *c, const char *key, const char *val, char *err, size_t errlen)
@@ -267,7 +271,9 @@ int fy_agent_main(int argc, char **argv)
 	const char *config = NULL, *env;
 	char err[1024];
 	sigset_t sigs;
-	int c, sig, ret = 1;
+	struct timespec t0;
+	int64_t until_ms;
+	int c, sig, ret = 1, left;
 	/* Flags win over the environment, which wins over the config file. */
 	struct flag { const char *key, *val; } flags[16];
 	size_t nflags = 0;
@@ -281,6 +287,7 @@ int fy_agent_main(int argc, char **argv)
 	strcpy(a->conf.state_dir, "/var/lib/ferry");
 	strcpy(a->conf.kubelet_dir, "/var/lib/kubelet");
 	a->conf.upload_workers = 2;
+	a->conf.grace_ms = 5000;
 	a->conf.default_size = 1ull << 30;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -379,14 +386,30 @@ int fy_agent_main(int argc, char **argv)
 	do
 		ret = sigwait(&sigs, &sig);
 	while (ret == EINTR);
-	fy_log_info("%s: stopping (calls in flight finish, uploads checkpoint)", strsignal(sig));
+	fy_log_info("%s: stopping (calls in flight finish within %u ms, uploads stop at a chunk and resume at the "
+		    "next start)", strsignal(sig), a->conf.grace_ms);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	until_ms = (int64_t)t0.tv_sec * 1000 + t0.tv_nsec / 1000000 + a->conf.grace_ms + STOP_MARGIN_MS;
 	atomic_store(&a->stopping, true);
-	fy_rpc_stop(srv);
+	fy_jobs_quit(a); /* at once: uploads stop while calls finish */
+	left = fy_rpc_stop(srv) < 0;
 	srv = NULL;
+	left += fy_jobs_stop(a, until_ms) > 0;
+	if (left) {
+		/* Threads stuck in system calls (a store that does not answer)
+		 * still use the agent's state: close the catalog under its lock
+		 * (a late caller waits for the exit) and end the process here,
+		 * without the exit handlers of the libraries they are inside. */
+		fy_cat_close_final(a->cat);
+		fy_log_info("stopped (work blocked in system calls was left behind; uploads resume at the next "
+			    "start)");
+		fflush(stderr);
+		_exit(0);
+	}
 	ret = 0;
 out:
 	fy_rpc_stop(srv);
-	fy_jobs_stop(a);
+	fy_jobs_stop(a, -1);
 	if (a->cat)
 		fy_cat_close(a->cat);
 	conf_free(&a->conf);

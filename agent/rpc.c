@@ -36,6 +36,7 @@
 #include "rpc.h"
 
 #define RPC_REQS_PER_METHOD 4   /* requests kept posted per method: accepts overlap */
+#define RPC_CANCEL_MS 1000      /* at stop, after the grace: how long cancelled handlers may take to return */
 
 enum tag_kind { T_REQ, T_UNKNOWN, T_CLOSE, T_BATCH, T_SHUTDOWN };
 
@@ -79,12 +80,15 @@ struct fy_rpc_server {
 	char path[108];
 	pthread_t *cq_thr, *wk_thr;
 	unsigned ncq, nwk;
+	const char **running;           /* per worker: the method of the handler it runs, or NULL */
+	unsigned wk_started;
 	bool served;                    /* grpc_server_start was called */
+	bool cancelled;                 /* stop: calls were cancelled; queued ones are not run */
 	atomic_bool stopping;
 	atomic_uint_fast64_t calls;
 	struct rpc_tag shutdown_tag;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	pthread_cond_t cv;              /* CLOCK_MONOTONIC */
 	bool shutdown_done, quit;
 	struct fy_rpc_call *qhead, *qtail;
 	long active;                    /* calls alive */
@@ -426,22 +430,37 @@ static void *worker(void *arg)
 {
 	struct fy_rpc_server *s = arg;
 	struct fy_rpc_call *c;
+	unsigned me;
 
+	pthread_mutex_lock(&s->mu);
+	me = s->wk_started++;
 	for (;;) {
-		pthread_mutex_lock(&s->mu);
+		bool skip;
+
 		while (!s->qhead && !s->quit)
 			pthread_cond_wait(&s->cv, &s->mu);
 		c = s->qhead;
-		if (!c) {
-			pthread_mutex_unlock(&s->mu);
-			return NULL;
-		}
+		if (!c)
+			break;
 		s->qhead = c->next;
 		if (!s->qhead)
 			s->qtail = NULL;
+		skip = s->cancelled;
+		s->running[me] = c->m->path;
 		pthread_mutex_unlock(&s->mu);
-		run_handler(c);
+		if (skip) { /* accepted, never started: nothing was done */
+			finish(c, NULL, GRPC_STATUS_UNAVAILABLE, "the agent is stopping");
+			call_unref(c);
+		} else {
+			run_handler(c);
+		}
+		pthread_mutex_lock(&s->mu);
+		s->running[me] = NULL;
+		if (atomic_load(&s->stopping))
+			pthread_cond_broadcast(&s->cv); /* fy_rpc_stop waits for the handlers */
 	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
 }
 
 static void accepted(struct fy_rpc_call *c)
@@ -572,6 +591,7 @@ static void server_free(struct fy_rpc_server *s)
 	free(s->handles);
 	free(s->cq_thr);
 	free(s->wk_thr);
+	free(s->running);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
 	free(s);
@@ -620,11 +640,28 @@ static void bind_reason(const char *path, char *why, size_t len)
 		snprintf(why, len, "gRPC could not bind it (--debug shows gRPC's reason)");
 }
 
+static int64_t mono_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Wait on s->cv (s->mu held) until the monotonic time until_ms; false at the deadline. */
+static bool wait_until(struct fy_rpc_server *s, int64_t until_ms)
+{
+	struct timespec t = { .tv_sec = until_ms / 1000, .tv_nsec = (long)(until_ms % 1000) * 1000000L };
+
+	return pthread_cond_timedwait(&s->cv, &s->mu, &t) != ETIMEDOUT;
+}
+
 int fy_rpc_bind(const struct fy_rpc_opts *o, const struct fy_rpc_method *methods, size_t n, void *ctx,
 		struct fy_rpc_server **srvp, char *err, size_t errlen)
 {
 	struct fy_rpc_server *s;
 	grpc_server_credentials *creds;
+	pthread_condattr_t ca;
 	char addr[128], why[256];
 	struct stat st;
 	mode_t old;
@@ -639,7 +676,10 @@ int fy_rpc_bind(const struct fy_rpc_opts *o, const struct fy_rpc_method *methods
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&s->mu, NULL);
-	pthread_cond_init(&s->cv, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cv, &ca);
+	pthread_condattr_destroy(&ca);
 	s->o = *o;
 	if (!s->o.cq_threads)
 		s->o.cq_threads = 2;
@@ -715,7 +755,8 @@ int fy_rpc_serve(struct fy_rpc_server *s, char *err, size_t errlen)
 {
 	s->cq_thr = calloc(s->o.cq_threads, sizeof(pthread_t));
 	s->wk_thr = calloc(s->o.workers, sizeof(pthread_t));
-	if (!s->cq_thr || !s->wk_thr) {
+	s->running = calloc(s->o.workers, sizeof(*s->running));
+	if (!s->cq_thr || !s->wk_thr || !s->running) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
@@ -742,57 +783,94 @@ uint64_t fy_rpc_calls(struct fy_rpc_server *s)
 	return atomic_load(&s->calls);
 }
 
-void fy_rpc_stop(struct fy_rpc_server *s)
+/* Handlers running or queued (s->mu held); their methods into what. */
+static unsigned busy(struct fy_rpc_server *s, char *what, size_t len)
 {
-	struct timespec until;
-	int rc = 0;
+	unsigned n = 0;
+	size_t off = 0;
+
+	if (what && len)
+		what[0] = 0;
+	for (unsigned i = 0; i < s->nwk; i++) {
+		if (!s->running[i])
+			continue;
+		n++;
+		if (what && off < len)
+			off += (size_t)snprintf(what + off, len - off, "%s%s", off ? ", " : "", s->running[i]);
+	}
+	for (struct fy_rpc_call *c = s->qhead; c; c = c->next)
+		n++;
+	return n;
+}
+
+int fy_rpc_stop(struct fy_rpc_server *s)
+{
+	int64_t t0 = mono_ms(), grace_end, hard_end;
+	unsigned left;
+	char what[512];
+	bool quiet;
 
 	if (!s)
-		return;
+		return 0;
 	if (!s->served || !s->ncq) { /* no thread to see the tag: cancel and drain here */
 		pthread_mutex_lock(&s->mu);
-		s->quit = true;
+		s->cancelled = s->quit = true;
 		pthread_cond_broadcast(&s->cv);
 		pthread_mutex_unlock(&s->mu);
 		for (unsigned i = 0; i < s->nwk; i++)
 			pthread_join(s->wk_thr[i], NULL);
 		unlink(s->path);
 		teardown_here(s);
-		return;
+		return 0;
 	}
 	atomic_store(&s->stopping, true);
+	grace_end = t0 + s->o.grace_ms;
+	hard_end = grace_end + RPC_CANCEL_MS;
 	grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
 	/* Calls in flight may finish within the grace period. */
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += s->o.grace_ms / 1000;
-	until.tv_nsec += (long)(s->o.grace_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&s->mu);
-	while (!s->shutdown_done && rc != ETIMEDOUT)
-		rc = pthread_cond_timedwait(&s->cv, &s->mu, &until);
-	pthread_mutex_unlock(&s->mu);
-	if (rc == ETIMEDOUT)
+	while (!s->shutdown_done && wait_until(s, grace_end))
+		;
+	if (!s->shutdown_done)
 		fy_log_info("rpc: calls still in flight after %u ms: cancelling them", s->o.grace_ms);
+	s->cancelled = true;
+	pthread_mutex_unlock(&s->mu);
 	grpc_server_cancel_all_calls(s->server);
+	/* Cancelled handlers see fy_rpc_cancelled; one stuck in a system call
+	 * (a store that does not answer) is not waited for beyond hard_end. */
 	pthread_mutex_lock(&s->mu);
-	while (!s->shutdown_done)
-		pthread_cond_wait(&s->cv, &s->mu);
+	while (!((quiet = s->shutdown_done && !busy(s, NULL, 0))) && wait_until(s, hard_end))
+		;
+	if (!quiet) {
+		left = busy(s, what, sizeof(what));
+		pthread_mutex_unlock(&s->mu);
+		fy_log_error("rpc: %u call%s still running %lld ms after the stop began%s%s: left behind (the process "
+			     "exits without them)", left, left == 1 ? "" : "s", (long long)(mono_ms() - t0),
+			     what[0] ? ": " : "", what);
+		unlink(s->path);
+		return -ETIMEDOUT;
+	}
 	s->quit = true;
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
 	for (unsigned i = 0; i < s->nwk; i++)
 		pthread_join(s->wk_thr[i], NULL);
-	/* Every handler has returned; wait for the last batches to complete. */
+	/* Every handler has returned; the last batches complete (cancelled). */
 	pthread_mutex_lock(&s->mu);
-	while (s->active > 0)
-		pthread_cond_wait(&s->cv, &s->mu);
+	while (s->active > 0 && wait_until(s, hard_end))
+		;
+	left = (unsigned)s->active;
 	pthread_mutex_unlock(&s->mu);
+	if (left) {
+		fy_log_error("rpc: %u call%s not released %lld ms after the stop began: left behind", left,
+			     left == 1 ? "" : "s", (long long)(mono_ms() - t0));
+		unlink(s->path);
+		return -ETIMEDOUT;
+	}
 	grpc_completion_queue_shutdown(s->cq);
 	for (unsigned i = 0; i < s->ncq; i++)
 		pthread_join(s->cq_thr[i], NULL);
 	unlink(s->path);
 	server_free(s);
+	return 0;
 }

@@ -55,8 +55,13 @@ int fy_rpc_bind(const struct fy_rpc_opts *o, const struct fy_rpc_method *methods
 /* Serve in background threads (after fy_rpc_bind). */
 int fy_rpc_serve(struct fy_rpc_server *srv, char *err, size_t errlen);
 /* Stop accepting calls, let calls in flight finish for grace_ms, cancel the
- * rest, and free everything.  Also for a server bound but never served. */
-void fy_rpc_stop(struct fy_rpc_server *srv);
+ * rest (queued calls are answered UNAVAILABLE without running), give the
+ * cancelled handlers one more second, and free everything: 0.  A handler
+ * still running then (stuck in a system call) is not waited for: the
+ * socket is removed, the server is left as it is, and -ETIMEDOUT says that
+ * the process must end (_exit) without freeing what such handlers use.
+ * Also for a server bound but never served. */
+int fy_rpc_stop(struct fy_rpc_server *srv);
 /* Calls accepted so far (for logs and tests). */
 uint64_t fy_rpc_calls(struct fy_rpc_server *srv);
 
