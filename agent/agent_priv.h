@@ -95,6 +95,10 @@ int fy_check_map(struct fy_map_entry *const *e, size_t n, size_t max_total, cons
  * to the plain ones).  Returns whether S3 keys were written (*s3). */
 int fy_secrets_write(const char *dir, struct fy_map_entry *const *e, size_t n, const char *prefix, bool *s3,
 		     char *err, size_t errlen);
+/* A digest of the secrets in dir and its copy-N directories (the files
+ * fy_secrets_write makes): equal digests, equal secrets. */
+#define FY_SECRETS_DIGEST_LEN 32
+int fy_secrets_digest(const char *dir, unsigned char out[FY_SECRETS_DIGEST_LEN]);
 /* Remove a secrets directory tree made by fy_secrets_write. */
 void fy_secrets_remove(const char *dir);
 /* Read dir/password into buf ("" when absent). */

@@ -10,7 +10,12 @@ from ListSnapshots, no manifest was committed, the upload is never started
 again (the agent's log), and the agent is idle afterwards (its CPU time).
 Later snapshots of the volume upload -- one queued behind a snapshot deleted
 in mid-upload, one into a repository full of chunks of abandoned uploads,
-one incremental -- and restore byte-identical (`cmp`)."""
+one incremental -- and restore byte-identical (`cmp`).
+
+A job's repository is opened once (one key derivation) over several failing
+attempts (a repository on a full tmpfs: ENOSPC), opened again when a later
+CreateSnapshot brings other secrets, and closed when the job ends; the
+upload then succeeds once there is room, and restores byte-identical."""
 import os
 import subprocess
 import time
@@ -198,6 +203,103 @@ class DeleteDuringUpload(AgentTest):
         a.unpublish(v.volume_id, dev)
         rc, took = a.stop()
         self.assertEqual(rc, 0, "exit status after SIGTERM")
+        self.assertAgentClean(a)
+
+
+class KeyDerivation(AgentTest):
+    """One key derivation per job, not per attempt."""
+
+    def setUp(self):
+        self.agent = Agent("jobs-kdf", node_id="node-jobs-kdf", upload_workers=1).start()
+
+    def tearDown(self):
+        if self.agent.running():
+            self.agent.stop()
+
+    def test_open_once_per_job(self):
+        a = self.agent
+        # A repository on a 2 MiB tmpfs: it opens, but no 4 MiB chunk fits
+        # (ENOSPC), so every attempt fails after the open.
+        path = os.path.join(WORK, "repos", "jobs-kdf")
+        os.makedirs(path)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", path], check=True)
+        try:
+            self.run_attempts(a, path)
+        finally:
+            subprocess.run(["umount", path])
+
+    def run_attempts(self, a, path):
+        url = "file://" + path
+        ferry("init", "--repo", url)
+        v = a.create_volume("pvc-jobs-kdf", 16 * MiB)
+        dev = a.publish(v.volume_id, a.block_target("pvc-jobs-kdf"))
+        pwrite_sync(dev, 0, prand(12 * MiB, "kdf"))
+        exp = save_device(dev, os.path.join(WORK, "jobs-kdf-expect.img"))
+        name, params = "snapshot-jobs-kdf", {P_REPO: url}
+        s = a.create_snapshot(v.volume_id, name, params, SECRETS)
+        sid = s.snapshot_id
+
+        def opens():
+            return len(a.log_grep("repository %s: opening" % url))
+
+        def failures():
+            return a.log_grep("snapshot %s: upload failed" % sid)
+
+        def attempt(secrets, what):
+            """The next attempt, as the snapshotter's next CreateSnapshot call
+            brings it: UNAVAILABLE (the last one failed), then its failure."""
+            n = len(failures())
+            try:
+                a.create_snapshot(v.volume_id, name, params, secrets)
+                self.fail("%s: CreateSnapshot after a failed upload succeeded" % what)
+            except grpc.RpcError as e:
+                self.assertEqual(e.code(), Code.UNAVAILABLE, "%s: %s" % (what, e.details()))
+            return wait_for("%s: the attempt's failure" % what, lambda: len(failures()) > n and failures()[-1], a)
+
+        first = wait_for("the first failure", lambda: failures() and failures()[-1], a)
+        self.assertIn("No space left", first)
+        for k in range(4):
+            last = attempt(SECRETS, "attempt %d" % (k + 2))
+            self.assertIn("No space left", last)
+        tries = len(a.log_grep("snapshot %s: upload starts" % sid))
+        log("%d attempts, %d opens of the repository" % (tries, opens()))
+        self.assertGreaterEqual(tries, 5)
+        self.assertEqual(opens(), 1, "the repository was opened (a key derivation each) %d times over %d "
+                         "attempts of one job" % (opens(), tries))
+        # Other secrets (a wrong password): opened again, and that fails.
+        last = attempt({"password": "not-the-password-kdf"}, "a wrong password")
+        self.assertEqual(opens(), 2, "other secrets did not lead to a new open")
+        self.assertNotIn("No space left", last)
+        # The right one again: opened again; then the same: not again.
+        attempt(SECRETS, "the right password again")
+        self.assertEqual(opens(), 3)
+        attempt(SECRETS, "the same secrets")
+        self.assertEqual(opens(), 3, "the same secrets led to a new open")
+        # Room in the repository: the next attempt (same secrets) succeeds
+        # with the open repository, and the job closes it.
+        subprocess.run(["mount", "-o", "remount,size=256m", path], check=True)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if a.create_snapshot(v.volume_id, name, params, SECRETS).ready_to_use:
+                    break
+            except grpc.RpcError as e:
+                self.assertEqual(e.code(), Code.UNAVAILABLE, e.details())
+            self.assertLess(time.monotonic(), deadline, "not ready within 120 s:\n" + a.log_tail())
+            time.sleep(0.1)
+        self.assertEqual(opens(), 3, "the successful attempt opened the repository again")
+        self.assertTrue(a.log_grep("snapshot %s: its repositories closed (the job is done)" % sid),
+                        "the job's repository was not closed when the job ended")
+        rs = repo_snapshot_of(url, sid)
+        out = os.path.join(WORK, "jobs-kdf-restored.img")
+        ferry("restore", "--repo", url, rs["id"], out)
+        rc, diff = cmp(out, exp)
+        self.assertEqual(rc, 0, "restored snapshot differs: " + diff)
+        os.unlink(out)
+        os.unlink(exp)
+        a.unpublish(v.volume_id, dev)
+        rc, _ = a.stop()
+        self.assertEqual(rc, 0)
         self.assertAgentClean(a)
 
 
