@@ -96,6 +96,10 @@ int fy_check_map(struct fy_map_entry *const *e, size_t n, size_t max_total, cons
  * to the plain ones).  Returns whether S3 keys were written (*s3). */
 int fy_secrets_write(const char *dir, struct fy_map_entry *const *e, size_t n, const char *prefix, bool *s3,
 		     char *err, size_t errlen);
+/* A digest of the secrets in dir and its copy-N directories (the files
+ * fy_secrets_write makes): equal digests, equal secrets. */
+#define FY_SECRETS_DIGEST_LEN 32
+int fy_secrets_digest(const char *dir, unsigned char out[FY_SECRETS_DIGEST_LEN]);
 /* Remove a secrets directory tree made by fy_secrets_write. */
 void fy_secrets_remove(const char *dir);
 /* Read dir/password into buf ("" when absent). */
@@ -147,10 +151,27 @@ int fy_snapshot_repo(struct fy_agent *a, const struct fy_cat_snapshot *s, struct
 
 /* ---- jobs.c: background uploads ---- */
 int fy_jobs_start(struct fy_agent *a, char *err, size_t errlen);
-void fy_jobs_stop(struct fy_agent *a);
+/* Stop: no job is taken any more, runs are cancelled (they stop at the next
+ * chunk).  Returns at once. */
+void fy_jobs_quit(struct fy_agent *a);
+/* fy_jobs_quit, then wait for the upload threads until the monotonic time
+ * until_ms (-1: without limit) and free everything: 0.  Threads still
+ * blocked then (a store request that does not answer) are left running
+ * and nothing is freed: returns how many, and the process must end
+ * (_exit) without freeing what they use. */
+int fy_jobs_stop(struct fy_agent *a, int64_t until_ms);
 void fy_jobs_kick(struct fy_agent *a);
-/* Stop an upload of this snapshot if one runs, and wait until it has. */
-void fy_jobs_cancel(struct fy_agent *a, const char *snapshot_id);
+/* The snapshot is being deleted: drop its upload job for good.  Its row
+ * goes at once (no worker takes it again, also after a restart); a run of
+ * it is cancelled and waited for at most wait_ms.  Returns FY_DROP_IDLE (no
+ * run), FY_DROP_STOPPED (the run stopped: nothing committed),
+ * FY_DROP_COMMITTED (the run had just committed its manifest: committed
+ * holds the repository snapshot id), FY_DROP_LEFT (still blocked in a store
+ * request after wait_ms: its result will be discarded), or -errno (the
+ * catalog; err says why). */
+enum { FY_DROP_IDLE, FY_DROP_STOPPED, FY_DROP_COMMITTED, FY_DROP_LEFT };
+int fy_jobs_drop(struct fy_agent *a, const char *snapshot_id, unsigned wait_ms, char committed[33], char *err,
+		 size_t errlen);
 /* Directory holding a job's secrets. */
 void fy_job_dir(const struct fy_agent *a, const char *snapshot_id, char *path, size_t len);
 

@@ -414,6 +414,20 @@ void fy_cat_close(struct fy_cat *c)
 	free(c);
 }
 
+void fy_cat_close_final(struct fy_cat *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->mu); /* never unlocked: see catalog.h */
+	for (int i = 0; i < S_COUNT; i++) {
+		sqlite3_finalize(c->st[i]);
+		c->st[i] = NULL;
+	}
+	if (c->db && sqlite3_close(c->db) != SQLITE_OK)
+		fprintf(stderr, "ferry catalog: closing %s: %s\n", c->path, sqlite3_errmsg(c->db));
+	c->db = NULL;
+}
+
 int fy_cat_open(const char *dir, struct fy_cat **out, char *err, size_t errlen)
 {
 	struct fy_cat *c;

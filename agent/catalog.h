@@ -61,6 +61,11 @@ struct fy_cat;
  * an unknown newer version is refused). */
 int fy_cat_open(const char *dir, struct fy_cat **cat, char *err, size_t errlen);
 void fy_cat_close(struct fy_cat *cat);
+/* Close the connection of a process about to _exit while other threads may
+ * still call in (threads left blocked in system calls at a stop): the
+ * catalog stays locked and allocated, so a late call waits for the exit
+ * instead of using a closed connection.  Nothing but _exit may follow. */
+void fy_cat_close_final(struct fy_cat *cat);
 
 int fy_cat_volume_put(struct fy_cat *cat, const struct fy_cat_volume *v, char *err, size_t errlen); /* insert; -EEXIST on id or name */
 int fy_cat_volume_get(struct fy_cat *cat, const char *id, struct fy_cat_volume *v);

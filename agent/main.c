@@ -8,12 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
 #include "agent_priv.h"
 #include "image.h"
 #include "log.h"
+
+/* At a stop, after the grace period: how long cancelled work may take to return. */
+#define STOP_MARGIN_MS 1000
 
 static void usage(FILE *f)
 {
@@ -33,7 +37,9 @@ static void usage(FILE *f)
 		"                       hook.NAME.pre / hook.NAME.post = COMMAND (freeze hooks)\n"
 		"  --upload-workers N   snapshots uploaded at once (default 2)\n"
 		"  --local-snapshots N  local clones kept per volume once uploaded (default 0: all)\n"
-		"  --debug              log every call\n");
+		"  --debug              log every call, and gRPC's own messages\n\n"
+		"Exit status: 0 after SIGTERM/SIGINT (within the grace period, 5 s, plus 1 s),\n"
+		"1 when it cannot start (the socket, the state directory), 2 for bad usage.\n");
 }
 
 static int set_key(struct fy_agent_conf *c, const char *key, const char *val, char *err, size_t errlen)
@@ -265,7 +271,9 @@ int fy_agent_main(int argc, char **argv)
 	const char *config = NULL, *env;
 	char err[1024];
 	sigset_t sigs;
-	int c, sig, ret = 1;
+	struct timespec t0;
+	int64_t until_ms;
+	int c, sig, ret = 1, left;
 	/* Flags win over the environment, which wins over the config file. */
 	struct flag { const char *key, *val; } flags[16];
 	size_t nflags = 0;
@@ -279,6 +287,7 @@ int fy_agent_main(int argc, char **argv)
 	strcpy(a->conf.state_dir, "/var/lib/ferry");
 	strcpy(a->conf.kubelet_dir, "/var/lib/kubelet");
 	a->conf.upload_workers = 2;
+	a->conf.grace_ms = 5000;
 	a->conf.default_size = 1ull << 30;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -319,9 +328,12 @@ int fy_agent_main(int argc, char **argv)
 		snprintf(err, sizeof(err), "--state-dir and --kubelet-dir must be absolute paths");
 		goto usage_err;
 	}
+	if (fy_rpc_endpoint_check(a->conf.endpoint, err, sizeof(err)))
+		goto usage_err;
 	fy_log_set_debug(a->conf.debug);
 
-	/* Signals are taken by sigwait below, never by another thread. */
+	/* Signals are taken by sigwait below, never by another thread (gRPC
+	 * starts its own at the bind). */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
@@ -332,19 +344,6 @@ int fy_agent_main(int argc, char **argv)
 		pthread_mutex_init(&a->name_lock[i], NULL);
 		pthread_mutex_init(&a->vol_lock[i], NULL);
 	}
-	if (setup_dirs(a, err, sizeof(err)) || fy_cat_open(a->conf.state_dir, &a->cat, err, sizeof(err))) {
-		fprintf(stderr, "ferry agent: %s\n", err);
-		goto out;
-	}
-	fy_log_info("ferry agent %s: node %s, state dir %s (%s), endpoint %s", FERRY_VERSION, a->conf.node_id,
-		    a->conf.state_dir, a->reflink ? "reflink snapshots" : "no reflink: snapshots are sparse copies",
-		    a->conf.endpoint);
-	reconcile(a);
-	if (fy_jobs_start(a, err, sizeof(err))) {
-		fprintf(stderr, "ferry agent: %s\n", err);
-		goto out;
-	}
-
 	size_t n = fy_identity_nmethods + fy_controller_nmethods + fy_node_nmethods + fy_snapmeta_nmethods, k = 0;
 	methods = calloc(n, sizeof(*methods));
 	if (!methods) {
@@ -364,7 +363,21 @@ int fy_agent_main(int argc, char **argv)
 		.workers = a->conf.rpc_workers,
 		.grace_ms = a->conf.grace_ms,
 	};
-	if (fy_rpc_start(&ro, methods, n, a, &srv, err, sizeof(err))) {
+	/* The socket first: a bad one is one line, before anything else is
+	 * touched (or logged).  Clients wait in its backlog until we serve. */
+	if (fy_rpc_bind(&ro, methods, n, a, &srv, err, sizeof(err))) {
+		fprintf(stderr, "ferry agent: %s\n", err);
+		goto out;
+	}
+	if (setup_dirs(a, err, sizeof(err)) || fy_cat_open(a->conf.state_dir, &a->cat, err, sizeof(err))) {
+		fprintf(stderr, "ferry agent: %s\n", err);
+		goto out;
+	}
+	fy_log_info("ferry agent %s: node %s, state dir %s (%s), endpoint %s", FERRY_VERSION, a->conf.node_id,
+		    a->conf.state_dir, a->reflink ? "reflink snapshots" : "no reflink: snapshots are sparse copies",
+		    a->conf.endpoint);
+	reconcile(a);
+	if (fy_jobs_start(a, err, sizeof(err)) || fy_rpc_serve(srv, err, sizeof(err))) {
 		fprintf(stderr, "ferry agent: %s\n", err);
 		goto out;
 	}
@@ -373,12 +386,30 @@ int fy_agent_main(int argc, char **argv)
 	do
 		ret = sigwait(&sigs, &sig);
 	while (ret == EINTR);
-	fy_log_info("%s: stopping (calls in flight finish, uploads checkpoint)", strsignal(sig));
+	fy_log_info("%s: stopping (calls in flight finish within %u ms, uploads stop at a chunk and resume at the "
+		    "next start)", strsignal(sig), a->conf.grace_ms);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	until_ms = (int64_t)t0.tv_sec * 1000 + t0.tv_nsec / 1000000 + a->conf.grace_ms + STOP_MARGIN_MS;
 	atomic_store(&a->stopping, true);
-	fy_rpc_stop(srv);
+	fy_jobs_quit(a); /* at once: uploads stop while calls finish */
+	left = fy_rpc_stop(srv) < 0;
+	srv = NULL;
+	left += fy_jobs_stop(a, until_ms) > 0;
+	if (left) {
+		/* Threads stuck in system calls (a store that does not answer)
+		 * still use the agent's state: close the catalog under its lock
+		 * (a late caller waits for the exit) and end the process here,
+		 * without the exit handlers of the libraries they are inside. */
+		fy_cat_close_final(a->cat);
+		fy_log_info("stopped (work blocked in system calls was left behind; uploads resume at the next "
+			    "start)");
+		fflush(stderr);
+		_exit(0);
+	}
 	ret = 0;
 out:
-	fy_jobs_stop(a);
+	fy_rpc_stop(srv);
+	fy_jobs_stop(a, -1);
 	if (a->cat)
 		fy_cat_close(a->cat);
 	conf_free(&a->conf);

@@ -29,12 +29,14 @@
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 #include <grpc/support/alloc.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
 #include "log.h"
 #include "rpc.h"
 
 #define RPC_REQS_PER_METHOD 4   /* requests kept posted per method: accepts overlap */
+#define RPC_CANCEL_MS 1000      /* at stop, after the grace: how long cancelled handlers may take to return */
 
 enum tag_kind { T_REQ, T_UNKNOWN, T_CLOSE, T_BATCH, T_SHUTDOWN };
 
@@ -78,11 +80,15 @@ struct fy_rpc_server {
 	char path[108];
 	pthread_t *cq_thr, *wk_thr;
 	unsigned ncq, nwk;
+	const char **running;           /* per worker: the method of the handler it runs, or NULL */
+	unsigned wk_started;
+	bool served;                    /* grpc_server_start was called */
+	bool cancelled;                 /* stop: calls were cancelled; queued ones are not run */
 	atomic_bool stopping;
 	atomic_uint_fast64_t calls;
 	struct rpc_tag shutdown_tag;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	pthread_cond_t cv;              /* CLOCK_MONOTONIC */
 	bool shutdown_done, quit;
 	struct fy_rpc_call *qhead, *qtail;
 	long active;                    /* calls alive */
@@ -101,6 +107,16 @@ const char *fy_rpc_status_name(grpc_status_code code)
 	return "?";
 }
 
+/* The path part of a unix endpoint ("unix:///a/b", "unix:/a/b", "/a/b"). */
+static const char *endpoint_rest(const char *endpoint)
+{
+	if (!strncmp(endpoint, "unix://", 7))
+		return endpoint + 7;
+	if (!strncmp(endpoint, "unix:", 5))
+		return endpoint + 5;
+	return endpoint;
+}
+
 int fy_rpc_endpoint_path(const char *endpoint, char *path, size_t len)
 {
 	const char *p;
@@ -108,16 +124,56 @@ int fy_rpc_endpoint_path(const char *endpoint, char *path, size_t len)
 
 	if (!endpoint)
 		return -EINVAL;
-	if (!strncmp(endpoint, "unix://", 7))
-		p = endpoint + 7;
-	else if (!strncmp(endpoint, "unix:", 5))
-		p = endpoint + 5;
-	else
-		p = endpoint;
+	p = endpoint_rest(endpoint);
 	if (p[0] != '/' || strlen(p) >= sizeof(sa.sun_path) || strlen(p) >= len)
 		return -EINVAL;
 	strcpy(path, p);
 	return 0;
+}
+
+int fy_rpc_endpoint_check(const char *endpoint, char *err, size_t errlen)
+{
+	struct sockaddr_un sa;
+	char path[sizeof(sa.sun_path)];
+	const char *scheme_end, *p;
+
+	if (!endpoint || !*endpoint) {
+		snprintf(err, errlen, "endpoint: empty (unix:///path/csi.sock)");
+		return -EINVAL;
+	}
+	if (!fy_rpc_endpoint_path(endpoint, path, sizeof(path)))
+		return 0;
+	scheme_end = strstr(endpoint, "://");
+	p = endpoint_rest(endpoint);
+	if (scheme_end && strncmp(endpoint, "unix://", 7))
+		snprintf(err, errlen, "endpoint '%s': only unix sockets are served (unix:///path/csi.sock), not %.*s://",
+			 endpoint, (int)(scheme_end - endpoint), endpoint);
+	else if (p[0] != '/')
+		snprintf(err, errlen, "endpoint '%s': not an absolute socket path (unix:///path/csi.sock)", endpoint);
+	else
+		snprintf(err, errlen, "endpoint '%s': a unix socket path is at most %zu bytes", endpoint,
+			 sizeof(sa.sun_path) - 1);
+	return -EINVAL;
+}
+
+/* gRPC core's own log (gpr_log) goes into ours, one line per message, at
+ * debug level: shown with --debug only, where ferry's own lines already say
+ * what went wrong.  An assertion's last words before abort() always show. */
+static void grpc_log(gpr_log_func_args *args)
+{
+	char msg[1024];
+	const char *file = args->file ? strrchr(args->file, '/') : NULL;
+	size_t i;
+
+	snprintf(msg, sizeof(msg), "%s", args->message ? args->message : "");
+	for (i = 0; msg[i]; i++)
+		if (msg[i] == '\n' || msg[i] == '\r' || msg[i] == '\t')
+			msg[i] = ' ';
+	file = file ? file + 1 : args->file ? args->file : "?";
+	if (!strncmp(msg, "assertion failed", 16))
+		fy_log_error("grpc: %s:%d: %s", file, args->line, msg);
+	else
+		fy_log_debug("grpc %s: %s:%d: %s", gpr_log_severity_string(args->severity), file, args->line, msg);
 }
 
 /* ---- call lifetime ---- */
@@ -374,22 +430,37 @@ static void *worker(void *arg)
 {
 	struct fy_rpc_server *s = arg;
 	struct fy_rpc_call *c;
+	unsigned me;
 
+	pthread_mutex_lock(&s->mu);
+	me = s->wk_started++;
 	for (;;) {
-		pthread_mutex_lock(&s->mu);
+		bool skip;
+
 		while (!s->qhead && !s->quit)
 			pthread_cond_wait(&s->cv, &s->mu);
 		c = s->qhead;
-		if (!c) {
-			pthread_mutex_unlock(&s->mu);
-			return NULL;
-		}
+		if (!c)
+			break;
 		s->qhead = c->next;
 		if (!s->qhead)
 			s->qtail = NULL;
+		skip = s->cancelled;
+		s->running[me] = c->m->path;
 		pthread_mutex_unlock(&s->mu);
-		run_handler(c);
+		if (skip) { /* accepted, never started: nothing was done */
+			finish(c, NULL, GRPC_STATUS_UNAVAILABLE, "the agent is stopping");
+			call_unref(c);
+		} else {
+			run_handler(c);
+		}
+		pthread_mutex_lock(&s->mu);
+		s->running[me] = NULL;
+		if (atomic_load(&s->stopping))
+			pthread_cond_broadcast(&s->cv); /* fy_rpc_stop waits for the handlers */
 	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
 }
 
 static void accepted(struct fy_rpc_call *c)
@@ -520,30 +591,95 @@ static void server_free(struct fy_rpc_server *s)
 	free(s->handles);
 	free(s->cq_thr);
 	free(s->wk_thr);
+	free(s->running);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
 	free(s);
 	grpc_shutdown();
 }
 
-int fy_rpc_start(const struct fy_rpc_opts *o, const struct fy_rpc_method *methods, size_t n, void *ctx,
-		 struct fy_rpc_server **srvp, char *err, size_t errlen)
+/* Stop a server no thread serves (never served, or its threads failed to
+ * start): cancel, drain the queue here, free. */
+static void teardown_here(struct fy_rpc_server *s)
+{
+	atomic_store(&s->stopping, true);
+	grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
+	grpc_server_cancel_all_calls(s->server);
+	grpc_completion_queue_shutdown(s->cq);
+	for (;;) {
+		grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+
+		if (ev.type == GRPC_QUEUE_SHUTDOWN)
+			break;
+		if (ev.type == GRPC_OP_COMPLETE && ((struct rpc_tag *)ev.tag)->kind != T_SHUTDOWN)
+			call_unref(((struct rpc_tag *)ev.tag)->p);
+	}
+	server_free(s);
+}
+
+/* Why could nothing listen on path?  The usual reasons, named. */
+static void bind_reason(const char *path, char *why, size_t len)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char *slash;
+	struct stat st;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = 0;
+	else if (slash)
+		*slash = 0;
+	if (stat(dir, &st))
+		snprintf(why, len, "%s: %s", dir, strerror(errno));
+	else if (!S_ISDIR(st.st_mode))
+		snprintf(why, len, "%s is not a directory", dir);
+	else if (access(dir, W_OK | X_OK))
+		snprintf(why, len, "%s: %s", dir, strerror(errno));
+	else
+		snprintf(why, len, "gRPC could not bind it (--debug shows gRPC's reason)");
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Wait on s->cv (s->mu held) until the monotonic time until_ms; false at the deadline. */
+static bool wait_until(struct fy_rpc_server *s, int64_t until_ms)
+{
+	struct timespec t = { .tv_sec = until_ms / 1000, .tv_nsec = (long)(until_ms % 1000) * 1000000L };
+
+	return pthread_cond_timedwait(&s->cv, &s->mu, &t) != ETIMEDOUT;
+}
+
+int fy_rpc_bind(const struct fy_rpc_opts *o, const struct fy_rpc_method *methods, size_t n, void *ctx,
+		struct fy_rpc_server **srvp, char *err, size_t errlen)
 {
 	struct fy_rpc_server *s;
 	grpc_server_credentials *creds;
-	char addr[128];
+	pthread_condattr_t ca;
+	char addr[128], why[256];
 	struct stat st;
 	mode_t old;
 	int ok;
 
 	*srvp = NULL;
+	if (fy_rpc_endpoint_check(o->endpoint, err, errlen))
+		return -EINVAL;
 	s = calloc(1, sizeof(*s));
 	if (!s) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&s->mu, NULL);
-	pthread_cond_init(&s->cv, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cv, &ca);
+	pthread_condattr_destroy(&ca);
 	s->o = *o;
 	if (!s->o.cq_threads)
 		s->o.cq_threads = 2;
@@ -557,13 +693,9 @@ int fy_rpc_start(const struct fy_rpc_opts *o, const struct fy_rpc_method *method
 	s->n = n;
 	s->ctx = ctx;
 	s->shutdown_tag = (struct rpc_tag){ T_SHUTDOWN, s };
+	gpr_set_log_function(grpc_log);
 	grpc_init();
-	if (fy_rpc_endpoint_path(o->endpoint, s->path, sizeof(s->path))) {
-		snprintf(err, errlen, "endpoint %s: only unix sockets are served (unix:///path/csi.sock)",
-			 o->endpoint ? o->endpoint : "(none)");
-		server_free(s);
-		return -EINVAL;
-	}
+	fy_rpc_endpoint_path(o->endpoint, s->path, sizeof(s->path));
 	if (socket_live(s->path)) {
 		snprintf(err, errlen, "endpoint %s: another process is serving on this socket", o->endpoint);
 		server_free(s);
@@ -595,43 +727,44 @@ int fy_rpc_start(const struct fy_rpc_opts *o, const struct fy_rpc_method *method
 	snprintf(addr, sizeof(addr), "unix:%s", s->path);
 	creds = grpc_insecure_server_credentials_create();
 	/* The socket is born with the mode we want: no window in which anyone
-	 * else could connect. */
+	 * else could connect.  It is bound and listening from here on; calls
+	 * wait in its backlog until fy_rpc_serve. */
 	old = umask(0777 & ~s->o.socket_mode);
 	ok = grpc_server_add_http2_port(s->server, addr, creds);
-	if (ok)
-		grpc_server_start(s->server);
 	umask(old);
 	grpc_server_credentials_release(creds);
 	if (!ok) {
-		snprintf(err, errlen, "endpoint %s: cannot listen on %s (does its directory exist and is it writable?)",
-			 o->endpoint, s->path);
-		server_free(s);
+		bind_reason(s->path, why, sizeof(why));
+		snprintf(err, errlen, "endpoint %s: cannot listen on %s: %s", o->endpoint, s->path, why);
+		teardown_here(s);
 		return -EADDRNOTAVAIL;
 	}
 	if (chmod(s->path, s->o.socket_mode)) {
 		int e = errno;
 
 		snprintf(err, errlen, "endpoint %s: chmod %o: %s", o->endpoint, s->o.socket_mode, strerror(e));
-		grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
-		grpc_server_cancel_all_calls(s->server);
-		grpc_completion_queue_shutdown(s->cq);
-		while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-		       GRPC_QUEUE_SHUTDOWN)
-			;
-		server_free(s);
+		unlink(s->path);
+		teardown_here(s);
 		return -e;
 	}
-	for (size_t i = 0; i <= n; i++)
-		for (int k = 0; k < (i < n ? RPC_REQS_PER_METHOD : 1); k++)
-			post_request(s, i);
+	*srvp = s;
+	return 0;
+}
+
+int fy_rpc_serve(struct fy_rpc_server *s, char *err, size_t errlen)
+{
 	s->cq_thr = calloc(s->o.cq_threads, sizeof(pthread_t));
 	s->wk_thr = calloc(s->o.workers, sizeof(pthread_t));
-	if (!s->cq_thr || !s->wk_thr) {
+	s->running = calloc(s->o.workers, sizeof(*s->running));
+	if (!s->cq_thr || !s->wk_thr || !s->running) {
 		snprintf(err, errlen, "out of memory");
-		s->ncq = s->nwk = 0;
-		fy_rpc_stop(s);
 		return -ENOMEM;
 	}
+	grpc_server_start(s->server);
+	s->served = true;
+	for (size_t i = 0; i <= s->n; i++)
+		for (int k = 0; k < (i < s->n ? RPC_REQS_PER_METHOD : 1); k++)
+			post_request(s, i);
 	for (; s->ncq < s->o.cq_threads; s->ncq++)
 		if (pthread_create(&s->cq_thr[s->ncq], NULL, cq_loop, s))
 			break;
@@ -640,10 +773,8 @@ int fy_rpc_start(const struct fy_rpc_opts *o, const struct fy_rpc_method *method
 			break;
 	if (!s->ncq || !s->nwk) {
 		snprintf(err, errlen, "cannot start threads");
-		fy_rpc_stop(s);
 		return -EAGAIN;
 	}
-	*srvp = s;
 	return 0;
 }
 
@@ -652,60 +783,94 @@ uint64_t fy_rpc_calls(struct fy_rpc_server *s)
 	return atomic_load(&s->calls);
 }
 
-void fy_rpc_stop(struct fy_rpc_server *s)
+/* Handlers running or queued (s->mu held); their methods into what. */
+static unsigned busy(struct fy_rpc_server *s, char *what, size_t len)
 {
-	struct timespec until;
-	int rc = 0;
+	unsigned n = 0;
+	size_t off = 0;
+
+	if (what && len)
+		what[0] = 0;
+	for (unsigned i = 0; i < s->nwk; i++) {
+		if (!s->running[i])
+			continue;
+		n++;
+		if (what && off < len)
+			off += (size_t)snprintf(what + off, len - off, "%s%s", off ? ", " : "", s->running[i]);
+	}
+	for (struct fy_rpc_call *c = s->qhead; c; c = c->next)
+		n++;
+	return n;
+}
+
+int fy_rpc_stop(struct fy_rpc_server *s)
+{
+	int64_t t0 = mono_ms(), grace_end, hard_end;
+	unsigned left;
+	char what[512];
+	bool quiet;
 
 	if (!s)
-		return;
+		return 0;
+	if (!s->served || !s->ncq) { /* no thread to see the tag: cancel and drain here */
+		pthread_mutex_lock(&s->mu);
+		s->cancelled = s->quit = true;
+		pthread_cond_broadcast(&s->cv);
+		pthread_mutex_unlock(&s->mu);
+		for (unsigned i = 0; i < s->nwk; i++)
+			pthread_join(s->wk_thr[i], NULL);
+		unlink(s->path);
+		teardown_here(s);
+		return 0;
+	}
 	atomic_store(&s->stopping, true);
+	grace_end = t0 + s->o.grace_ms;
+	hard_end = grace_end + RPC_CANCEL_MS;
 	grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
-	if (!s->ncq) { /* no thread to see the tag: cancel and drain here */
-		grpc_server_cancel_all_calls(s->server);
-		grpc_completion_queue_shutdown(s->cq);
-		for (;;) {
-			grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-
-			if (ev.type == GRPC_QUEUE_SHUTDOWN)
-				break;
-			if (ev.type == GRPC_OP_COMPLETE && ((struct rpc_tag *)ev.tag)->kind != T_SHUTDOWN)
-				call_unref(((struct rpc_tag *)ev.tag)->p);
-		}
-		server_free(s);
-		return;
-	}
 	/* Calls in flight may finish within the grace period. */
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += s->o.grace_ms / 1000;
-	until.tv_nsec += (long)(s->o.grace_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&s->mu);
-	while (!s->shutdown_done && rc != ETIMEDOUT)
-		rc = pthread_cond_timedwait(&s->cv, &s->mu, &until);
-	pthread_mutex_unlock(&s->mu);
-	if (rc == ETIMEDOUT)
+	while (!s->shutdown_done && wait_until(s, grace_end))
+		;
+	if (!s->shutdown_done)
 		fy_log_info("rpc: calls still in flight after %u ms: cancelling them", s->o.grace_ms);
+	s->cancelled = true;
+	pthread_mutex_unlock(&s->mu);
 	grpc_server_cancel_all_calls(s->server);
+	/* Cancelled handlers see fy_rpc_cancelled; one stuck in a system call
+	 * (a store that does not answer) is not waited for beyond hard_end. */
 	pthread_mutex_lock(&s->mu);
-	while (!s->shutdown_done)
-		pthread_cond_wait(&s->cv, &s->mu);
+	while (!((quiet = s->shutdown_done && !busy(s, NULL, 0))) && wait_until(s, hard_end))
+		;
+	if (!quiet) {
+		left = busy(s, what, sizeof(what));
+		pthread_mutex_unlock(&s->mu);
+		fy_log_error("rpc: %u call%s still running %lld ms after the stop began%s%s: left behind (the process "
+			     "exits without them)", left, left == 1 ? "" : "s", (long long)(mono_ms() - t0),
+			     what[0] ? ": " : "", what);
+		unlink(s->path);
+		return -ETIMEDOUT;
+	}
 	s->quit = true;
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
 	for (unsigned i = 0; i < s->nwk; i++)
 		pthread_join(s->wk_thr[i], NULL);
-	/* Every handler has returned; wait for the last batches to complete. */
+	/* Every handler has returned; the last batches complete (cancelled). */
 	pthread_mutex_lock(&s->mu);
-	while (s->active > 0)
-		pthread_cond_wait(&s->cv, &s->mu);
+	while (s->active > 0 && wait_until(s, hard_end))
+		;
+	left = (unsigned)s->active;
 	pthread_mutex_unlock(&s->mu);
+	if (left) {
+		fy_log_error("rpc: %u call%s not released %lld ms after the stop began: left behind", left,
+			     left == 1 ? "" : "s", (long long)(mono_ms() - t0));
+		unlink(s->path);
+		return -ETIMEDOUT;
+	}
 	grpc_completion_queue_shutdown(s->cq);
 	for (unsigned i = 0; i < s->ncq; i++)
 		pthread_join(s->cq_thr[i], NULL);
 	unlink(s->path);
 	server_free(s);
+	return 0;
 }

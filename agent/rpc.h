@@ -42,13 +42,26 @@ struct fy_rpc_opts {
  * or -EINVAL for anything else (tcp endpoints are refused: the CSI socket is
  * local and guarded by file permissions). */
 int fy_rpc_endpoint_path(const char *endpoint, char *path, size_t len);
+/* 0, or -EINVAL with one line saying what is wrong with the endpoint (a
+ * scheme other than unix, a relative or too long path): bad usage. */
+int fy_rpc_endpoint_check(const char *endpoint, char *err, size_t errlen);
 
-/* Bind, listen and serve in background threads. */
-int fy_rpc_start(const struct fy_rpc_opts *o, const struct fy_rpc_method *methods, size_t n, void *ctx,
-		 struct fy_rpc_server **srv, char *err, size_t errlen);
+/* Bind and listen (gRPC's own log goes to ours, at debug level: see log.h).
+ * Nothing is served yet: clients wait in the socket's backlog.  -EINVAL for
+ * a bad endpoint (fy_rpc_endpoint_check), other -errno when the socket
+ * cannot be had; err says why in one line. */
+int fy_rpc_bind(const struct fy_rpc_opts *o, const struct fy_rpc_method *methods, size_t n, void *ctx,
+		struct fy_rpc_server **srv, char *err, size_t errlen);
+/* Serve in background threads (after fy_rpc_bind). */
+int fy_rpc_serve(struct fy_rpc_server *srv, char *err, size_t errlen);
 /* Stop accepting calls, let calls in flight finish for grace_ms, cancel the
- * rest, and free everything. */
-void fy_rpc_stop(struct fy_rpc_server *srv);
+ * rest (queued calls are answered UNAVAILABLE without running), give the
+ * cancelled handlers one more second, and free everything: 0.  A handler
+ * still running then (stuck in a system call) is not waited for: the
+ * socket is removed, the server is left as it is, and -ETIMEDOUT says that
+ * the process must end (_exit) without freeing what such handlers use.
+ * Also for a server bound but never served. */
+int fy_rpc_stop(struct fy_rpc_server *srv);
 /* Calls accepted so far (for logs and tests). */
 uint64_t fy_rpc_calls(struct fy_rpc_server *srv);
 

@@ -346,14 +346,21 @@ void fy_create_snapshot(struct fy_rpc_call *call, const ProtobufCMessage *req_, 
 	reply_snapshot(call, &s);
 }
 
+/* What DeleteSnapshot waits for an upload of the snapshot to stop, at most
+ * (it stops at the next chunk: this bounds only one blocked store request). */
+#define DROP_WAIT_MS 5000
+
 void fy_delete_snapshot(struct fy_rpc_call *call, const ProtobufCMessage *req_, void *ctx)
 {
 	const Csi__V1__DeleteSnapshotRequest *req = (const Csi__V1__DeleteSnapshotRequest *)req_;
 	struct fy_agent *a = ctx;
 	struct fy_cat_snapshot s;
-	char path[1024], why[512];
-	pthread_mutex_t *vl;
-	int ret;
+	struct fy_kv *kv = NULL;
+	char path[1024], why[512], committed[33], c2[33], shown[512] = "its repository", what[1024] = "";
+	pthread_mutex_t *nl, *vl;
+	size_t nkv = 0;
+	int64_t left;
+	int ret, drop;
 
 	if (!req->snapshot_id || !*req->snapshot_id)
 		return fy_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "DeleteSnapshot: snapshot_id is required");
@@ -361,21 +368,56 @@ void fy_delete_snapshot(struct fy_rpc_call *call, const ProtobufCMessage *req_, 
 		return fy_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "DeleteSnapshot: snapshot_id is not a valid id");
 	if (fy_cat_snap_get(a->cat, req->snapshot_id, &s))
 		return fy_rpc_reply(call, MSG(&(Csi__V1__DeleteSnapshotResponse)CSI__V1__DELETE_SNAPSHOT_RESPONSE__INIT));
-	fy_jobs_cancel(a, s.id);
+	/* Its upload first: the job goes for good, a run of it stops (waited
+	 * for a bounded time, well within the caller's deadline). */
+	left = fy_rpc_ms_left(call) - 1000;
+	drop = fy_jobs_drop(a, s.id, left < 0 ? 0 : left < DROP_WAIT_MS ? (unsigned)left : DROP_WAIT_MS, committed,
+			    why, sizeof(why));
+	if (drop < 0)
+		return fy_rpc_fail(call, fy_errno_status(drop), "DeleteSnapshot %s: %s", s.id, why);
+	nl = fy_stripe(a->name_lock, s.name);
 	vl = fy_stripe(a->vol_lock, s.volume_id);
+	pthread_mutex_lock(nl);
 	pthread_mutex_lock(vl);
+	/* Again under the name's lock: a CreateSnapshot retrying this name may
+	 * have queued it meanwhile; from here on none can. */
+	ret = fy_jobs_drop(a, s.id, 0, c2, why, sizeof(why));
+	if (ret == FY_DROP_LEFT && drop != FY_DROP_LEFT)
+		drop = FY_DROP_LEFT;
 	fy_snap_path(a, s.id, path, sizeof(path));
-	ret = fy_img_remove(path, why, sizeof(why));
+	if (ret >= 0)
+		ret = fy_img_remove(path, why, sizeof(why));
 	if (!ret) {
 		fy_job_dir(a, s.id, path, sizeof(path));
 		fy_secrets_remove(path);
+		if (!fy_cat_snap_params(a->cat, s.id, &kv, &nkv)) {
+			for (size_t i = 0; i < nkv; i++)
+				if (!strcmp(kv[i].key, FY_P_REPO))
+					fy_url_shown(kv[i].value, shown, sizeof(shown));
+			fy_kv_free(kv, nkv);
+		}
 		ret = fy_cat_snap_delete(a->cat, s.id, why, sizeof(why));
 	}
 	pthread_mutex_unlock(vl);
+	pthread_mutex_unlock(nl);
 	if (ret)
 		return fy_rpc_fail(call, fy_errno_status(ret), "DeleteSnapshot %s: %s", s.id, why);
-	fy_log_info("DeleteSnapshot %s ('%s')%s", s.id, s.name,
-		    s.repo_snapshot[0] ? ": its copy in the repository is kept (retention prunes it)" : "");
+	if (drop == FY_DROP_STOPPED)
+		snprintf(what, sizeof(what), ": its upload was stopped, nothing of it was committed to %s; the chunks it "
+			 "had stored stay there unreferenced until `ferry prune`", shown);
+	else if (drop == FY_DROP_COMMITTED)
+		snprintf(what, sizeof(what), ": its upload had just completed, and %s keeps it as snapshot %s until "
+			 "retention removes it", shown, committed);
+	else if (drop == FY_DROP_LEFT)
+		snprintf(what, sizeof(what), ": its upload, blocked in a store request, did not stop in time: it never "
+			 "resumes, and what it does when the request returns is discarded; chunks it stored stay in %s "
+			 "unreferenced until `ferry prune`", shown);
+	else if (s.state != FY_SNAP_READY && s.local)
+		snprintf(what, sizeof(what), ": its pending upload is dropped; nothing of it was committed to %s (chunks "
+			 "an earlier attempt stored, if any, stay unreferenced until `ferry prune`)", shown);
+	else if (s.repo_snapshot[0])
+		snprintf(what, sizeof(what), ": its copy in the repository is kept (retention prunes it)");
+	fy_log_info("DeleteSnapshot %s ('%s')%s", s.id, s.name, what);
 	fy_rpc_reply(call, MSG(&(Csi__V1__DeleteSnapshotResponse)CSI__V1__DELETE_SNAPSHOT_RESPONSE__INIT));
 }
 

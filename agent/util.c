@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "agent_priv.h"
 #include "ferry.h"
@@ -226,11 +227,13 @@ static int write_secret(const char *dir, const char *name, const char *value, ch
 	return 0;
 }
 
+/* The secrets a target may have, one file each. */
+static const char *const secret_keys[] = { FY_S_PASSWORD, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+					   "AWS_SESSION_TOKEN" };
+
 int fy_secrets_write(const char *dir, struct fy_map_entry *const *e, size_t n, const char *prefix, bool *s3,
 		     char *err, size_t errlen)
 {
-	static const char *const keys[] = { FY_S_PASSWORD, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-					    "AWS_SESSION_TOKEN" };
 	char pk[256];
 	int ret;
 
@@ -241,27 +244,89 @@ int fy_secrets_write(const char *dir, struct fy_map_entry *const *e, size_t n, c
 		return ret;
 	}
 	chmod(dir, 0700);
-	for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+	for (size_t k = 0; k < sizeof(secret_keys) / sizeof(secret_keys[0]); k++) {
 		const char *v = NULL;
 
 		if (*prefix) {
-			snprintf(pk, sizeof(pk), "%s%s", prefix, keys[k]);
+			snprintf(pk, sizeof(pk), "%s%s", prefix, secret_keys[k]);
 			v = fy_map_get(e, n, pk);
 		}
 		if (!v)
-			v = fy_map_get(e, n, keys[k]);
+			v = fy_map_get(e, n, secret_keys[k]);
 		if (!v) {
-			snprintf(pk, sizeof(pk), "%s/%s", dir, keys[k]);
+			snprintf(pk, sizeof(pk), "%s/%s", dir, secret_keys[k]);
 			unlink(pk);
 			continue;
 		}
-		ret = write_secret(dir, keys[k], v, err, errlen);
+		ret = write_secret(dir, secret_keys[k], v, err, errlen);
 		if (ret)
 			return ret;
 		if (k > 0)
 			*s3 = true;
 	}
 	return 0;
+}
+
+/* Hash one secret file into ctx: its name, then "-" when absent or its
+ * length and bytes. */
+static int digest_file(EVP_MD_CTX *ctx, const char *dir, const char *key)
+{
+	char path[1200], buf[4096], len[32];
+	ssize_t n = 0, r;
+	int fd, ret = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, key);
+	EVP_DigestUpdate(ctx, key, strlen(key) + 1);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		if (errno != ENOENT)
+			return -errno;
+		EVP_DigestUpdate(ctx, "-", 1);
+		return 0;
+	}
+	while (n < (ssize_t)sizeof(buf) && (r = read(fd, buf + n, sizeof(buf) - (size_t)n)) != 0) {
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			ret = -errno;
+			break;
+		}
+		n += r;
+	}
+	close(fd);
+	snprintf(len, sizeof(len), "%zd:", n);
+	EVP_DigestUpdate(ctx, len, strlen(len));
+	EVP_DigestUpdate(ctx, buf, (size_t)n);
+	OPENSSL_cleanse(buf, sizeof(buf));
+	return ret;
+}
+
+int fy_secrets_digest(const char *dir, unsigned char out[FY_SECRETS_DIGEST_LEN])
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	char sub[1100];
+	unsigned int len = 0;
+	int ret = 0;
+
+	if (!ctx)
+		return -ENOMEM;
+	if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+		EVP_MD_CTX_free(ctx);
+		return -EIO;
+	}
+	for (int i = 0; !ret && i < FY_MAX_TARGETS_URL; i++) {
+		if (i)
+			snprintf(sub, sizeof(sub), "%s/copy-%d", dir, i);
+		else
+			snprintf(sub, sizeof(sub), "%s", dir);
+		EVP_DigestUpdate(ctx, "/", 1);
+		for (size_t k = 0; !ret && k < sizeof(secret_keys) / sizeof(secret_keys[0]); k++)
+			ret = digest_file(ctx, sub, secret_keys[k]);
+	}
+	if (!ret && (EVP_DigestFinal_ex(ctx, out, &len) != 1 || len != FY_SECRETS_DIGEST_LEN))
+		ret = -EIO;
+	EVP_MD_CTX_free(ctx);
+	return ret;
 }
 
 void fy_secrets_remove(const char *dir)
@@ -341,6 +406,8 @@ int fy_repo_open_dir(const char *url, const char *dir, unsigned flags, struct fy
 	sec.password = pw[0] ? pw : NULL;
 	sec.insecure_no_encryption = flags & FY_OPEN_INSECURE;
 	fy_url_shown(url, shown, sizeof(shown));
+	/* One line per open: each derives the key from the password (tests count them). */
+	fy_log_debug("repository %s: opening with %s%s", shown, whose, pw[0] ? " (key derivation)" : "");
 	ret = fy_repo_open(full, &sec, r, e2, sizeof(e2));
 	if (ret == -ENOENT && create) {
 		struct fy_init_opts io = { .chunk_size = FY_DEFAULT_CHUNK,

@@ -229,6 +229,59 @@ class Identity(AgentTest):
         self.assertEqual(r.node_id, "node-identity-1", "the socket was taken over by the second agent")
         self.assertTrue(os.path.exists(a.sock), "the first agent's socket was removed")
 
+    def test_bad_endpoints(self):
+        # A bad --endpoint: exactly one line on stderr, ferry's own, echoing
+        # what was typed; exit 2 for bad usage, 1 when the socket cannot be
+        # had; nothing touched (the state directory is not even made).
+        # gRPC's own messages show only with --debug.
+        from csilib import FERRY, KUBELET_ROOT, WORK
+        long_path = "/tmp/" + "x" * 110 + ".sock"
+        cases = [
+            ("unix:///nonexistent-ferry-dir/sub/csi.sock", 1, "/nonexistent-ferry-dir/sub"),
+            (os.path.join(WORK, "not-a-dir-file") + "/csi.sock", 1, "not a directory"),
+            ("tcp://127.0.0.1:10000", 2, "only unix sockets"),
+            ("dns:///localhost:10000", 2, "only unix sockets"),
+            ("unix://relative/csi.sock", 2, "not an absolute"),
+            ("unix://" + long_path, 2, "at most 107 bytes"),
+            ("", 2, "empty"),
+        ]
+        with open(os.path.join(WORK, "not-a-dir-file"), "w") as f:
+            f.write("a file, not a directory\n")
+
+        def run(endpoint, *extra):
+            state = os.path.join(STATE_ROOT, "bad-endpoint-state")
+            args = [FERRY, "agent", "--endpoint", endpoint, "--node-id", "node-bad-endpoint",
+                    "--state-dir", state, "--kubelet-dir", KUBELET_ROOT] + list(extra)
+            env = dict(os.environ)
+            env.pop("CSI_ENDPOINT", None)
+            env.pop("GRPC_VERBOSITY", None)
+            p = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=env, timeout=60)
+            made = os.path.exists(state)
+            subprocess.run(["rm", "-rf", state], check=True)
+            return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"), made
+
+        for endpoint, want_rc, why in cases:
+            with self.subTest(endpoint=endpoint):
+                rc, out, err, made = run(endpoint)
+                lines = err.splitlines()
+                log("--endpoint %r: exit %d: %s" % (endpoint, rc, err.strip()[:200]))
+                self.assertEqual(rc, want_rc, "--endpoint %r: exit status (stderr: %s)" % (endpoint, err))
+                self.assertEqual(len(lines), 1, "--endpoint %r: want exactly one line on stderr, got:\n%s"
+                                 % (endpoint, err))
+                self.assertTrue(lines[0].startswith("ferry agent: "), lines[0])
+                self.assertIn(endpoint, lines[0], "the line does not echo what was typed")
+                self.assertIn(why, lines[0])
+                self.assertEqual(out, "", "--endpoint %r: something on stdout" % endpoint)
+                self.assertFalse(made, "--endpoint %r: the state directory was made" % endpoint)
+        # With --debug, gRPC's own reason for the failed bind is in the log
+        # (as debug lines), and ferry's one line still ends it.
+        rc, _, err, _ = run(cases[0][0], "--debug")
+        self.assertEqual(rc, 1)
+        lines = err.splitlines()
+        self.assertTrue([ln for ln in lines if " debug grpc " in ln], "--debug: no gRPC line:\n" + err)
+        self.assertTrue(lines[-1].startswith("ferry agent: endpoint "), err)
+
     def test_garbage_request(self):
         # A request body that is not a valid protobuf message: INVALID_ARGUMENT
         # (or INTERNAL from the decoder), never a crash.

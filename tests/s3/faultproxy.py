@@ -4,7 +4,7 @@
     faultproxy.py --listen 127.0.0.1:0 --upstream 127.0.0.1:PORT \
         --port-file F --stats-file S [--seed N] [--fail-rate 0.10] \
         [--reset-rate 0.02] [--delay-rate 0.05] [--delay-seconds 3] \
-        [--lose-reply-rate 0] [--refuse-conditional] \
+        [--lose-reply-rate 0] [--refuse-conditional] [--hold-file H] \
         [--spoil-listing MODE --spoil-match SUBSTRING]
 
 Every request is relayed to the upstream unchanged: the request line and the
@@ -39,6 +39,13 @@ whose request target contains --spoil-match itself, without forwarding:
   unsaid     200, an empty page that does not say whether more follow.
 A client must take each as a failed listing, never as an empty one.
 
+--hold-file H: a server that stops answering.  While the file H exists, a
+request whose head has arrived is held: its body is not read, nothing is
+forwarded, no byte is answered (the client sees a connection that went
+silent).  When H is removed, held requests go on as if nothing happened
+(the fault draw included).  Tests create and remove H to stall a client
+for as long as they want, and watch "holding" to know that one is stalled.
+
 The port file (the bound port and a newline) is written once listening.  The
 stats file, JSON, is rewritten (atomically) after every request:
   requests        request heads received
@@ -53,6 +60,8 @@ stats file, JSON, is rewritten (atomically) after every request:
   lost_reply      PUTs forwarded whose answer was dropped (also in forwarded)
   refused_conditional  answered 501 for a conditional header, not forwarded
   spoiled_listing  listings answered by --spoil-listing, not forwarded
+  held            requests held by --hold-file (they go on afterwards)
+  holding         requests held right now
   status_NNN      answers relayed to the client, by status code
 Once every client is done:
   requests == forwarded + fail_503 + reset_request + refused_conditional
@@ -233,6 +242,22 @@ class Proxy:
         with self.lock:
             self.write_stats_locked()
 
+    def hold(self):
+        """--hold-file: wait while the file exists.  False if the proxy
+        stops meanwhile (the request is then dropped)."""
+        with self.lock:
+            self.stats["held"] = self.stats.get("held", 0) + 1
+            self.stats["holding"] = self.stats.get("holding", 0) + 1
+            self.write_stats_locked()
+        try:
+            while os.path.exists(self.args.hold_file) and not self.stopping:
+                time.sleep(0.02)  # how often a held request looks at the hold file
+        finally:
+            with self.lock:
+                self.stats["holding"] -= 1
+                self.write_stats_locked()
+        return not self.stopping
+
     def fault(self):
         """None, 'fail', 'reset', 'delay' or 'lose' for one request."""
         a = self.args
@@ -292,6 +317,8 @@ class Proxy:
             settle("errors")
             send_simple(client, 400, "Bad Request", b"", close=True)
             return False
+        if self.args.hold_file and os.path.exists(self.args.hold_file) and not self.hold():
+            raise Closed()
         has_body = kind == "chunked" or (kind == "length" and length > 0)
         expect = "100-continue" in tokens(fields, "expect")
         ctoks = tokens(fields, "connection")
@@ -590,6 +617,7 @@ def main():
     p.add_argument("--refuse-conditional", action="store_true")
     p.add_argument("--spoil-listing", choices=["500", "garbage", "truncated", "unsaid"])
     p.add_argument("--spoil-match", default="", help="only listings whose request target contains this")
+    p.add_argument("--hold-file", help="while this file exists, requests are held unanswered")
     args = p.parse_args()
     if args.fail_rate + args.reset_rate + args.delay_rate + args.lose_reply_rate > 1.0 + 1e-9:
         p.error("fail + reset + delay + lose rates exceed 1")
