@@ -181,12 +181,17 @@ static void reconcile(struct fy_agent *a)
 	DIR *d;
 	struct dirent *de;
 
-	/* Half-written clones and restores are never catalogued: remove them. */
+	/* Half-written clones and restores are never catalogued: remove them
+	 * (a restore from a repository writes VOLUME.ferry-restore beside the
+	 * volume's image: no other process restores into this state dir). */
 	const char *dirs[] = { a->vol_dir, a->snap_dir, a->tmp_dir };
 	for (size_t i = 0; i < 3; i++) {
 		d = opendir(dirs[i]);
 		while (d && (de = readdir(d))) {
-			if (strncmp(de->d_name, ".tmp", 4) && dirs[i] != a->tmp_dir)
+			size_t len = strlen(de->d_name), sl = strlen(".ferry-restore");
+
+			if (strncmp(de->d_name, ".tmp", 4) && dirs[i] != a->tmp_dir &&
+			    (len <= sl || strcmp(de->d_name + len - sl, ".ferry-restore")))
 				continue;
 			if (de->d_name[0] == '.' && (!de->d_name[1] || !strcmp(de->d_name, "..")))
 				continue;

@@ -44,6 +44,25 @@ class Restart(AgentTest):
     def tearDownClass(cls):
         cls.agent.stop()
 
+    def test_leftover_restore_temps(self):
+        """A CreateVolume restore from a repository writes VOLUME.img.ferry-restore
+        beside the volume's image; killed meanwhile, the next start removes
+        it (and the .tmp files of clones), and nothing else."""
+        a = self.agent
+        vols = os.path.join(a.state, "volumes")
+        a.kill()
+        planted = {name: os.path.join(vols, name) for name in
+                   ("pvc-gone.img.ferry-restore", ".tmp-clone-x", "other.ferry-restore.keep")}
+        for path in planted.values():
+            with open(path, "wb") as f:
+                f.write(b"x" * 4096)
+        a.start()
+        for name in ("pvc-gone.img.ferry-restore", ".tmp-clone-x"):
+            self.assertFalse(os.path.exists(planted[name]), "%s left after a restart" % name)
+            self.assertTrue(a.log_grep("removed the leftover %s" % planted[name]), a.log_tail())
+        self.assertTrue(os.path.exists(planted["other.ferry-restore.keep"]), "a file that is no leftover was removed")
+        os.unlink(planted["other.ferry-restore.keep"])
+
     def test_restarts(self):
         a = self.agent
         secrets = {"password": PASSWORD}
