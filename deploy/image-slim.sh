@@ -12,7 +12,10 @@ export DEBIAN_FRONTEND=noninteractive
 # stay); xfs_scrub_all, a python3 script, and xfs_scrub (see xfsprogs below);
 # the libraries of packages we need that nothing here loads: ICU's i18n, io
 # and test parts (libxml2 loads libicuuc and its data only), gRPC's build
-# without TLS and its code generator support.
+# without TLS and its code generator support; glibc's iconv modules (8 MB:
+# conversions from legacy character sets, which nothing here asks for: the
+# image sets no locale, XML from S3 is UTF-8, and iconv_open of a missing
+# module fails cleanly); tzdata's "right/" zones (leap-second clocks).
 cat >/etc/dpkg/dpkg.cfg.d/ferry-image <<'EOF'
 path-exclude=/usr/share/doc/*
 path-include=/usr/share/doc/*/copyright
@@ -30,11 +33,15 @@ path-exclude=/usr/lib/*/libicutest.so*
 path-exclude=/usr/lib/*/libicutu.so*
 path-exclude=/usr/lib/*/libgrpc_unsecure.so*
 path-exclude=/usr/lib/*/libgrpc_plugin_support.so*
+path-exclude=/usr/lib/*/gconv/*.so
+path-exclude=/usr/share/zoneinfo/right/*
 EOF
 
 apt-get update -q
 # The base may be older than the mirror (build-image.sh keeps the one it made).
 apt-get upgrade -y -q
+# The base's packages that the exclusions above trim, unpacked again under them.
+apt-get install -y -q --reinstall libc6 tzdata
 # The libraries `ferry` loads, and mkfs.ext4 (e2fsprogs).
 # shellcheck disable=SC2046
 apt-get install -y -q --no-install-recommends $(cat "$libs") e2fsprogs
