@@ -184,8 +184,8 @@ if [ -n "$old" ] && [ "$old" != "$new" ]; then
   "$engine" rmi "$old" >/dev/null 2>&1 || true
 fi
 case "$engine" in
-podman) size=$(podman image inspect --format '{{.Size}}' "$tag") ;;
-buildah) size=$(buildah inspect --type image --format '{{.ImageSize}}' "$tag" 2>/dev/null || echo 0) ;;
-docker) size=$(docker image inspect --format '{{.Size}}' "$tag") ;;
+podman) size="$(($(podman image inspect --format '{{.Size}}' "$tag") / 1000000)) MB" ;;
+buildah) size=$(buildah images --format '{{.Size}}' "$tag" | head -n 1) ;;
+docker) size="$(($(docker image inspect --format '{{.Size}}' "$tag") / 1000000)) MB" ;;
 esac
-echo "build-image: built $tag (${new:0:12}, $((size / 1000000)) MB) in $((SECONDS - t1)) s"
+echo "build-image: built $tag (${new:0:12}, $size) in $((SECONDS - t1)) s"

@@ -42,9 +42,12 @@ apt-get update -q
 apt-get upgrade -y -q
 # The base's packages that the exclusions above trim, unpacked again under them.
 apt-get install -y -q --reinstall libc6 tzdata
-# The libraries `ferry` loads, and mkfs.ext4 (e2fsprogs).
+# The libraries `ferry` loads; mkfs.ext4 (e2fsprogs); the CA certificates
+# libcurl verifies S3 endpoints with (its default bundle,
+# /etc/ssl/certs/ca-certificates.crt: data, not a library, so ldd cannot
+# name it; libcurl4 only recommends it).
 # shellcheck disable=SC2046
-apt-get install -y -q --no-install-recommends $(cat "$libs") e2fsprogs
+apt-get install -y -q --no-install-recommends $(cat "$libs") e2fsprogs ca-certificates
 
 # mkfs.xfs (xfsprogs).  xfsprogs depends on python3 only for xfs_scrub_all,
 # a script the agent never runs (and excluded above): python3 and its

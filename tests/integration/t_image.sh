@@ -146,6 +146,11 @@ out=$(in_image <<<'mkfs.ext4 -V 2>&1 | head -n 1; mkfs.xfs -V; for c in sh mount
   fail "running mkfs in the image: $out"
 case "$out" in *missing*) fail "$out" ;; esac
 ok "in the image: $(echo "$out" | tr '\n' ';')"
+# The CA bundle libcurl verifies S3 endpoints with (Debian's libcurl is
+# built with --with-ca-bundle=/etc/ssl/certs/ca-certificates.crt).
+n=$(in_image <<<'grep -c "BEGIN CERTIFICATE" /etc/ssl/certs/ca-certificates.crt' || true)
+[ "${n:-0}" -gt 50 ] || fail "the image has no CA bundle for https S3 endpoints (/etc/ssl/certs/ca-certificates.crt: '${n:-}' certificates)"
+ok "CA bundle for https endpoints: $n certificates"
 # What must not be there: python3 (xfsprogs would pull it), perl, apt.
 out=$(in_image <<<'for c in python3 perl apt-get; do command -v $c; done; dpkg-query -W -f="\${Package}\n" | grep -E "^(python3|perl|libperl|apt$|libicu.*-dev)" || true')
 [ -z "$out" ] || fail "in the image, and should not be: $out"
