@@ -24,14 +24,13 @@
 # Exit: 0 built, 1 failed, 2 bad usage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-top=$PWD
 
 usage() { sed -n '4,6p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 die() { echo "build-image: $*" >&2; exit 1; }
 bad() { echo "build-image: $*" >&2; exit 2; }
 
 engine=${FERRY_IMAGE_ENGINE:-}
-tag= base= source= cache=false refresh=false
+tag='' base='' source='' cache=false refresh=false
 while [ $# -gt 0 ]; do
   case "$1" in
   --engine) [ $# -ge 2 ] || usage; engine=$2; shift 2 ;;

@@ -102,13 +102,15 @@ rm -rf /etc/apt /var/lib/apt /var/cache/apt /var/log/apt /var/cache/debconf /var
 
 # Every program and library the image keeps must load: ferry, mkfs.ext4 and
 # mkfs.xfs above all, but also the shell tools left for hooks and debugging.
-bad=0
-for f in $(find / -xdev -type f \( -perm -u+x -o -name '*.so*' \) 2>/dev/null); do
+find / -xdev -type f \( -perm -u+x -o -name '*.so*' \) 2>/dev/null | while read -r f; do
 	[ "$(head -c 4 "$f" | od -An -c | tr -d ' ')" = '177ELF' ] || continue
 	if ldd "$f" 2>/dev/null | grep -q 'not found'; then
-		echo "image-slim: $f: $(ldd "$f" | grep 'not found' | tr -s ' \t\n' ' ')" >&2
-		bad=1
+		echo "image-slim: $f: $(ldd "$f" | grep 'not found' | tr -s ' \t\n' ' ')"
 	fi
-done
-[ "$bad" = 0 ] || exit 1
+done >/tmp/unloadable
+if [ -s /tmp/unloadable ]; then
+	cat /tmp/unloadable >&2
+	exit 1
+fi
+rm -f /tmp/unloadable
 /usr/local/bin/ferry --version

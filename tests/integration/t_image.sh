@@ -58,11 +58,11 @@ mounts_under() {
 py=
 state_dev=
 cleanup() {
-  local rc=$? l f m tries
+  local rc=$? l f m _
   set +e
   if [ -n "$py" ] && kill -0 "$py" 2>/dev/null; then
     kill -TERM "$py" 2>/dev/null
-    for tries in $(seq 100); do kill -0 "$py" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 100); do kill -0 "$py" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$py" 2>/dev/null
   fi
   if podman container exists "$CONTAINER" 2>/dev/null; then
@@ -120,7 +120,7 @@ if git -C "$SRC" rev-parse --verify -q HEAD >/dev/null 2>&1; then
   head=$(git -C "$SRC" rev-parse HEAD)
   case "$(label revision)" in
   "$head"|"$head-dirty") ;;
-  *) [ -n "$reused" ] || fail "label revision: '$(label revision)', want $head[-dirty]"
+  *) [ -n "$reused" ] || fail "label revision: '$(label revision)', want ${head}[-dirty]"
      echo "note: the image reused was built from $(label revision), the tree is at $head" ;;
   esac
   want_src=$(git -C "$SRC" remote get-url origin 2>/dev/null || true)
@@ -157,7 +157,7 @@ out=$(in_image <<<'for c in python3 perl apt-get; do command -v $c; done; dpkg-q
 ok "no python3, perl or apt in the image"
 # Every ELF file loads (a purge that took a library someone needs shows here).
 out=$(in_image <<'EOF'
-for f in $(find / -xdev -type f \( -perm -u+x -o -name '*.so*' \) 2>/dev/null); do
+find / -xdev -type f \( -perm -u+x -o -name '*.so*' \) 2>/dev/null | while read -r f; do
   [ "$(head -c 4 "$f" | od -An -c | tr -d ' ')" = '177ELF' ] || continue
   ldd "$f" 2>/dev/null | grep -q 'not found' && echo "$f: $(ldd "$f" | grep 'not found' | tr -s ' \t\n' ' ')"
 done
