@@ -3,21 +3,35 @@
 # Debian 12's packages.  Run as root.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-pkgs=(
-  build-essential cmake pkg-config git
-  liburing-dev libaio-dev libisal-dev isal libssl-dev
+# What compiling `ferry` needs: deploy/Containerfile's builder stage installs
+# exactly these (install-deps.sh --build), so keep build dependencies here.
+build_pkgs=(
+  build-essential cmake pkg-config
+  liburing-dev libaio-dev libisal-dev libssl-dev
   libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev
   libcmocka-dev zlib1g-dev
-  util-linux e2fsprogs xfsprogs kmod fio time jq python3 openssl bsdutils
-  # the S3 store (libcurl, libxml2) and its tests against a real RADOS gateway
-  libcurl4-openssl-dev libxml2-dev curl
-  radosgw ceph-mon ceph-osd ceph-common awscli
-  # the CSI agent (gRPC C core, SQLite catalog) and its tests with a real Python gRPC client
-  libgrpc-dev libsqlite3-dev python3-grpcio python3-grpc-tools
+  # the S3 store (libcurl, libxml2)
+  libcurl4-openssl-dev libxml2-dev
+  # the CSI agent (gRPC C core, SQLite catalog)
+  libgrpc-dev libsqlite3-dev
 )
-if [ "${1:-}" = "--bench" ]; then
-  pkgs+=(restic borgbackup python3-matplotlib)
-fi
+pkgs=(
+  "${build_pkgs[@]}" git isal
+  util-linux e2fsprogs xfsprogs kmod fio time jq python3 openssl bsdutils
+  # the S3 store's tests against a real RADOS gateway
+  curl radosgw ceph-mon ceph-osd ceph-common awscli
+  # the CSI agent's tests with a real Python gRPC client
+  python3-grpcio python3-grpc-tools
+  # the container image (deploy/build-image.sh) and its test: podman with
+  # runc (crun fails on hosts with hybrid cgroups), mmdebstrap for the base
+  podman runc mmdebstrap
+)
+case "${1:-}" in
+--bench) pkgs+=(restic borgbackup python3-matplotlib) ;;
+--build) pkgs=("${build_pkgs[@]}") ;;
+"") ;;
+*) echo "install-deps: unknown option '$1' (--bench or --build)" >&2; exit 2 ;;
+esac
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
