@@ -832,15 +832,15 @@ static int file_make_folder(struct fy_store *s, const char *prefix)
 		return rc;
 	if (!dir)
 		return -ENOMEM;
+	/* mkdir, then look at what is there (it may have been made meanwhile by
+	 * another creator of the repository: that is fine; a dangling symlink,
+	 * on which mkdir says EEXIST too, is not ours to replace). */
 	struct stat sb;
-	if (stat(dir, &sb) == 0)
-		rc = S_ISDIR(sb.st_mode) ? 0 : -ENOTDIR;
-	else if (errno != ENOENT)
-		rc = -errno;
-	else if (lstat(dir, &sb) == 0)
-		rc = -EIO; /* a dangling symlink: not ours to replace */
-	else
-		rc = make_dirs(fs, dir, strlen(dir));
+	rc = make_dirs(fs, dir, strlen(dir));
+	if (!rc && stat(dir, &sb) < 0)
+		rc = errno == ENOENT && lstat(dir, &sb) == 0 ? -EIO : -errno;
+	else if (!rc && !S_ISDIR(sb.st_mode))
+		rc = -ENOTDIR;
 	if (!rc)
 		rc = flush_chain(fs, dir);
 	free(dir);
