@@ -14,6 +14,10 @@ pkgs=(
   radosgw ceph-mon ceph-osd ceph-common awscli
   # the CSI agent (gRPC C core, SQLite catalog) and its tests with a real Python gRPC client
   libgrpc-dev libsqlite3-dev python3-grpcio python3-grpc-tools
+  # the fuzz targets (tests/fuzz): clang 14; libFuzzer and the sanitizers'
+  # runtimes are in libclang-rt-14-dev, which clang only recommends; llvm-14
+  # has llvm-symbolizer (readable stack traces)
+  clang libclang-rt-14-dev llvm-14
 )
 if [ "${1:-}" = "--bench" ]; then
   pkgs+=(restic borgbackup python3-matplotlib)
