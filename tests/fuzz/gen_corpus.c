@@ -292,6 +292,96 @@ static void s3xml(void)
 		seed_text("fuzz_s3xml", docs[i][0], &sel[i], 1, docs[i][1]);
 }
 
+/* An S3 answer of fuzz_s3: status index, header lines, body. */
+static size_t answer(char *out, int status_index, const char *headers, const char *body)
+{
+	size_t n = 0, hl = strlen(headers);
+
+	out[n++] = (char)status_index;
+	out[n++] = (char)hl;
+	memcpy(out + n, headers, hl);
+	n += hl;
+	memcpy(out + n, body, strlen(body));
+	return n + strlen(body);
+}
+
+static void s3(const char *name, uint8_t op, int nans, ...)
+{
+	char buf[8192];
+	size_t n = 0;
+	va_list ap;
+
+	va_start(ap, nans);
+	for (int i = 0; i < nans; i++) {
+		int st = va_arg(ap, int);
+		const char *h = va_arg(ap, const char *), *b = va_arg(ap, const char *);
+
+		if (i) {
+			memcpy(buf + n, "\nFERRY-NEXT\n", 12);
+			n += 12;
+		}
+		n += answer(buf + n, st, h, b);
+	}
+	va_end(ap);
+	seed("fuzz_s3", name, &op, 1, buf, n);
+}
+
+/* statuses[] of fuzz_s3: 0 200, 2 204, 3 206, 7 403, 8 404, 10 412, 13 500. */
+static void s3_answers(void)
+{
+	static const char list[] =
+		"<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>repo/snapshots/"
+		"00112233445566778899aabbccddeeff</Key><Size>300</Size></Contents><Contents><Key>repo/snapshots/short"
+		"</Key><Size>1</Size></Contents></ListBucketResult>";
+	static const char locks[] =
+		"<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>repo/locks/"
+		"00112233445566778899aabbccddeeff</Key><Size>300</Size></Contents></ListBucketResult>";
+	static const char keys[] =
+		"<ListBucketResult><IsTruncated>true</IsTruncated><NextContinuationToken>t1</NextContinuationToken>"
+		"<Contents><Key>repo/keys/00000000000000aa</Key><Size>120</Size></Contents></ListBucketResult>";
+	static const char keys2[] =
+		"<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>repo/keys/00000000000000bb</Key>"
+		"<Size>120</Size></Contents></ListBucketResult>";
+	static const char versions[] =
+		"<ListVersionsResult><IsTruncated>false</IsTruncated><Version><Key>repo/locks/"
+		"00112233445566778899aabbccddeeff</Key><VersionId>v2</VersionId><LastModified>2026-11-20T10:00:00.000Z"
+		"</LastModified><Size>8</Size></Version><DeleteMarker><Key>repo/locks/00112233445566778899aabbccddeeff"
+		"</Key><VersionId>v1</VersionId><LastModified>2026-11-19T10:00:00Z</LastModified></DeleteMarker>"
+		"</ListVersionsResult>";
+	static const char asof[] =
+		"<ListVersionsResult><IsTruncated>false</IsTruncated><Version><Key>repo/config</Key><VersionId>v9"
+		"</VersionId><LastModified>2026-11-22T10:00:00.000Z</LastModified><Size>8</Size></Version><Version>"
+		"<Key>repo/config</Key><VersionId>v8</VersionId><LastModified>2026-11-20T10:00:00.000Z</LastModified>"
+		"<Size>8</Size></Version></ListVersionsResult>";
+	static const char uploads[] =
+		"<ListMultipartUploadsResult><IsTruncated>false</IsTruncated><Upload><Key>repo/chunks/aa/aa</Key>"
+		"<UploadId>2~abc</UploadId><Initiated>2020-01-01T00:00:00.000Z</Initiated></Upload>"
+		"</ListMultipartUploadsResult>";
+	static const char error[] =
+		"<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>";
+
+	s3("snapshot-ids", 0, 1, 0, "", list);
+	s3("lock-list", 1, 2, 0, "", locks, 0, "ETag: \"e\"", "FYL1 not a lock");
+	s3("keys-two-pages", 2, 2, 0, "", keys, 0, "", keys2);
+	s3("get-config", 3, 1, 0, "ETag: \"abc\"", "config bytes");
+	s3("get-missing", 3, 1, 8, "Content-Type: application/xml", error);
+	s3("get-range", 4, 1, 3, "Content-Range: bytes 4096-12287/65536", "part of a chunk");
+	s3("exists", 5, 1, 0, "Content-Length: 300", "");
+	s3("delete-versions", 6, 2, 0, "", versions, 2, "", "");
+	s3("cleanup-uploads", 7, 2, 0, "", uploads, 2, "", "");
+	s3("multipart", 8, 4, 0, "", "<InitiateMultipartUploadResult><UploadId>2~up</UploadId></InitiateMultipartUploadResult>",
+	   0, "ETag: \"p1\"", "", 0, "ETag: \"p2\"", "",
+	   0, "", "<CompleteMultipartUploadResult><ETag>\"x-2\"</ETag></CompleteMultipartUploadResult>");
+	s3("multipart-error-in-200", 8, 4, 0, "", "<InitiateMultipartUploadResult><UploadId>2~up</UploadId></InitiateMultipartUploadResult>",
+	   0, "ETag: \"p1\"", "", 0, "ETag: \"p2\"", "",
+	   0, "", "<Error><Code>InternalError</Code><Message>We encountered an internal error.</Message></Error>");
+	s3("put-conditional", 9, 2, 10, "", "<Error><Code>PreconditionFailed</Code></Error>", 0,
+	   "x-amz-version-id: v3\nETag: \"m\"", "");
+	s3("as-of", 10, 3, 0, "", list, 0, "", asof, 0, "", "config");
+	s3("retention", 11, 1, 0, "x-amz-object-lock-mode: COMPLIANCE\nx-amz-object-lock-retain-until-date: "
+	   "2030-01-01T00:00:00.000Z", "");
+}
+
 /* ---- CSI requests ---- */
 
 /* A map of n key/value pairs whose entries are of type d. */
@@ -546,6 +636,7 @@ int main(int argc, char **argv)
 	locks();
 	ranges();
 	s3xml();
+	s3_answers();
 	controller();
 	node();
 	return 0;
