@@ -48,7 +48,9 @@ static int valid_manifest(const Ferry__V1__Manifest *m, const uint8_t id[FY_SNAP
 		snprintf(why, whylen, "invalid chunk size %u", m->chunk_size);
 		return -EBADMSG;
 	}
-	uint64_t n = (m->size + m->chunk_size - 1) / m->chunk_size;
+	/* ceil(size / chunk_size) without size + chunk_size - 1, which wraps
+	 * for a size near 2^64 into a table of no blocks at all. */
+	uint64_t n = m->size / m->chunk_size + (m->size % m->chunk_size != 0);
 
 	if (m->chunk_ids.len != n * FY_ID_LEN || m->n_block_crc32c != n) {
 		snprintf(why, whylen, "block table does not match the volume size (%llu blocks expected)",
