@@ -187,6 +187,11 @@ static void make_kubelet(void)
 	must(fz_write(p, "blk", "", 0), "the kubelet directory");
 	snprintf(p, sizeof(p), "%s/pods/p1/volumes/mnt", kubelet);
 	must(mkdir(p, 0700) ? -errno : 0, "the kubelet directory");
+	/* Never published: the kubelet's own file, another driver's target. */
+	snprintf(p, sizeof(p), "%s/pods/p1/volumes", kubelet);
+	must(fz_write(p, "kubelet-file", "", 0), "the kubelet directory");
+	snprintf(p, sizeof(p), "%s/pods/p1/volumes/other-driver", kubelet);
+	must(mkdir(p, 0700) ? -errno : 0, "the kubelet directory");
 	snprintf(p, sizeof(p), "%s/pods/p1/link", kubelet);
 	must(symlink("volumes", p) ? -errno : 0, "a symlink in the kubelet directory");
 	snprintf(p, sizeof(p), "%s/escape", kubelet);
@@ -262,6 +267,35 @@ static bool snapshot_ok(const char *id, bool local)
 
 	fy_snap_path(&agent, id, path, sizeof(path));
 	return !fy_cat_snap_get(agent.cat, id, &s) && s.state == FY_SNAP_READY && (!local || !access(path, F_OK));
+}
+
+void fz_csi_kubelet_check(const char *vol, const char *target)
+{
+	static const struct { const char *path, *vol; } targets[] = {
+		{ "pods/p1/volumes/blk", FZ_VOL1 }, { "pods/p1/volumes/mnt", FZ_VOL2 },
+	};
+	static const char *const keep[] = {
+		"pods", "pods/p1", "pods/p1/volumes", "pods/p1/volumes/full", "pods/p1/volumes/full/a-file",
+		"pods/p1/volumes/kubelet-file", "pods/p1/volumes/other-driver", "pods/p1/link", "escape", "outside",
+	};
+	char p[1200];
+	struct stat st;
+
+	for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+		snprintf(p, sizeof(p), "%s/%s", kubelet, keep[i]);
+		if (lstat(p, &st))
+			fz_fail("%s (never published) is gone: %s", p, strerror(errno));
+	}
+	snprintf(p, sizeof(p), "%s/file", outside);
+	if (lstat(p, &st))
+		fz_fail("%s (outside the kubelet directory) is gone", p);
+	/* A publish target goes only with an unpublish of its own volume. */
+	for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
+		snprintf(p, sizeof(p), "%s/%s", kubelet, targets[i].path);
+		if (lstat(p, &st) && !(vol && target && !strcmp(vol, targets[i].vol) && !strcmp(target, p)))
+			fz_fail("%s, a target of %s, is gone after a call about %s at %s", p, targets[i].vol,
+				vol ? vol : "no volume", target ? target : "no path");
+	}
 }
 
 void fz_csi_reset(struct fy_agent *a)

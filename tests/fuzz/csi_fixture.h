@@ -34,6 +34,10 @@ struct fy_agent *fz_csi_agent(enum fz_csi_kind kind);
 void fz_csi_reset(struct fy_agent *a);
 /* The kubelet directory (targets of NodePublish must lie under it). */
 const char *fz_csi_kubelet(void);
+/* Stop (fz_fail) if an entry of the kubelet directory is gone that is not
+ * the target (a path) of the call's unpublish of volume vol (NULL: none):
+ * only a volume's own publish targets may go. */
+void fz_csi_kubelet_check(const char *vol, const char *target);
 /* The repository URL of SNAP3 and SNAP4 (password FZ_PASSWORD). */
 const char *fz_csi_repo(void);
 
