@@ -1,7 +1,9 @@
 /* Helpers shared by the fuzz targets: see fuzz.h. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,15 +136,34 @@ static void dir_remove(void)
 		fz_rmtree(dir);
 }
 
+/* Scratch directories of processes that are gone (a crash skips atexit). */
+static void sweep_stale(const char *base)
+{
+	DIR *d = opendir(base);
+	struct dirent *de;
+	char path[512];
+	long pid;
+
+	while (d && (de = readdir(d)))
+		if (sscanf(de->d_name, "ferry-fuzz.%ld.", &pid) == 1 && pid > 0 && kill((pid_t)pid, 0) < 0 &&
+		    errno == ESRCH) {
+			snprintf(path, sizeof(path), "%s/%s", base, de->d_name);
+			fz_rmtree(path);
+		}
+	if (d)
+		closedir(d);
+}
+
 const char *fz_dir(void)
 {
 	struct stat st;
+	const char *base;
 
 	if (dir[0])
 		return dir;
-	snprintf(dir, sizeof(dir), "%s/ferry-fuzz.XXXXXX",
-		 stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0 ? "/dev/shm"
-												     : "/tmp");
+	base = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+	sweep_stale(base);
+	snprintf(dir, sizeof(dir), "%s/ferry-fuzz.%ld.XXXXXX", base, (long)getpid());
 	if (!mkdtemp(dir))
 		fz_fail("mkdtemp %s: %s", dir, strerror(errno));
 	atexit(dir_remove);

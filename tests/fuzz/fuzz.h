@@ -69,9 +69,10 @@ extern const uint8_t fz_raw_key[FY_KEY_LEN];
 size_t fz_config_object(bool encrypted, uint8_t *out, size_t cap);
 size_t fz_key_object(int kdf, uint8_t *out, size_t cap);
 
-/* A directory of this process (made on first use, removed at exit), on
- * tmpfs (/dev/shm) when there is one: the agent's catalog and the file
- * store fsync, which tmpfs makes free. */
+/* A directory of this process (made on first use, removed at exit, or by
+ * the next target to start if this one crashed), on tmpfs (/dev/shm) when
+ * there is one: the agent's catalog and the file store fsync, which tmpfs
+ * makes free. */
 const char *fz_dir(void);
 /* Write len bytes to dir/rel (directories made as needed, no fsync);
  * 0 or -errno. */
