@@ -159,6 +159,22 @@ fail:
 	fy_rpc_reply(call, MSG(&(Csi__V1__NodePublishVolumeResponse)CSI__V1__NODE_PUBLISH_VOLUME_RESPONSE__INIT));
 }
 
+/* Is target a publish of v, ours to unmount and remove: recorded in its
+ * publish registry, or (a publish whose record a crash lost) a mount of the
+ * loop device v's image is bound to?  Anything else under the kubelet
+ * directory (another volume's target, another driver's, the kubelet's own
+ * files) is never touched. */
+static bool published_here(struct fy_agent *a, const struct fy_cat_volume *v, const char *target)
+{
+	char kind[16], img[1024], dev[64], src[256];
+
+	if (!fy_pub_kind(a, v->id, target, kind, sizeof(kind)))
+		return true;
+	fy_vol_path(a, v->id, img, sizeof(img));
+	return fy_mountpoint(target, src, sizeof(src)) == 1 && !fy_loop_find(img, dev, sizeof(dev)) &&
+	       !strcmp(src, dev);
+}
+
 static void node_unpublish(struct fy_rpc_call *call, const ProtobufCMessage *req_, void *ctx)
 {
 	const Csi__V1__NodeUnpublishVolumeRequest *req = (const Csi__V1__NodeUnpublishVolumeRequest *)req_;
@@ -187,7 +203,9 @@ static void node_unpublish(struct fy_rpc_call *call, const ProtobufCMessage *req
 	}
 	if (fy_pub_dev(a, v.id, req->target_path, dev, sizeof(dev)))
 		dev[0] = 0;
-	ret = ret ? 0 : fy_unmount(req->target_path, why, sizeof(why)); /* a target that cannot exist is not published */
+	/* A target that cannot exist, or that is not this volume's, is not
+	 * published here: nothing to undo (OK, as CSI wants it idempotent). */
+	ret = ret || !published_here(a, &v, req->target_path) ? 0 : fy_unmount(req->target_path, why, sizeof(why));
 	if (!ret)
 		ret = fy_pub_remove(a, v.id, req->target_path);
 	/* The loop device goes with its last target. */

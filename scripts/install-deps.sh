@@ -25,6 +25,10 @@ pkgs=(
   # the container image (deploy/build-image.sh) and its test: podman with
   # runc (crun fails on hosts with hybrid cgroups), mmdebstrap for the base
   podman runc mmdebstrap
+  # the fuzz targets (tests/fuzz): clang 14; libFuzzer and the sanitizers'
+  # runtimes are in libclang-rt-14-dev, which clang only recommends; llvm-14
+  # has llvm-symbolizer (readable stack traces)
+  clang libclang-rt-14-dev llvm-14
 )
 # The offline checks of deploy/ (tests/deploy): Node.js and npm (Debian's,
 # unless the machine has them already), unzip; then tests/deploy/install.sh

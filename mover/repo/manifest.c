@@ -48,7 +48,9 @@ static int valid_manifest(const Ferry__V1__Manifest *m, const uint8_t id[FY_SNAP
 		snprintf(why, whylen, "invalid chunk size %u", m->chunk_size);
 		return -EBADMSG;
 	}
-	uint64_t n = (m->size + m->chunk_size - 1) / m->chunk_size;
+	/* ceil(size / chunk_size) without size + chunk_size - 1, which wraps
+	 * for a size near 2^64 into a table of no blocks at all. */
+	uint64_t n = m->size / m->chunk_size + (m->size % m->chunk_size != 0);
 
 	if (m->chunk_ids.len != n * FY_ID_LEN || m->n_block_crc32c != n) {
 		snprintf(why, whylen, "block table does not match the volume size (%llu blocks expected)",
@@ -58,26 +60,14 @@ static int valid_manifest(const Ferry__V1__Manifest *m, const uint8_t id[FY_SNAP
 	return 0;
 }
 
-int fy_manifest_read(struct fy_repo *r, const uint8_t id[FY_SNAP_ID_LEN], Ferry__V1__Manifest **out,
-		     char *err, size_t errlen)
+int fy_manifest_decode(const struct fy_repo *r, const uint8_t id[FY_SNAP_ID_LEN], void *obj, size_t objlen,
+		       Ferry__V1__Manifest **out, char *err, size_t errlen)
 {
-	char key[64], why[160], hex[2 * FY_SNAP_ID_LEN + 1];
-	void *obj = NULL;
-	size_t objlen = 0;
+	char why[160], hex[2 * FY_SNAP_ID_LEN + 1];
 	uint8_t *plain = NULL, *scratch = NULL;
-	int rc;
+	int rc = 0;
 
-	fy_snap_key(id, key);
 	fy_hex(id, FY_SNAP_ID_LEN, hex);
-	rc = fy_store_get(r->store, key, 0, SIZE_MAX, &obj, &objlen);
-	if (rc == -ENOENT) {
-		snprintf(err, errlen, "snapshot %s not found: its manifest %s is missing", hex, key);
-		return rc;
-	}
-	if (rc < 0) {
-		snprintf(err, errlen, "reading manifest %s: %s", key, strerror(-rc));
-		return rc;
-	}
 	/* The plain length is in the header; bound it before allocating. */
 	size_t cap = objlen >= FY_OBJ_HDR_LEN ? ((uint8_t *)obj)[8] | ((uint8_t *)obj)[9] << 8 |
 						       ((uint8_t *)obj)[10] << 16 | (size_t)((uint8_t *)obj)[11] << 24
@@ -88,7 +78,7 @@ int fy_manifest_read(struct fy_repo *r, const uint8_t id[FY_SNAP_ID_LEN], Ferry_
 	scratch = malloc(cap ? cap : 1);
 	if (!plain || !scratch) {
 		rc = -ENOMEM;
-		snprintf(err, errlen, "reading manifest %s: out of memory", key);
+		snprintf(err, errlen, "reading manifest snapshots/%s: out of memory", hex);
 		goto out;
 	}
 	ssize_t n = fy_obj_open(r, "FYM1", id, FY_SNAP_ID_LEN, obj, objlen, plain, cap, scratch, why, sizeof(why));
@@ -113,9 +103,34 @@ int fy_manifest_read(struct fy_repo *r, const uint8_t id[FY_SNAP_ID_LEN], Ferry_
 	}
 	*out = m;
 out:
-	free(obj);
 	free(plain);
 	free(scratch);
+	return rc;
+}
+
+int fy_manifest_read(struct fy_repo *r, const uint8_t id[FY_SNAP_ID_LEN], Ferry__V1__Manifest **out,
+		     char *err, size_t errlen)
+{
+	char key[64];
+	void *obj = NULL;
+	size_t objlen = 0;
+	int rc;
+
+	fy_snap_key(id, key);
+	rc = fy_store_get(r->store, key, 0, SIZE_MAX, &obj, &objlen);
+	if (rc == -ENOENT) {
+		char hex[2 * FY_SNAP_ID_LEN + 1];
+
+		fy_hex(id, FY_SNAP_ID_LEN, hex);
+		snprintf(err, errlen, "snapshot %s not found: its manifest %s is missing", hex, key);
+		return rc;
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "reading manifest %s: %s", key, strerror(-rc));
+		return rc;
+	}
+	rc = fy_manifest_decode(r, id, obj, objlen, out, err, errlen);
+	free(obj);
 	return rc;
 }
 

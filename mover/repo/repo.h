@@ -126,6 +126,10 @@ int fy_manifest_write(struct fy_repo *r, const Ferry__V1__Manifest *m, char *err
 /* Load and verify snapshots/<id>; free with ferry__v1__manifest__free_unpacked(m, NULL). */
 int fy_manifest_read(struct fy_repo *r, const uint8_t id[FY_SNAP_ID_LEN], Ferry__V1__Manifest **m,
 		     char *err, size_t errlen);
+/* What fy_manifest_read does with the object once read (objlen bytes):
+ * open, decode and verify the manifest of snapshot id. */
+int fy_manifest_decode(const struct fy_repo *r, const uint8_t id[FY_SNAP_ID_LEN], void *obj, size_t objlen,
+		       Ferry__V1__Manifest **m, char *err, size_t errlen);
 /* All snapshot ids in the repository (malloc'd array of n * 16 bytes).  A
  * snapshots/ folder that cannot be listed is an error (one line in err). */
 int fy_snapshot_ids(struct fy_repo *r, uint8_t **ids, size_t *n, char *err, size_t errlen);

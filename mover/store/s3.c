@@ -1193,6 +1193,7 @@ static int s3_get(struct fy_store *st, const char *key, uint64_t off, size_t len
 
 struct list_ctx {
 	struct s3_store *s;
+	const char *prefix; /* the listing's, below the store's */
 	fy_store_list_cb cb;
 	void *arg;
 };
@@ -1202,7 +1203,9 @@ static int list_entry(const struct fy_s3xml_entry *e, void *arg)
 	struct list_ctx *l = arg;
 	size_t pl = strlen(l->s->prefix);
 
-	if (strncmp(e->key, l->s->prefix, pl) != 0)
+	/* Only keys under what was asked for, whatever the server sends:
+	 * callers take the part after the prefix (snapshots/<id>, locks/<id>). */
+	if (strncmp(e->key, l->s->prefix, pl) != 0 || strncmp(e->key + pl, l->prefix, strlen(l->prefix)) != 0)
 		return 0;
 	return l->cb(e->key + pl, e->size, l->arg);
 }
@@ -1211,7 +1214,7 @@ static int list_entry(const struct fy_s3xml_entry *e, void *arg)
 static int list_pages(struct s3_store *s, const char *kind, const char *prefix, fy_s3xml_cb cb, void *arg)
 {
 	char full[S3_KEY_MAX + 1], penc[3 * S3_KEY_MAX + 1], m1[1100] = "", m2[1100] = "", e1[3300], e2[3300];
-	char q[16384], mk[16] = "";
+	char q[16384], mk[16] = "", p1[1100], p2[1100];
 	bool more = true;
 	int rc = 0;
 
@@ -1246,6 +1249,8 @@ static int list_pages(struct s3_store *s, const char *kind, const char *prefix, 
 			rc = fy_store_fail(-EIO, "%s", why);
 		}
 		if (rc == 0) {
+			memcpy(p1, m1, sizeof(p1));
+			memcpy(p2, m2, sizeof(p2));
 			rc = fy_s3xml_list(c.resp.p, c.resp.len, cb, arg, &more, m1, sizeof(m1), m2, sizeof(m2));
 			if (rc == -EBADMSG)
 				rc = fy_store_fail(-EIO, "s3://%s/%s: the answer to a listing is not a whole S3 listing "
@@ -1253,6 +1258,11 @@ static int list_pages(struct s3_store *s, const char *kind, const char *prefix, 
 			else if (rc == 0 && more && !m1[0])
 				rc = fy_store_fail(-EIO, "s3://%s/%s: a truncated listing without a marker", s->bucket,
 						   s->prefix);
+			/* A page whose next marker is the one it was asked with
+			 * would be asked for again, forever. */
+			if (rc == 0 && more && !strcmp(m1, p1) && !strcmp(m2, p2))
+				rc = fy_store_fail(-EIO, "s3://%s/%s: the listing does not advance (the server gave the "
+						   "marker '%.200s' twice)", s->bucket, s->prefix, m1);
 		}
 		free(c.resp.p);
 	}
@@ -1262,7 +1272,7 @@ static int list_pages(struct s3_store *s, const char *kind, const char *prefix, 
 static int s3_list(struct fy_store *st, const char *prefix, fy_store_list_cb cb, void *arg)
 {
 	struct s3_store *s = s3_of(st);
-	struct list_ctx l = { s, cb, arg };
+	struct list_ctx l = { s, prefix ? prefix : "", cb, arg };
 
 	fy_store_clear_error();
 	if (s->as_of_ms >= 0) {
