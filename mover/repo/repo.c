@@ -37,9 +37,12 @@ static int wrapping_key(const Ferry__V1__KeyFile *kf, const struct fy_secret *se
 	if (kf->kdf == FERRY__V1__KDF__KDF_SCRYPT) {
 		if (!sec->password)
 			return -ENOKEY;
-		if (kf->scrypt_log2_n < 10 || kf->scrypt_log2_n > 22 || kf->scrypt_r == 0 || kf->scrypt_r > 32 ||
-		    kf->scrypt_p == 0 || kf->scrypt_p > 16)
-			return -EINVAL;
+		/* At most what init writes (r = 8, p = 1, N up to 2^22: 4 GiB):
+		 * whoever can write keys/ must not make every open allocate
+		 * 16 GiB (r = 32) or spin for minutes (p = 16). */
+		if (kf->scrypt_log2_n < 10 || kf->scrypt_log2_n > 22 || kf->scrypt_r == 0 || kf->scrypt_r > 8 ||
+		    kf->scrypt_p == 0 || kf->scrypt_p > 4)
+			return -E2BIG;
 		return fy_scrypt(sec->password, strlen(sec->password), kf->salt.data, kf->salt.len,
 				 kf->scrypt_log2_n, kf->scrypt_r, kf->scrypt_p, wk);
 	}
@@ -282,6 +285,7 @@ static int unlock(struct fy_repo *r, const struct fy_secret *sec, uint8_t master
 	struct fy_store_keys l;
 	int rc = fy_repo_keys(r, "keys/", &l, err, errlen);
 	bool any_usable = false;
+	char costly[300] = "";
 
 	if (rc < 0)
 		goto out;
@@ -301,12 +305,20 @@ static int unlock(struct fy_repo *r, const struct fy_secret *sec, uint8_t master
 		if (kf->kdf == FERRY__V1__KDF__KDF_NONE && !r->encrypted && kf->wrapped_master.len == MASTER_LEN) {
 			memcpy(master, kf->wrapped_master.data, MASTER_LEN);
 			rc = 0;
-		} else if (r->encrypted && kf->wrapped_master.len == WRAPPED_LEN && wrapping_key(kf, sec, wk) == 0) {
-			any_usable = true;
-			if (fy_unseal(wk, aad, key_aad(aad, r->repo_id), kf->wrapped_master.data, WRAPPED_LEN,
-				      master) == 0)
-				rc = 0;
-			OPENSSL_cleanse(wk, sizeof(wk));
+		} else if (r->encrypted && kf->wrapped_master.len == WRAPPED_LEN) {
+			int wr = wrapping_key(kf, sec, wk);
+
+			if (wr == -E2BIG && !costly[0])
+				snprintf(costly, sizeof(costly), "; %.120s asks for a key derivation beyond what ferry "
+					 "writes (scrypt N=2^%u r=%u p=%u): ignored", l.keys[i], kf->scrypt_log2_n,
+					 kf->scrypt_r, kf->scrypt_p);
+			if (wr == 0) {
+				any_usable = true;
+				if (fy_unseal(wk, aad, key_aad(aad, r->repo_id), kf->wrapped_master.data, WRAPPED_LEN,
+					      master) == 0)
+					rc = 0;
+				OPENSSL_cleanse(wk, sizeof(wk));
+			}
 		}
 		ferry__v1__key_file__free_unpacked(kf, NULL);
 	}
@@ -317,7 +329,8 @@ static int unlock(struct fy_repo *r, const struct fy_secret *sec, uint8_t master
 			snprintf(err, errlen, "repository %s is encrypted: set FERRY_PASSWORD, or give --password-file "
 				 "or --key-file", r->url);
 		else
-			snprintf(err, errlen, "wrong password or key for %s: no key object could be unlocked", r->url);
+			snprintf(err, errlen, "wrong password or key for %s: no key object could be unlocked%s", r->url,
+				 costly);
 	}
 out:
 	fy_store_keys_free(&l);

@@ -105,6 +105,58 @@ static void test_init_open_keys(void **state)
 	assert_int_equal(fy_repo_init(url, &o, &pw, err, sizeof(err)), -EINVAL);
 }
 
+/* A key object whose scrypt parameters exceed what init writes (here r = 32,
+ * which at N = 2^22 would be 16 GiB per open) is ignored, and the error
+ * says so; the same object with r = 8 opens. */
+static void rewrite_key(const char *url, unsigned r, unsigned log2n)
+{
+	char kdir[400], path[700];
+	DIR *d;
+	struct dirent *de;
+	FILE *f;
+	uint8_t buf[4096];
+	size_t len;
+
+	snprintf(kdir, sizeof(kdir), "%s/keys", url);
+	assert_non_null(d = opendir(kdir));
+	while ((de = readdir(d)) && de->d_name[0] == '.')
+		;
+	assert_non_null(de);
+	snprintf(path, sizeof(path), "%s/%s", kdir, de->d_name);
+	closedir(d);
+	assert_non_null(f = fopen(path, "rb"));
+	len = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	Ferry__V1__KeyFile *kf = ferry__v1__key_file__unpack(NULL, len, buf);
+
+	assert_non_null(kf);
+	kf->scrypt_r = r;
+	kf->scrypt_log2_n = log2n;
+	len = ferry__v1__key_file__pack(kf, buf);
+	ferry__v1__key_file__free_unpacked(kf, NULL);
+	assert_non_null(f = fopen(path, "wb"));
+	assert_int_equal(fwrite(buf, 1, len, f), len);
+	fclose(f);
+}
+
+static void test_key_cost_bounded(void **state)
+{
+	struct fy_init_opts o = default_opts();
+	char url[300], err[512];
+	struct fy_repo *r = NULL;
+
+	(void)state;
+	o.scrypt_log2n = 10;
+	snprintf(url, sizeof(url), "%s/cost", dir);
+	assert_int_equal(fy_repo_init(url, &o, &pw, err, sizeof(err)), 0);
+	rewrite_key(url, 32, 10);
+	assert_int_equal(fy_repo_open(url, &pw, &r, err, sizeof(err)), -EACCES);
+	assert_non_null(strstr(err, "beyond what ferry writes (scrypt N=2^10 r=32 p=1)"));
+	rewrite_key(url, 8, 10);
+	assert_int_equal(fy_repo_open(url, &pw, &r, err, sizeof(err)), 0);
+	fy_repo_close(r);
+}
+
 /* Creators racing: threads released together by a barrier all find no
  * config (the key derivation between that check and the writes is slower
  * than the check), then race to write it.  One wins; every other one gets
@@ -374,6 +426,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_init_open_keys),
+		cmocka_unit_test(test_key_cost_bounded),
 		cmocka_unit_test(test_init_race),
 		cmocka_unit_test(test_objects_encrypted),
 		cmocka_unit_test(test_objects_plain),
