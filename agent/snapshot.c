@@ -512,14 +512,25 @@ int fy_snapshot_repo(struct fy_agent *a, const struct fy_cat_snapshot *s, struct
 	return ret;
 }
 
+int fy_snapshot_restore_repo(struct fy_repo *r, const uint8_t rid[FY_SNAP_ID_LEN], const char *what,
+			     const char *path, char *err, size_t errlen)
+{
+	struct fy_restore_opts ro = { .target = path };
+	struct fy_restore_result res;
+	int ret = fy_restore(r, rid, &ro, &res, err, errlen);
+
+	if (!ret)
+		fy_log_info("restored snapshot %s into %s: %llu bytes in %.2f s", what, path,
+			    (unsigned long long)res.bytes_written, res.seconds);
+	return ret;
+}
+
 int fy_snapshot_materialise(struct fy_agent *a, const struct fy_cat_snapshot *s, const char *path,
 			    struct fy_map_entry *const *secrets, size_t nsecrets, char *err, size_t errlen)
 {
-	char clone[1024];
+	char clone[1024], what[200];
 	struct fy_repo *r;
 	uint8_t id[FY_SNAP_ID_LEN];
-	struct fy_restore_opts ro = { .target = path };
-	struct fy_restore_result res;
 	bool reflinked;
 	int ret;
 
@@ -534,10 +545,8 @@ int fy_snapshot_materialise(struct fy_agent *a, const struct fy_cat_snapshot *s,
 		snprintf(err, errlen, "snapshot %s: bad repository id '%s' in the catalog", s->id, s->repo_snapshot);
 		return -EINVAL;
 	}
-	ret = fy_restore(r, id, &ro, &res, err, errlen);
+	snprintf(what, sizeof(what), "%s from its repository", s->id);
+	ret = fy_snapshot_restore_repo(r, id, what, path, err, errlen);
 	fy_repo_close(r);
-	if (!ret)
-		fy_log_info("restored snapshot %s from its repository into %s: %llu bytes in %.2f s", s->id, path,
-			    (unsigned long long)res.bytes_written, res.seconds);
 	return ret;
 }
