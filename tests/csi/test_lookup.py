@@ -15,6 +15,8 @@ CreateVolume parameters (the StorageClass):
   clones are evicted (from the manifests), and cover every 4 KiB block A
   wrote; paging with max_results and starting_offset; the repository is
   read once, later calls answer from what B remembers;
+- ListSnapshots(snapshot_id) on B answers for A's snapshot (the status a
+  csi-snapshotter asks of a static VolumeSnapshotContent);
 - a wrong password: PERMISSION_DENIED, no secret in the message; an unknown
   id: NOT_FOUND naming the repositories searched; snapshots of different
   volumes, or in different repositories: INVALID_ARGUMENT;
@@ -141,6 +143,32 @@ class Lookup(AgentTest):
         self.assertTrue(blocks(tuples(got), self.chunk) <= blocks(self.writes2, self.chunk),
                         "B's delta: %s beyond the chunks changed" % tuples(got))
         log("delta on B, from the repository: %s (chunk %d)" % (tuples(got), self.chunk))
+
+    def test_list_snapshots(self):
+        """ListSnapshots(snapshot_id) of another node's snapshot: what the
+        csi-snapshotter asks of a static VolumeSnapshotContent."""
+        b, c = self.b, self.c
+        want = self.a.get_snapshot(self.s1.snapshot_id)
+        r = b.controller.ListSnapshots(pb.ListSnapshotsRequest(snapshot_id=self.s1.snapshot_id, secrets=self.secrets),
+                                       timeout=60)
+        self.assertEqual(len(r.entries), 1, "ListSnapshots(snapshot_id) on B: %s" % r)
+        got = r.entries[0].snapshot
+        self.assertEqual((got.snapshot_id, got.source_volume_id, got.size_bytes, got.ready_to_use),
+                         (want.snapshot_id, want.source_volume_id, want.size_bytes, True))
+        self.assertLess(abs(got.creation_time.ToNanoseconds() - want.creation_time.ToNanoseconds()), 60 * 10**9,
+                        "creation time: B says %s, A %s" % (got.creation_time, want.creation_time))
+        r = b.controller.ListSnapshots(pb.ListSnapshotsRequest(snapshot_id=self.s1.snapshot_id,
+                                                               source_volume_id="vol-" + "0" * 32,
+                                                               secrets=self.secrets), timeout=60)
+        self.assertEqual(len(r.entries), 0, "a source_volume_id filter that does not match")
+        e = self.assertCode(Code.PERMISSION_DENIED, b.controller.ListSnapshots,
+                            pb.ListSnapshotsRequest(snapshot_id=self.s1.snapshot_id, secrets={"password": WRONG}),
+                            "ListSnapshots with a wrong password")
+        self.assertNotIn(WRONG, e.details())
+        for ag, sid in ((b, "snap-" + uuid.uuid4().hex), (c, self.s1.snapshot_id)):
+            r = ag.controller.ListSnapshots(pb.ListSnapshotsRequest(snapshot_id=sid, secrets=self.secrets), timeout=60)
+            self.assertEqual(len(r.entries), 0, "%s: ListSnapshots(%s): %s" % (ag.name, sid, r))
+        self.assertEqual(b.list_snapshots(), [], "B lists snapshots it does not hold")
 
     def test_paging_reads_the_repository_once(self):
         b, s2 = self.b, self.s2.snapshot_id
