@@ -216,6 +216,8 @@ static int cached(struct fy_agent *a, const char *url, const char *id, uint8_t r
 	struct lk_ent *e = NULL;
 	int u;
 
+	if (!l)
+		return 0; /* no cache (an agent without fy_lookup_init: the fuzz targets) */
 	pthread_mutex_lock(&l->mu);
 	u = url_slot(l, url, NULL, false);
 	if (u >= 0 && (e = by_id(l, u, id))) {
@@ -232,6 +234,8 @@ static void drop(struct fy_agent *a, const char *url, const uint8_t rid[FY_SNAP_
 	struct lk_ent *e;
 	int u;
 
+	if (!l)
+		return;
 	pthread_mutex_lock(&l->mu);
 	u = url_slot(l, url, NULL, false);
 	if (u >= 0 && (e = by_rid(l, u, rid)))
@@ -265,10 +269,13 @@ static int scan(struct fy_agent *a, struct fy_repo *r, const char *url, const ch
 		bool seen;
 		int u;
 
-		pthread_mutex_lock(&l->mu);
-		u = url_slot(l, url, r, true);
-		seen = u >= 0 && by_rid(l, u, sid);
-		pthread_mutex_unlock(&l->mu);
+		seen = false;
+		if (l) {
+			pthread_mutex_lock(&l->mu);
+			u = url_slot(l, url, r, true);
+			seen = u >= 0 && by_rid(l, u, sid);
+			pthread_mutex_unlock(&l->mu);
+		}
 		if (seen) {
 			known++;
 			continue;
@@ -293,11 +300,13 @@ static int scan(struct fy_agent *a, struct fy_repo *r, const char *url, const ch
 		}
 		nread++;
 		label = label_of(mm);
-		pthread_mutex_lock(&l->mu);
-		u = url_slot(l, url, r, true);
-		if (u >= 0)
-			remember(l, u, sid, label);
-		pthread_mutex_unlock(&l->mu);
+		if (l) {
+			pthread_mutex_lock(&l->mu);
+			u = url_slot(l, url, r, true);
+			if (u >= 0)
+				remember(l, u, sid, label);
+			pthread_mutex_unlock(&l->mu);
+		}
 		if (!strcmp(label, id)) {
 			*m = mm;
 			memcpy(rid, sid, FY_SNAP_ID_LEN);
