@@ -18,8 +18,9 @@ CreateVolume parameters (the StorageClass):
 - ListSnapshots(snapshot_id) on B answers for A's snapshot (the status a
   csi-snapshotter asks of a static VolumeSnapshotContent);
 - a wrong password: PERMISSION_DENIED, no secret in the message; an unknown
-  id: NOT_FOUND naming the repositories searched; snapshots of different
-  volumes, or in different repositories: INVALID_ARGUMENT;
+  id: NOT_FOUND naming the repositories searched, UNAVAILABLE when one of
+  them could not be listed; snapshots of different volumes, or in different
+  repositories: INVALID_ARGUMENT;
 - CreateVolume on B (config) and on C (parameters only, the repository
   found through copy-to) restores the snapshot byte-identical (`cmp`)."""
 import os
@@ -249,6 +250,32 @@ class Lookup(AgentTest):
         self.assertCode(Code.OUT_OF_RANGE, b.meta.GetMetadataAllocated,
                         pb.GetMetadataAllocatedRequest(snapshot_id=self.s1.snapshot_id, starting_offset=SIZE,
                                                        secrets=self.secrets), "starting_offset at the end")
+
+    def test_unreadable_repository(self):
+        """A repository whose listing fails may hold the snapshot: the
+        others still answer, and found nowhere is UNAVAILABLE (try again),
+        not NOT_FOUND."""
+        c = self.c
+        url3, path3 = new_repo("lookup-broken")
+        os.rmdir(os.path.join(path3, "snapshots"))
+        with open(os.path.join(path3, "snapshots"), "w") as f:
+            f.write("not a folder: the listing cannot be trusted\n")
+        params = {P_REPO: url3, P_COPY: self.url}
+        r = c.controller.ListSnapshots(pb.ListSnapshotsRequest(snapshot_id=self.s1.snapshot_id,
+                                                               secrets=self.secrets), timeout=60)
+        self.assertEqual(len(r.entries), 0, "C has no lookup-repositories")
+        v = c.create_volume("pvc-lookup-broken", SIZE, snapshot=self.s1.snapshot_id, secrets=self.secrets,
+                            parameters=params)
+        self.restored(c, v, self.exp1, "lookup-broken")
+        c.delete_volume(v.volume_id)
+        e = self.assertCode(Code.UNAVAILABLE, c.controller.CreateVolume,
+                            pb.CreateVolumeRequest(name="pvc-lookup-unknown", volume_capabilities=[block_cap()],
+                                                   volume_content_source=snap_source("snap-" + uuid.uuid4().hex),
+                                                   parameters=params, secrets=self.secrets),
+                            "CreateVolume of an unknown id with an unreadable repository among those named")
+        self.assertIn(path3, e.details())
+        self.assertIn(self.url[len("file://"):] + ": not there", e.details())
+        log("unreadable: %s" % e.details())
 
     def restored(self, agent, vol, exp, name):
         """The volume's image equals exp (`cmp`)."""
