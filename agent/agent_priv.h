@@ -12,6 +12,7 @@
 
 #include "catalog.h"
 #include "csi.pb-c.h"
+#include "repo/repo.h"
 #include "rpc.h"
 
 #define FY_DRIVER_NAME "ferry.csi.dev"
@@ -34,6 +35,10 @@
 #define FY_STRIPES 64
 #define FY_MAX_HOOKS 16
 #define FY_MAX_TARGETS_URL 8
+#define FY_MAX_LOOKUP 16          /* lookup-repositories entries */
+
+/* The manifest label every upload records: the CSI snapshot id. */
+#define FY_L_SNAPSHOT_ID "ferry.csi.dev/snapshot-id"
 
 struct fy_hook {
 	char name[64];
@@ -52,10 +57,15 @@ struct fy_agent_conf {
 	uint64_t default_size;       /* CreateVolume without a capacity: 1 GiB */
 	struct fy_hook hooks[FY_MAX_HOOKS];
 	size_t nhooks;
+	/* Repositories searched for a snapshot this node's catalog does not
+	 * know (lookup.c), in order; malloc'd URLs. */
+	char *lookup[FY_MAX_LOOKUP];
+	size_t nlookup;
 	bool debug;
 };
 
 struct fy_jobs;
+struct fy_lookup;
 
 struct fy_agent {
 	struct fy_agent_conf conf;
@@ -65,6 +75,7 @@ struct fy_agent {
 	pthread_mutex_t name_lock[FY_STRIPES];   /* one CreateVolume/CreateSnapshot per name at a time */
 	pthread_mutex_t vol_lock[FY_STRIPES];    /* one cut, publish or delete per volume at a time */
 	struct fy_jobs *jobs;
+	struct fy_lookup *lookup;    /* lookup.c: which repository holds which snapshot */
 	atomic_bool stopping;
 };
 
@@ -148,6 +159,48 @@ int fy_snapshot_materialise(struct fy_agent *a, const struct fy_cat_snapshot *s,
 /* Open the primary repository a snapshot was uploaded to, with secrets. */
 int fy_snapshot_repo(struct fy_agent *a, const struct fy_cat_snapshot *s, struct fy_map_entry *const *secrets,
 		     size_t nsecrets, struct fy_repo **r, char *err, size_t errlen);
+
+/* Restore repository snapshot rid into the image at path (created):
+ * CreateVolume's restore from a repository; what names the CSI snapshot
+ * and where, for the log. */
+int fy_snapshot_restore_repo(struct fy_repo *r, const uint8_t rid[FY_SNAP_ID_LEN], const char *what,
+			     const char *path, char *err, size_t errlen);
+
+/* ---- lookup.c: snapshots this node's catalog does not know ----
+ * A CSI snapshot id is looked up by the label FY_L_SNAPSHOT_ID that every
+ * upload records in its manifest.  The repositories searched, in order:
+ * those a request's parameters name (ferry.csi.dev/repository, copy-to,
+ * copy-to-optional: CreateVolume's StorageClass; a copy opened with its
+ * "copy-N." secrets), then the config's lookup-repositories; each opened
+ * with the request's secrets.  Format 1 has no index of labels: a search
+ * reads the manifests one at a time; what it read is remembered (id ->
+ * repository snapshot, a bounded cache) so that a repeated call, or a
+ * search of another id in the same repository, reads only manifests it
+ * has not seen. */
+struct fy_found {
+	struct fy_repo *repo;            /* open: the caller closes it (fy_found_free) */
+	Ferry__V1__Manifest *m;          /* the snapshot's manifest */
+	uint8_t rid[FY_SNAP_ID_LEN];     /* its id in that repository */
+	char url[2048];                  /* the repository's URL as configured */
+	char shown[512];                 /* the same without its query, for messages */
+};
+int fy_lookup_init(struct fy_agent *a);
+void fy_lookup_free(struct fy_agent *a);
+/* Find snapshot id.  0 and *f; else -ENOENT (found in none: err names the
+ * repositories searched, or says none is configured), -EACCES/-EPERM
+ * (no repository could be opened with these secrets), or another -errno
+ * (a repository could not be read: the snapshot may be there).  err never
+ * holds a secret. */
+int fy_lookup_snapshot(struct fy_agent *a, const char *id, struct fy_map_entry *const *params, size_t nparams,
+		       struct fy_map_entry *const *secrets, size_t nsecrets, struct fy_found *f, char *err,
+		       size_t errlen);
+/* Find snapshot id in one open repository (url as given to open it).
+ * 0 with *rid and *m (free it), -ENOENT, or -errno (err says). */
+int fy_lookup_in(struct fy_agent *a, struct fy_repo *r, const char *url, const char *id,
+		 uint8_t rid[FY_SNAP_ID_LEN], Ferry__V1__Manifest **m, char *err, size_t errlen);
+/* The status of a lookup's failure. */
+grpc_status_code fy_lookup_status(int err);
+void fy_found_free(struct fy_found *f);
 
 /* ---- jobs.c: background uploads ---- */
 int fy_jobs_start(struct fy_agent *a, char *err, size_t errlen);

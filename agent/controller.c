@@ -141,9 +141,11 @@ static void create_volume(struct fy_rpc_call *call, const ProtobufCMessage *req_
 	struct fy_cat_volume v, old;
 	struct fy_cat_snapshot snap;
 	struct fy_cat_volume srcvol;
+	struct fy_found found = { 0 };
+	bool from_repo = false;      /* a snapshot this node's catalog does not know */
 	const char *src_snap = "", *src_vol = "";
 	uint64_t size, need = 0, limit = 0, required = 0;
-	char why[512], path[1024], srcpath[1024];
+	char why[1024], path[1024], srcpath[1024];
 	pthread_mutex_t *nl;
 	bool reflinked;
 	int ret;
@@ -189,13 +191,23 @@ static void create_volume(struct fy_rpc_call *call, const ProtobufCMessage *req_
 			if (!fy_safe_token(src_snap, FY_ID_MAX))
 				return fy_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
 						   "CreateVolume: source snapshot id is not valid");
-			if (fy_cat_snap_get(a->cat, src_snap, &snap))
-				return fy_rpc_fail(call, GRPC_STATUS_NOT_FOUND, "CreateVolume: snapshot %s does not exist",
-						   src_snap);
-			if (snap.state != FY_SNAP_READY && !snap.local)
-				return fy_rpc_fail(call, GRPC_STATUS_UNAVAILABLE,
-						   "CreateVolume: snapshot %s is not ready yet", src_snap);
-			need = snap.size;
+			if (!fy_cat_snap_get(a->cat, src_snap, &snap)) {
+				if (snap.state != FY_SNAP_READY && !snap.local)
+					return fy_rpc_fail(call, GRPC_STATUS_UNAVAILABLE,
+							   "CreateVolume: snapshot %s is not ready yet", src_snap);
+				need = snap.size;
+			} else if (!fy_cat_volume_by_name(a->cat, req->name, &old) &&
+				   !strcmp(old.source_snapshot, src_snap)) {
+				from_repo = true; /* a retry: the volume exists (answered below) */
+			} else {
+				/* Another node's, or another cluster's: from a repository. */
+				from_repo = true;
+				ret = fy_lookup_snapshot(a, src_snap, MAP(req->parameters), req->n_parameters,
+							 MAP(req->secrets), req->n_secrets, &found, why, sizeof(why));
+				if (ret)
+					return fy_rpc_fail(call, fy_lookup_status(ret), "CreateVolume: %s", why);
+				need = found.m->size;
+			}
 		} else if (cs->type_case == CSI__V1__VOLUME_CONTENT_SOURCE__TYPE_VOLUME && cs->volume) {
 			src_vol = cs->volume->volume_id ? cs->volume->volume_id : "";
 			if (!fy_safe_token(src_vol, FY_ID_MAX))
@@ -216,15 +228,18 @@ static void create_volume(struct fy_rpc_call *call, const ProtobufCMessage *req_
 	size = (size + MIB - 1) / MIB * MIB;
 	if (limit && size > limit)
 		size = limit / 4096 * 4096;
-	if (size < need || size < required || !size)
+	if (size < need || size < required || !size) {
+		fy_found_free(&found);
 		return fy_rpc_fail(call, GRPC_STATUS_OUT_OF_RANGE,
 				   "CreateVolume: the source needs %llu bytes, more than limit_bytes %llu allows",
 				   (unsigned long long)need, (unsigned long long)limit);
+	}
 
 	nl = fy_stripe(a->name_lock, req->name);
 	pthread_mutex_lock(nl);
 	if (!fy_cat_volume_by_name(a->cat, req->name, &old)) {
 		pthread_mutex_unlock(nl);
+		fy_found_free(&found);
 		if ((required && old.size < required) || (limit && old.size > limit) ||
 		    strcmp(old.source_snapshot, src_snap) || strcmp(old.source_volume, src_vol))
 			return fy_rpc_fail(call, GRPC_STATUS_ALREADY_EXISTS,
@@ -232,9 +247,16 @@ static void create_volume(struct fy_rpc_call *call, const ProtobufCMessage *req_
 					   old.id);
 		return reply_volume(call, a, &old);
 	}
+	if (from_repo && !found.repo) {
+		/* The volume this retry was answered by went meanwhile. */
+		pthread_mutex_unlock(nl);
+		return fy_rpc_fail(call, GRPC_STATUS_ABORTED, "CreateVolume '%s': the volume was deleted while this "
+				   "call ran: call again", req->name);
+	}
 	memset(&v, 0, sizeof(v));
 	if (fy_new_id("vol", v.id, sizeof(v.id))) {
 		pthread_mutex_unlock(nl);
+		fy_found_free(&found);
 		return fy_rpc_fail(call, GRPC_STATUS_INTERNAL, "CreateVolume: no random bytes for an id");
 	}
 	snprintf(v.name, sizeof(v.name), "%s", req->name);
@@ -248,7 +270,14 @@ static void create_volume(struct fy_rpc_call *call, const ProtobufCMessage *req_
 	if (v.access == FY_ACCESS_MOUNT && c0->mount && c0->mount->fs_type)
 		snprintf(v.fstype, sizeof(v.fstype), "%s", c0->mount->fs_type);
 	fy_vol_path(a, v.id, path, sizeof(path));
-	if (*src_snap) {
+	if (from_repo) {
+		char what[700], hex[2 * FY_SNAP_ID_LEN + 1];
+
+		fy_hex(found.rid, FY_SNAP_ID_LEN, hex);
+		snprintf(what, sizeof(what), "%s from %.500s (%s)", src_snap, found.shown, hex);
+		ret = fy_snapshot_restore_repo(found.repo, found.rid, what, path, why, sizeof(why));
+		fy_found_free(&found);
+	} else if (*src_snap) {
 		ret = fy_snapshot_materialise(a, &snap, path, MAP(req->secrets), req->n_secrets, why, sizeof(why));
 	} else if (*src_vol) {
 		fy_vol_path(a, src_vol, srcpath, sizeof(srcpath));

@@ -392,7 +392,7 @@ static int upload(struct fy_agent *a, struct fy_cat_snapshot *s, struct run *run
 	}
 	if (vol_labels)
 		fclose(vol_labels);
-	add_label(labels, &nl, 32, "ferry.csi.dev/snapshot-id", s->id);
+	add_label(labels, &nl, 32, FY_L_SNAPSHOT_ID, s->id);
 	add_label(labels, &nl, 32, "ferry.csi.dev/snapshot-name", s->name);
 	add_label(labels, &nl, 32, "ferry.csi.dev/node", a->conf.node_id);
 	fy_snap_path(a, s->id, src, sizeof(src));

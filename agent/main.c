@@ -23,7 +23,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: ferry agent [--endpoint unix:///csi/csi.sock] [--node-id NAME] [--state-dir DIR]\n"
-		"                   [--kubelet-dir DIR] [--config FILE] [--upload-workers N]\n"
+		"                   [--kubelet-dir DIR] [--config PATH] [--upload-workers N]\n"
 		"                   [--local-snapshots N] [--debug]\n\n"
 		"Serve the CSI Identity, Controller, Node and SnapshotMetadata services for\n"
 		"node-local image volumes; snapshots are uploaded to the repositories their\n"
@@ -33,13 +33,58 @@ static void usage(FILE *f)
 		"  --state-dir DIR      volumes, snapshots and the catalog (env FERRY_STATE_DIR;\n"
 		"                       default /var/lib/ferry); XFS or btrfs for reflink snapshots\n"
 		"  --kubelet-dir DIR    publish targets must lie under it (default /var/lib/kubelet)\n"
-		"  --config FILE        'key = value' lines: the long options without '--', and\n"
-		"                       hook.NAME.pre / hook.NAME.post = COMMAND (freeze hooks)\n"
+		"  --config PATH        'key = value' lines: the long options without '--',\n"
+		"                       hook.NAME.pre / hook.NAME.post = COMMAND (freeze hooks),\n"
+		"                       lookup-repositories = URL, ... (where snapshots this node\n"
+		"                       did not cut are looked up); PATH a file, or a directory\n"
+		"                       whose *.conf files are read in name order\n"
 		"  --upload-workers N   snapshots uploaded at once (default 2)\n"
 		"  --local-snapshots N  local clones kept per volume once uploaded (default 0: all)\n"
 		"  --debug              log every call, and gRPC's own messages\n\n"
 		"Exit status: 0 after SIGTERM/SIGINT (within the grace period, 5 s, plus 1 s),\n"
 		"1 when it cannot start (the socket, the state directory), 2 for bad usage.\n");
+}
+
+/* lookup-repositories = URL[, URL...]: appended (each line, each file of
+ * a config directory adds its own), duplicates once. */
+static int add_lookup(struct fy_agent_conf *c, const char *key, const char *val, char *err, size_t errlen)
+{
+	char *copy = strdup(val), *save = NULL;
+	int ret = copy ? 0 : -ENOMEM;
+
+	for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t && !ret; t = strtok_r(NULL, ",", &save)) {
+		bool dup = false;
+
+		while (*t == ' ' || *t == '\t')
+			t++;
+		for (char *e = t + strlen(t); e > t && (e[-1] == ' ' || e[-1] == '\t'); )
+			*--e = 0;
+		if (!*t)
+			continue;
+		if ((strncmp(t, "file:///", 8) && strncmp(t, "s3://", 5)) || strlen(t) > 1024) {
+			snprintf(err, errlen, "%s: '%.200s' is not a repository URL (file:///PATH or s3://BUCKET/PREFIX?...)",
+				 key, t);
+			ret = -EINVAL;
+			break;
+		}
+		for (size_t i = 0; i < c->nlookup; i++)
+			dup |= !strcmp(c->lookup[i], t);
+		if (dup)
+			continue;
+		if (c->nlookup == FY_MAX_LOOKUP) {
+			snprintf(err, errlen, "%s: more than %d repositories", key, FY_MAX_LOOKUP);
+			ret = -EINVAL;
+			break;
+		}
+		if (!(c->lookup[c->nlookup] = strdup(t)))
+			ret = -ENOMEM;
+		else
+			c->nlookup++;
+	}
+	if (ret == -ENOMEM)
+		snprintf(err, errlen, "%s: out of memory", key);
+	free(copy);
+	return ret;
 }
 
 static int set_key(struct fy_agent_conf *c, const char *key, const char *val, char *err, size_t errlen)
@@ -84,6 +129,8 @@ static int set_key(struct fy_agent_conf *c, const char *key, const char *val, ch
 		c->debug = !strcmp(val, "true") || !strcmp(val, "1");
 		return 0;
 	}
+	if (!strcmp(key, "lookup-repositories"))
+		return add_lookup(c, key, val, err, errlen);
 	if (!strncmp(key, "hook.", 5)) {
 		const char *name = key + 5, *dot = strrchr(name, '.');
 		struct fy_hook *h = NULL;
@@ -123,9 +170,11 @@ static void conf_free(struct fy_agent_conf *c)
 		free(c->hooks[i].pre);
 		free(c->hooks[i].post);
 	}
+	for (size_t i = 0; i < c->nlookup; i++)
+		free(c->lookup[i]);
 }
 
-static int read_config(struct fy_agent_conf *c, const char *path, char *err, size_t errlen)
+static int read_config_file(struct fy_agent_conf *c, const char *path, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "re");
 	char line[4096], e2[512];
@@ -167,6 +216,46 @@ static int read_config(struct fy_agent_conf *c, const char *path, char *err, siz
 		}
 	}
 	fclose(f);
+	return ret;
+}
+
+static int conf_name(const struct dirent *de)
+{
+	size_t n = strlen(de->d_name);
+
+	return de->d_name[0] != '.' && n > 5 && !strcmp(de->d_name + n - 5, ".conf");
+}
+
+/* A config file, or a directory whose *.conf files are read in name order
+ * (a ConfigMap mounted as a directory: one key per concern, and a
+ * kustomize component adds its own key). */
+static int read_config(struct fy_agent_conf *c, const char *path, char *err, size_t errlen)
+{
+	struct dirent **de = NULL;
+	struct stat st;
+	char sub[1024];
+	int n, ret = 0;
+
+	if (stat(path, &st)) {
+		ret = -errno;
+		snprintf(err, errlen, "config %s: %s", path, strerror(errno));
+		return ret;
+	}
+	if (!S_ISDIR(st.st_mode))
+		return read_config_file(c, path, err, errlen);
+	n = scandir(path, &de, conf_name, alphasort);
+	if (n < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "config %s: %s", path, strerror(errno));
+		return ret;
+	}
+	for (int i = 0; i < n; i++) {
+		snprintf(sub, sizeof(sub), "%s/%s", path, de[i]->d_name);
+		if (!ret && (stat(sub, &st) || S_ISREG(st.st_mode)))
+			ret = read_config_file(c, sub, err, errlen);
+		free(de[i]);
+	}
+	free(de);
 	return ret;
 }
 
@@ -382,6 +471,16 @@ int fy_agent_main(int argc, char **argv)
 		    a->conf.state_dir, a->reflink ? "reflink snapshots" : "no reflink: snapshots are sparse copies",
 		    a->conf.endpoint);
 	reconcile(a);
+	if (fy_lookup_init(a)) {
+		fprintf(stderr, "ferry agent: out of memory\n");
+		goto out;
+	}
+	for (size_t i = 0; i < a->conf.nlookup; i++) {
+		char shown[512];
+
+		fy_url_shown(a->conf.lookup[i], shown, sizeof(shown));
+		fy_log_info("snapshots this node did not cut are looked up in %s", shown);
+	}
 	if (fy_jobs_start(a, err, sizeof(err)) || fy_rpc_serve(srv, err, sizeof(err))) {
 		fprintf(stderr, "ferry agent: %s\n", err);
 		goto out;
@@ -417,6 +516,7 @@ out:
 	fy_jobs_stop(a, -1);
 	if (a->cat)
 		fy_cat_close(a->cat);
+	fy_lookup_free(a);
 	conf_free(&a->conf);
 	free(methods);
 	free(a);

@@ -67,6 +67,8 @@ struct fy_rpc_call {
 	grpc_slice status_details;
 	bool has_details;
 	struct fy_rpc_call *next;       /* worker queue */
+	fy_rpc_fn later;                /* fy_rpc_defer: run this on a worker */
+	bool deferred;
 };
 
 struct fy_rpc_server {
@@ -418,9 +420,36 @@ int64_t fy_rpc_ms_left(const struct fy_rpc_call *c)
 
 /* ---- dispatch ---- */
 
+static void enqueue(struct fy_rpc_call *c)
+{
+	struct fy_rpc_server *s = c->srv;
+
+	pthread_mutex_lock(&s->mu);
+	if (s->qtail)
+		s->qtail->next = c;
+	else
+		s->qhead = c;
+	s->qtail = c;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+void fy_rpc_defer(struct fy_rpc_call *c, fy_rpc_fn fn)
+{
+	if (!c->deferred && !c->answered)
+		c->later = fn;
+}
+
 static void run_handler(struct fy_rpc_call *c)
 {
-	c->m->fn(c, c->req, c->srv->ctx);
+	fy_rpc_fn fn = c->later ? c->later : c->m->fn;
+
+	c->later = NULL;
+	fn(c, c->req, c->srv->ctx);
+	if (c->later && !c->answered) {
+		c->deferred = true; /* once: a deferred handler runs on a worker */
+		return enqueue(c);  /* with the handler's reference */
+	}
 	if (!c->answered)
 		finish(c, NULL, GRPC_STATUS_INTERNAL, "the handler did not answer");
 	call_unref(c); /* the handler's reference */
@@ -514,14 +543,7 @@ static void accepted(struct fy_rpc_call *c)
 		run_handler(c);
 		return;
 	}
-	pthread_mutex_lock(&s->mu);
-	if (s->qtail)
-		s->qtail->next = c;
-	else
-		s->qhead = c;
-	s->qtail = c;
-	pthread_cond_signal(&s->cv);
-	pthread_mutex_unlock(&s->mu);
+	enqueue(c);
 }
 
 static void *cq_loop(void *arg)

@@ -76,6 +76,11 @@ int fy_rpc_send(struct fy_rpc_call *c, const ProtobufCMessage *msg);
 /* End a stream with OK. */
 void fy_rpc_end(struct fy_rpc_call *c);
 
+/* From an inline handler that finds it must block after all: return at
+ * once without answering, and fn runs on a worker with the same call and
+ * request (which answers it).  Once per call. */
+void fy_rpc_defer(struct fy_rpc_call *c, fy_rpc_fn fn);
+
 /* Has the client cancelled, the deadline passed, or the server begun to stop? */
 bool fy_rpc_cancelled(struct fy_rpc_call *c);
 /* The method path, for logs. */

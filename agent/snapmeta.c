@@ -119,8 +119,8 @@ static void clip(struct fy_range *r, size_t *n, uint64_t from)
 	*n = k;
 }
 
-static int lookup(struct fy_rpc_call *call, struct fy_agent *a, const char *what, const char *id,
-		  struct fy_cat_snapshot *s)
+/* Check an id: 0, or the call failed. */
+static int check_id(struct fy_rpc_call *call, const char *what, const char *id)
 {
 	if (!id || !*id) {
 		fy_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "%s is required", what);
@@ -130,11 +130,39 @@ static int lookup(struct fy_rpc_call *call, struct fy_agent *a, const char *what
 		fy_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "%s is not a valid id", what);
 		return -1;
 	}
-	if (fy_cat_snap_get(a->cat, id, s)) {
-		fy_rpc_fail(call, GRPC_STATUS_NOT_FOUND, "%s %s does not exist", what, id);
-		return -1;
-	}
 	return 0;
+}
+
+/* A snapshot this node's catalog does not know, from the repositories
+ * (lookup.c): the allocated chunks of its manifest. */
+static void allocated_from_repositories(struct fy_rpc_call *call, struct fy_agent *a,
+					const Csi__V1__GetMetadataAllocatedRequest *req)
+{
+	struct fy_found f;
+	struct fy_range *r = NULL;
+	size_t n = 0;
+	uint64_t size;
+	char why[1024];
+	int ret;
+
+	ret = fy_lookup_snapshot(a, req->snapshot_id, NULL, 0, MAP(req->secrets), req->n_secrets, &f, why,
+				 sizeof(why));
+	if (ret)
+		return fy_rpc_fail(call, fy_lookup_status(ret), "GetMetadataAllocated: %s", why);
+	size = f.m->size;
+	if ((uint64_t)req->starting_offset >= size) {
+		fy_found_free(&f);
+		return fy_rpc_fail(call, GRPC_STATUS_OUT_OF_RANGE,
+				   "GetMetadataAllocated: starting_offset %lld is past the snapshot's end (%llu bytes)",
+				   (long long)req->starting_offset, (unsigned long long)size);
+	}
+	ret = manifest_allocated(f.m, (uint64_t)req->starting_offset, &r, &n);
+	fy_found_free(&f);
+	if (ret)
+		return fy_rpc_fail(call, fy_errno_status(ret), "GetMetadataAllocated %s: %s", req->snapshot_id,
+				   strerror(-ret));
+	stream(call, false, r, n, size, req->max_results);
+	free(r);
 }
 
 static void get_allocated(struct fy_rpc_call *call, const ProtobufCMessage *req_, void *ctx)
@@ -147,11 +175,13 @@ static void get_allocated(struct fy_rpc_call *call, const ProtobufCMessage *req_
 	char path[1024], why[768];
 	int ret;
 
-	if (lookup(call, a, "snapshot_id", req->snapshot_id, &s))
+	if (check_id(call, "snapshot_id", req->snapshot_id))
 		return;
 	if (req->max_results < 0 || req->starting_offset < 0)
 		return fy_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "GetMetadataAllocated: negative %s",
 				   req->max_results < 0 ? "max_results" : "starting_offset");
+	if (fy_cat_snap_get(a->cat, req->snapshot_id, &s))
+		return allocated_from_repositories(call, a, req);
 	if ((uint64_t)req->starting_offset >= s.size)
 		return fy_rpc_fail(call, GRPC_STATUS_OUT_OF_RANGE,
 				   "GetMetadataAllocated: starting_offset %lld is past the snapshot's end (%llu bytes)",
@@ -184,22 +214,165 @@ static void get_allocated(struct fy_rpc_call *call, const ProtobufCMessage *req_
 	free(r);
 }
 
+/* The primary repository's URL of a snapshot of this node ("" if none). */
+static void repo_url(struct fy_agent *a, const char *id, char *url, size_t len)
+{
+	struct fy_kv *kv = NULL;
+	size_t n = 0;
+
+	url[0] = 0;
+	if (fy_cat_snap_params(a->cat, id, &kv, &n))
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(kv[i].key, FY_P_REPO))
+			snprintf(url, len, "%s", kv[i].value);
+	fy_kv_free(kv, n);
+}
+
+/* One side of a delta answered from a repository. */
+struct side {
+	const char *id;
+	bool in_catalog;
+	struct fy_cat_snapshot cat;
+	const char *volume;
+	uint64_t size;
+	uint8_t rid[FY_SNAP_ID_LEN];
+};
+
+/* A delta where this node's catalog lacks one snapshot or both: from the
+ * manifests of the repository that holds the target, which must hold the
+ * base too (the same repository, or a copy of it). */
+static void delta_from_repositories(struct fy_rpc_call *call, struct fy_agent *a,
+				    const Csi__V1__GetMetadataDeltaRequest *req, struct side *base, struct side *target)
+{
+	struct fy_found f = { 0 };
+	Ferry__V1__Manifest *bm = NULL;
+	struct fy_diff_result d;
+	struct fy_range *r;
+	size_t n;
+	char why[1024], url[2048] = "", shown[512] = "";
+	int ret;
+
+	/* The target, and the repository it is in (none: a snapshot of this
+	 * node not uploaded yet). */
+	if (!target->in_catalog) {
+		ret = fy_lookup_snapshot(a, target->id, NULL, 0, MAP(req->secrets), req->n_secrets, &f, why,
+					 sizeof(why));
+		if (ret)
+			return fy_rpc_fail(call, fy_lookup_status(ret), "GetMetadataDelta: target: %s", why);
+		memcpy(target->rid, f.rid, sizeof(target->rid));
+		snprintf(url, sizeof(url), "%s", f.url);
+		snprintf(shown, sizeof(shown), "%s", f.shown);
+		target->volume = f.m->volume;
+		target->size = f.m->size;
+	} else {
+		target->volume = target->cat.volume_id;
+		target->size = target->cat.size;
+		if (target->cat.repo_snapshot[0]) {
+			ret = fy_snapshot_repo(a, &target->cat, MAP(req->secrets), req->n_secrets, &f.repo, why,
+					       sizeof(why));
+			if (ret)
+				return fy_rpc_fail(call, ret == -ENOENT ? GRPC_STATUS_FAILED_PRECONDITION
+									: fy_errno_status(ret),
+						   "GetMetadataDelta %s..%s: %s", base->id, target->id, why);
+			fy_unhex(target->cat.repo_snapshot, target->rid, sizeof(target->rid));
+			repo_url(a, target->id, url, sizeof(url));
+			fy_url_shown(url, shown, sizeof(shown));
+		}
+	}
+	/* The base, in that repository. */
+	if (!base->in_catalog) {
+		ret = f.repo ? fy_lookup_in(a, f.repo, url, base->id, base->rid, &bm, why, sizeof(why)) : -ENOENT;
+		if (ret == -ENOENT) {
+			struct fy_found g;
+			grpc_status_code code;
+
+			/* Elsewhere?  Then the two cannot be compared; nowhere: NOT_FOUND. */
+			ret = fy_lookup_snapshot(a, base->id, NULL, 0, MAP(req->secrets), req->n_secrets, &g, why,
+						 sizeof(why));
+			if (!ret && f.repo)
+				snprintf(why, sizeof(why), "base %s is in %.400s, target %s in %.400s: a delta needs both "
+					 "in one repository", base->id, g.shown, target->id, shown);
+			else if (!ret)
+				snprintf(why, sizeof(why), "target %s is on this node but not uploaded yet, base %s only "
+					 "in %.400s: a delta between them needs both in one repository", target->id,
+					 base->id, g.shown);
+			code = ret ? fy_lookup_status(ret) : f.repo ? GRPC_STATUS_INVALID_ARGUMENT
+							: GRPC_STATUS_FAILED_PRECONDITION;
+			if (!ret)
+				fy_found_free(&g);
+			fy_found_free(&f);
+			return fy_rpc_fail(call, code, "GetMetadataDelta: %s%s", ret ? "base: " : "", why);
+		}
+		if (ret) {
+			fy_found_free(&f);
+			return fy_rpc_fail(call, fy_lookup_status(ret), "GetMetadataDelta: base %s: %s", base->id, why);
+		}
+		base->volume = bm->volume;
+	} else {
+		base->volume = base->cat.volume_id;
+		if (!base->cat.repo_snapshot[0] || !f.repo) {
+			fy_found_free(&f);
+			return fy_rpc_fail(call, GRPC_STATUS_FAILED_PRECONDITION,
+					   "GetMetadataDelta %s..%s: %s is on this node but not uploaded yet, and %s is "
+					   "not on this node: a delta between them needs both in a repository", base->id,
+					   target->id, base->cat.repo_snapshot[0] ? target->id : base->id,
+					   base->cat.repo_snapshot[0] ? base->id : target->id);
+		}
+		fy_unhex(base->cat.repo_snapshot, base->rid, sizeof(base->rid));
+	}
+	if (strcmp(base->volume, target->volume)) {
+		ret = -EINVAL;
+		snprintf(why, sizeof(why), "%s and %s are snapshots of different volumes", base->id, target->id);
+	} else if ((uint64_t)req->starting_offset >= target->size) {
+		ret = -ERANGE;
+		snprintf(why, sizeof(why), "starting_offset %lld is past the snapshot's end (%llu bytes)",
+			 (long long)req->starting_offset, (unsigned long long)target->size);
+	} else {
+		ret = fy_diff(f.repo, base->rid, target->rid, &d, why, sizeof(why));
+		if (ret == -ENOENT && base->in_catalog) {
+			/* This node's base went to another repository. */
+			ret = -EINVAL;
+			snprintf(why, sizeof(why), "base %s was uploaded elsewhere than target %s (in %.400s): a delta "
+				 "needs both in one repository", base->id, target->id, shown);
+		}
+	}
+	if (bm)
+		ferry__v1__manifest__free_unpacked(bm, NULL);
+	fy_found_free(&f);
+	if (ret)
+		return fy_rpc_fail(call, fy_errno_status(ret), "GetMetadataDelta %s..%s: %s", base->id, target->id,
+				   why);
+	r = d.ranges;
+	n = d.nranges;
+	clip(r, &n, (uint64_t)req->starting_offset);
+	stream(call, true, r, n, target->size, req->max_results);
+	free(r);
+}
+
 static void get_delta(struct fy_rpc_call *call, const ProtobufCMessage *req_, void *ctx)
 {
 	const Csi__V1__GetMetadataDeltaRequest *req = (const Csi__V1__GetMetadataDeltaRequest *)req_;
 	struct fy_agent *a = ctx;
+	struct side bs = { .id = req->base_snapshot_id }, ts = { .id = req->target_snapshot_id };
 	struct fy_cat_snapshot base, target;
 	struct fy_range *r = NULL;
 	size_t n = 0;
 	char bpath[1024], tpath[1024], why[768] = "";
 	int ret = -EOPNOTSUPP;
 
-	if (lookup(call, a, "base_snapshot_id", req->base_snapshot_id, &base) ||
-	    lookup(call, a, "target_snapshot_id", req->target_snapshot_id, &target))
+	if (check_id(call, "base_snapshot_id", req->base_snapshot_id) ||
+	    check_id(call, "target_snapshot_id", req->target_snapshot_id))
 		return;
 	if (req->max_results < 0 || req->starting_offset < 0)
 		return fy_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "GetMetadataDelta: negative %s",
 				   req->max_results < 0 ? "max_results" : "starting_offset");
+	bs.in_catalog = !fy_cat_snap_get(a->cat, bs.id, &bs.cat);
+	ts.in_catalog = !fy_cat_snap_get(a->cat, ts.id, &ts.cat);
+	if (!bs.in_catalog || !ts.in_catalog)
+		return delta_from_repositories(call, a, req, &bs, &ts);
+	base = bs.cat;
+	target = ts.cat;
 	if (strcmp(base.volume_id, target.volume_id))
 		return fy_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
 				   "GetMetadataDelta: %s and %s are snapshots of different volumes", base.id, target.id);

@@ -421,6 +421,47 @@ void fy_delete_snapshot(struct fy_rpc_call *call, const ProtobufCMessage *req_, 
 	fy_rpc_reply(call, MSG(&(Csi__V1__DeleteSnapshotResponse)CSI__V1__DELETE_SNAPSHOT_RESPONSE__INIT));
 }
 
+/* ListSnapshots of one id this node's catalog lacks (on a worker: a
+ * search may read a repository): the csi-snapshotter asks it of a static
+ * VolumeSnapshotContent (restoring in another cluster) for its status.
+ * Found: one entry, ready; found nowhere: none (the spec's answer);
+ * repositories that refused the secrets or could not be read: the error. */
+static void list_from_repositories(struct fy_rpc_call *call, const ProtobufCMessage *req_, void *ctx)
+{
+	const Csi__V1__ListSnapshotsRequest *req = (const Csi__V1__ListSnapshotsRequest *)req_;
+	struct fy_agent *a = ctx;
+	Csi__V1__ListSnapshotsResponse resp = CSI__V1__LIST_SNAPSHOTS_RESPONSE__INIT;
+	Csi__V1__ListSnapshotsResponse__Entry ent = CSI__V1__LIST_SNAPSHOTS_RESPONSE__ENTRY__INIT, *entp = &ent;
+	Csi__V1__Snapshot snap = CSI__V1__SNAPSHOT__INIT;
+	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+	struct fy_found f;
+	char why[1024];
+	int ret;
+
+	ret = fy_lookup_snapshot(a, req->snapshot_id, NULL, 0, MAP(req->secrets), req->n_secrets, &f, why,
+				 sizeof(why));
+	if (ret == -ENOENT)
+		return fy_rpc_reply(call, MSG(&resp));
+	if (ret)
+		return fy_rpc_fail(call, fy_lookup_status(ret), "ListSnapshots: %s", why);
+	if (req->source_volume_id && *req->source_volume_id && strcmp(req->source_volume_id, f.m->volume)) {
+		fy_found_free(&f);
+		return fy_rpc_reply(call, MSG(&resp));
+	}
+	snap.snapshot_id = req->snapshot_id;
+	snap.source_volume_id = f.m->volume;
+	snap.size_bytes = (int64_t)f.m->size;
+	ts.seconds = f.m->created_unix_nano / 1000000000LL;
+	ts.nanos = (int32_t)(f.m->created_unix_nano % 1000000000LL);
+	snap.creation_time = &ts;
+	snap.ready_to_use = true;
+	ent.snapshot = &snap;
+	resp.n_entries = 1;
+	resp.entries = &entp;
+	fy_rpc_reply(call, MSG(&resp));
+	fy_found_free(&f);
+}
+
 void fy_list_snapshots(struct fy_rpc_call *call, const ProtobufCMessage *req_, void *ctx)
 {
 	const Csi__V1__ListSnapshotsRequest *req = (const Csi__V1__ListSnapshotsRequest *)req_;
@@ -444,6 +485,10 @@ void fy_list_snapshots(struct fy_rpc_call *call, const ProtobufCMessage *req_, v
 	if (*tok && !fy_safe_token(tok, FY_ID_MAX))
 		return fy_rpc_fail(call, GRPC_STATUS_ABORTED, "ListSnapshots: starting_token is not one we gave");
 	ret = fy_cat_snaps(a->cat, vol, sid, tok, (size_t)req->max_entries, &s, &n, &more);
+	if (!ret && !n && *sid && !*tok && a->conf.nlookup && fy_our_id(sid, "snap")) {
+		free(s);
+		return fy_rpc_defer(call, list_from_repositories); /* another node's, or cluster's? */
+	}
 	if (ret == -EINVAL)
 		return fy_rpc_fail(call, GRPC_STATUS_ABORTED, "ListSnapshots: starting_token '%s' is not one we gave "
 				   "(or its snapshot is gone): list from the start", tok);
@@ -512,14 +557,25 @@ int fy_snapshot_repo(struct fy_agent *a, const struct fy_cat_snapshot *s, struct
 	return ret;
 }
 
+int fy_snapshot_restore_repo(struct fy_repo *r, const uint8_t rid[FY_SNAP_ID_LEN], const char *what,
+			     const char *path, char *err, size_t errlen)
+{
+	struct fy_restore_opts ro = { .target = path };
+	struct fy_restore_result res;
+	int ret = fy_restore(r, rid, &ro, &res, err, errlen);
+
+	if (!ret)
+		fy_log_info("restored snapshot %s into %s: %llu bytes in %.2f s", what, path,
+			    (unsigned long long)res.bytes_written, res.seconds);
+	return ret;
+}
+
 int fy_snapshot_materialise(struct fy_agent *a, const struct fy_cat_snapshot *s, const char *path,
 			    struct fy_map_entry *const *secrets, size_t nsecrets, char *err, size_t errlen)
 {
-	char clone[1024];
+	char clone[1024], what[200];
 	struct fy_repo *r;
 	uint8_t id[FY_SNAP_ID_LEN];
-	struct fy_restore_opts ro = { .target = path };
-	struct fy_restore_result res;
 	bool reflinked;
 	int ret;
 
@@ -534,10 +590,8 @@ int fy_snapshot_materialise(struct fy_agent *a, const struct fy_cat_snapshot *s,
 		snprintf(err, errlen, "snapshot %s: bad repository id '%s' in the catalog", s->id, s->repo_snapshot);
 		return -EINVAL;
 	}
-	ret = fy_restore(r, id, &ro, &res, err, errlen);
+	snprintf(what, sizeof(what), "%s from its repository", s->id);
+	ret = fy_snapshot_restore_repo(r, id, what, path, err, errlen);
 	fy_repo_close(r);
-	if (!ret)
-		fy_log_info("restored snapshot %s from its repository into %s: %llu bytes in %.2f s", s->id, path,
-			    (unsigned long long)res.bytes_written, res.seconds);
 	return ret;
 }

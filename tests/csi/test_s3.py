@@ -5,14 +5,17 @@ each target's keys from the CSI secrets ("copy-1." for the copy).  Both
 targets pass `ferry check --read-data`, a restore from the copy equals the
 volume, a wrong secret key fails the upload with the server's reason on the
 next CreateSnapshot and a retry with the right keys succeeds, and no secret
-reaches the log or stays in the state directory."""
+reaches the log or stays in the state directory.  Another node that never
+saw a snapshot finds it in the bucket (lookup-repositories): its metadata,
+a wrong key refused, a CreateVolume restoring it byte-identical."""
 import os
+import subprocess
 import time
 
 import grpc
 
-from csilib import (P_COPY, P_CREATE, P_REPO, PASSWORD, WORK, MiB, Agent, AgentTest, block_cap, ferry, log,
-                    main, prand, pwrite_sync, repo_snapshot_of)
+from csilib import (P_COPY, P_CREATE, P_REPO, PASSWORD, WORK, MiB, Agent, AgentTest, block_cap, blocks, ferry,
+                    log, main, prand, pwrite_sync, repo_snapshot_of, tuples)
 
 SIZE = 64 * MiB
 
@@ -133,6 +136,61 @@ class S3Targets(AgentTest):
                 self.assertNotIn(r["RGW_PRIMARY_SK"].encode(), body, "a secret is left in " + p)
         a.unpublish(v.volume_id, t)
         log("two targets in two accounts, a wrong key reported and retried, copies verified")
+
+    def test_lookup_on_another_node(self):
+        """A node that never saw the snapshot (lookup-repositories = the
+        bucket) answers GetMetadataAllocated from its manifest and restores
+        it with CreateVolume, with the S3 keys of the request's secrets."""
+        a, r = self.agent, self.rgw
+        run = "csi-lookup.%d.%d" % (os.getpid(), int(time.time()))
+        url = "s3://ferry-primary/%s?endpoint=%s&region=%s&style=path" % (
+            run, r["RGW_HTTP"], r.get("RGW_REGION", "us-east-1"))
+        size = 16 * MiB
+        v = a.create_volume("pvc-s3-lookup", size)
+        t = a.publish(v.volume_id, a.block_target("pvc-s3-lookup"))
+        expected = bytearray(size)
+        writes = [(0, MiB), (9 * MiB + 4096, 4096), (size - MiB, MiB)]
+        for i, (off, ln) in enumerate(writes):
+            d = prand(ln, "s3-lookup-%d" % i)
+            pwrite_sync(t, off, d)
+            expected[off:off + ln] = d
+        s = a.create_snapshot(v.volume_id, "snapshot-s3-lookup", {P_REPO: url, P_CREATE: "true"}, self.secrets())
+        a.wait_ready(s.snapshot_id)
+        a.unpublish(v.volume_id, t)
+        b = Agent("s3-lookup-b", node_id="node-s3-b", config="lookup-repositories = %s\n" % url).start()
+        try:
+            got = tuples(b.metadata("allocated", snapshot_id=s.snapshot_id, secrets=self.secrets()))
+            chunk = 4 * MiB
+            self.assertFalse(blocks(writes) - blocks(got), "B misses written blocks: %s" % got)
+            self.assertTrue(blocks(got, chunk) <= blocks(writes, chunk), "B: %s beyond the chunks written" % got)
+            bad = self.secrets(primary_sk="not-the-secret-key-0c7e1b")
+            with self.assertRaises(grpc.RpcError) as cm:
+                b.metadata("allocated", snapshot_id=s.snapshot_id, secrets=bad)
+            e = cm.exception
+            log("a wrong secret key: %s %s" % (e.code().name, e.details()))
+            self.assertEqual(e.code(), grpc.StatusCode.PERMISSION_DENIED, e.details())
+            self.assertNotIn("not-the-secret-key-0c7e1b", e.details())
+            self.assertIn("SignatureDoesNotMatch", e.details(), "the server's reason is not in the message")
+            c = b.create_volume("pvc-s3-lookup-b", size, snapshot=s.snapshot_id, secrets=self.secrets())
+            img = b.vol_img(c.volume_id)
+            ref = os.path.join(WORK, "s3-lookup.expected")
+            with open(ref, "wb") as f:
+                f.write(bytes(expected))
+            p = subprocess.run(["cmp", img, ref], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            self.assertEqual(p.returncode, 0, "cmp: %s" % p.stdout.decode(errors="replace"))
+            os.unlink(ref)
+            b.delete_volume(c.volume_id)
+            text = b.log_text()
+            for k, val in self.secrets().items():
+                if k == "password" or "SECRET" in k:
+                    self.assertNotIn(val, text, "the secret %s is in B's log" % k)
+            self.assertNotIn("not-the-secret-key-0c7e1b", text)
+            rc, _ = b.stop()
+            self.assertEqual(rc, 0)
+            self.assertAgentClean(b)
+        finally:
+            b.stop()
+        log("another node answered and restored from the bucket: %s" % got)
 
 
 if __name__ == "__main__":

@@ -147,12 +147,19 @@ static void put_manifest(struct fy_repo *r, uint8_t idbyte, const uint8_t ids[3]
 	m.format_version = FY_FORMAT_VERSION;
 	m.snapshot_id.data = sid;
 	m.snapshot_id.len = sizeof(sid);
-	m.volume = (char *)"fuzz-vol-1";
+	m.volume = (char *)FZ_VOL1; /* uploads record the CSI volume id */
 	m.size = VOL_SIZE;
 	m.chunk_size = MIB;
 	m.created_unix_nano = T0 + idbyte;
 	m.hostname = (char *)"fuzz";
 	m.source = (char *)"/dev/fuzz";
+	Ferry__V1__Manifest__LabelsEntry label = FERRY__V1__MANIFEST__LABELS_ENTRY__INIT, *labels = &label;
+
+	/* The id a node that never had it finds it by (lookup.c). */
+	label.key = (char *)FY_L_SNAPSHOT_ID;
+	label.value = (char *)(idbyte == 0x44 ? FZ_SNAP5 : FZ_SNAP3);
+	m.n_labels = 1;
+	m.labels = &labels;
 	m.chunk_ids.data = chunk_ids;
 	m.chunk_ids.len = sizeof(chunk_ids);
 	m.n_block_crc32c = 3;
@@ -388,8 +395,14 @@ struct fy_agent *fz_csi_agent(enum fz_csi_kind k)
 		pthread_mutex_init(&a->vol_lock[i], NULL);
 	}
 	must(fy_cat_open(a->conf.state_dir, &a->cat, err, sizeof(err)), err);
-	if (kind == FZ_CSI_CONTROLLER)
+	if (kind == FZ_CSI_CONTROLLER) {
 		make_repo();
+		/* Ids the catalog lacks are looked up there (lookup.c), as
+		 * lookup-repositories does. */
+		if (!(a->conf.lookup[0] = strdup(repo_url)) || fy_lookup_init(a))
+			fz_fail("fixture: out of memory");
+		a->conf.nlookup = 1;
+	}
 	publish_records();
 	fz_csi_reset(a);
 	return a;

@@ -21,6 +21,7 @@
 #define FZ_SNAP2 "snap-22222222222222222222222222222222" /* local clone of VOL1, later */
 #define FZ_SNAP3 "snap-33333333333333333333333333333333" /* only in the repository: all holes */
 #define FZ_SNAP4 "snap-44444444444444444444444444444444" /* only in the repository: chunks it lacks */
+#define FZ_SNAP5 "snap-55555555555555555555555555555555" /* another node's: the label of SNAP4's manifest, not in the catalog */
 #define FZ_NODE "fuzz-node"
 
 enum fz_csi_kind {

@@ -477,6 +477,20 @@ static void controller(void)
 		r.secrets = (Csi__V1__CreateVolumeRequest__SecretsEntry **)kv(
 			&csi__v1__create_volume_request__secrets_entry__descriptor, 1, "password", FZ_PASSWORD);
 		seed_msg(t, "create-volume-from-repository", 0, &r.base);
+		/* Another node's snapshot: the StorageClass's repositories (none
+		 * there), then lookup-repositories (the fixture's). */
+		Csi__V1__CreateVolumeRequest__ParametersEntry **k8s = r.parameters;
+		size_t nk8s = r.n_parameters;
+
+		r.name = (char *)"pvc-from-snap5";
+		ss.snapshot_id = (char *)FZ_SNAP5;
+		r.n_parameters = 2;
+		r.parameters = (Csi__V1__CreateVolumeRequest__ParametersEntry **)kv(
+			&csi__v1__create_volume_request__parameters_entry__descriptor, 2, FY_P_REPO, "/srv/no-repository",
+			FY_P_COPY, "file:///srv/no-copy, /srv/no-copy-2");
+		seed_msg(t, "create-volume-lookup", 0, &r.base);
+		r.n_parameters = nk8s;
+		r.parameters = k8s;
 		r.name = (char *)"pvc-clone";
 		vs.volume_id = (char *)FZ_VOL1;
 		src.type_case = CSI__V1__VOLUME_CONTENT_SOURCE__TYPE_VOLUME;
@@ -545,6 +559,13 @@ static void controller(void)
 		r.starting_token = NULL;
 		r.snapshot_id = (char *)FZ_SNAP3;
 		seed_msg(t, "list-snapshots-one", 6, &r.base);
+		r.snapshot_id = (char *)FZ_SNAP5;
+		r.source_volume_id = NULL;
+		r.max_entries = 0;
+		r.n_secrets = 1;
+		r.secrets = (Csi__V1__ListSnapshotsRequest__SecretsEntry **)kv(
+			&csi__v1__list_snapshots_request__secrets_entry__descriptor, 1, "password", FZ_PASSWORD);
+		seed_msg(t, "list-snapshots-lookup", 6, &r.base);
 	}
 	{
 		Csi__V1__GetMetadataAllocatedRequest r = CSI__V1__GET_METADATA_ALLOCATED_REQUEST__INIT;
@@ -558,6 +579,8 @@ static void controller(void)
 		r.secrets = (Csi__V1__GetMetadataAllocatedRequest__SecretsEntry **)kv(
 			&csi__v1__get_metadata_allocated_request__secrets_entry__descriptor, 1, "password", FZ_PASSWORD);
 		seed_msg(t, "allocated-repository", 7, &r.base);
+		r.snapshot_id = (char *)FZ_SNAP5;
+		seed_msg(t, "allocated-lookup", 7, &r.base);
 	}
 	{
 		Csi__V1__GetMetadataDeltaRequest r = CSI__V1__GET_METADATA_DELTA_REQUEST__INIT;
@@ -573,6 +596,8 @@ static void controller(void)
 		r.secrets = (Csi__V1__GetMetadataDeltaRequest__SecretsEntry **)kv(
 			&csi__v1__get_metadata_delta_request__secrets_entry__descriptor, 1, "password", FZ_PASSWORD);
 		seed_msg(t, "delta-repository", 8, &r.base);
+		r.base_snapshot_id = (char *)FZ_SNAP5;
+		seed_msg(t, "delta-lookup", 8, &r.base);
 	}
 }
 

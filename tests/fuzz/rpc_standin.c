@@ -70,6 +70,15 @@ int fy_rpc_send(struct fy_rpc_call *c, const ProtobufCMessage *msg)
 	return 0;
 }
 
+void fy_rpc_defer(struct fy_rpc_call *c, fy_rpc_fn fn)
+{
+	if (c->answers)
+		fz_fail("%s deferred a call it had answered", c->method);
+	if (c->defers++)
+		fz_fail("%s deferred a call twice", c->method);
+	c->later = fn;
+}
+
 bool fy_rpc_cancelled(struct fy_rpc_call *c)
 {
 	(void)c;
@@ -116,6 +125,14 @@ void fy_standin_run(const struct fy_rpc_method *m, const uint8_t *req, size_t le
 	if (fix)
 		fix(msg);
 	m->fn(c, msg, ctx);
+	if (c->later) { /* on a worker, in rpc.c */
+		fy_rpc_fn later = c->later;
+
+		c->later = NULL;
+		if (c->answers)
+			fz_fail("%s answered and deferred the call", m->path);
+		later(c, msg, ctx);
+	}
 	if (!c->answers)
 		fz_fail("%s did not answer", m->path);
 	if (c->sends && c->status == GRPC_STATUS_OK && c->reply)

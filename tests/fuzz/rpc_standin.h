@@ -21,6 +21,8 @@ struct fy_rpc_call {
 	grpc_status_code status;
 	char details[1024];
 	ProtobufCMessage *reply;   /* the reply, packed and unpacked again (NULL for a failure or a stream) */
+	fy_rpc_fn later;           /* fy_rpc_defer: run after the handler returns, as a worker would */
+	int defers;
 };
 
 /* Run method (its path, e.g. "/csi.v1.Controller/CreateVolume") of the

@@ -23,12 +23,30 @@ app.kubernetes.io/component: node
 {{- if and .Values.storageClass.create .Values.storageClass.secretName -}}
 {{- $names = append $names .Values.storageClass.secretName -}}
 {{- end -}}
+{{- if and .Values.restoreStorageClass.create .Values.restoreStorageClass.secretName -}}
+{{- $names = append $names .Values.restoreStorageClass.secretName -}}
+{{- end -}}
 {{- range .Values.snapshotClasses -}}
 {{- if .secretName -}}
 {{- $names = append $names .secretName -}}
 {{- end -}}
 {{- end -}}
 {{- $names | uniq | toJson -}}
+{{- end -}}
+
+{{/* Repositories the agents search for snapshots their catalog does not know:
+agent.lookupRepositories, then the primary repository of each snapshot class. */}}
+{{- define "ferry.lookupRepositories" -}}
+{{- $repos := list -}}
+{{- range .Values.agent.lookupRepositories -}}
+{{- $repos = append $repos . -}}
+{{- end -}}
+{{- range .Values.snapshotClasses -}}
+{{- with (get (.parameters | default dict) "ferry.csi.dev/repository") -}}
+{{- $repos = append $repos . -}}
+{{- end -}}
+{{- end -}}
+{{- $repos | uniq | join ", " -}}
 {{- end -}}
 
 {{- define "ferry.sidecarSecurity" -}}
