@@ -100,8 +100,10 @@ struct fy_map_entry {
 const char *fy_map_get(struct fy_map_entry *const *e, size_t n, const char *key);
 /* Check a CSI map's size (each key and value at most 128/... bytes as the
  * spec limits: the whole map under 4 KiB for parameters). */
-int fy_check_map(struct fy_map_entry *const *e, size_t n, size_t max_total, const char *what, char *err,
-		 size_t errlen);
+/* A control character in any name (or parameter value) is refused. */
+bool fy_has_control(const char *s);
+int fy_check_map(struct fy_map_entry *const *e, size_t n, size_t max_total, const char *what, bool text_values,
+		 char *err, size_t errlen);
 /* Write the secrets a target needs into dir (0700; files 0600): for prefix
  * "" the plain keys, for "copy-N." the keys with that prefix (falling back
  * to the plain ones).  Returns whether S3 keys were written (*s3). */

@@ -155,13 +155,15 @@ static void create_volume(struct fy_rpc_call *call, const ProtobufCMessage *req_
 	if (strlen(req->name) > FY_NAME_MAX)
 		return fy_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "CreateVolume: name is longer than %d bytes",
 				   FY_NAME_MAX);
+	if (fy_has_control(req->name))
+		return fy_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "CreateVolume: name holds a control character");
 	if (!req->n_volume_capabilities)
 		return fy_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "CreateVolume: volume_capabilities are required");
 	for (size_t i = 0; i < req->n_volume_capabilities; i++)
 		if (fy_check_capability(req->volume_capabilities[i], why, sizeof(why)))
 			return fy_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "CreateVolume: %s", why);
-	if (fy_check_map(MAP(req->parameters), req->n_parameters, 4096, "parameters", why, sizeof(why)) ||
-	    fy_check_map(MAP(req->secrets), req->n_secrets, 4096, "secrets", why, sizeof(why)))
+	if (fy_check_map(MAP(req->parameters), req->n_parameters, 4096, "parameters", true, why, sizeof(why)) ||
+	    fy_check_map(MAP(req->secrets), req->n_secrets, 4096, "secrets", false, why, sizeof(why)))
 		return fy_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "CreateVolume: %s", why);
 	if (req->capacity_range) {
 		if (req->capacity_range->required_bytes < 0 || req->capacity_range->limit_bytes < 0)

@@ -222,13 +222,15 @@ void fy_create_snapshot(struct fy_rpc_call *call, const ProtobufCMessage *req_, 
 	if (strlen(req->name) > FY_NAME_MAX)
 		return fy_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "CreateSnapshot: name is longer than %d bytes",
 				   FY_NAME_MAX);
+	if (fy_has_control(req->name))
+		return fy_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "CreateSnapshot: name holds a control character");
 	if (!req->source_volume_id || !*req->source_volume_id)
 		return fy_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "CreateSnapshot: source_volume_id is required");
 	if (!fy_safe_token(req->source_volume_id, FY_ID_MAX))
 		return fy_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT,
 				   "CreateSnapshot: source_volume_id is not a valid id");
-	if (fy_check_map(MAP(req->parameters), req->n_parameters, 4096, "parameters", why, sizeof(why)) ||
-	    fy_check_map(MAP(req->secrets), req->n_secrets, 4096, "secrets", why, sizeof(why)))
+	if (fy_check_map(MAP(req->parameters), req->n_parameters, 4096, "parameters", true, why, sizeof(why)) ||
+	    fy_check_map(MAP(req->secrets), req->n_secrets, 4096, "secrets", false, why, sizeof(why)))
 		return fy_rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "CreateSnapshot: %s", why);
 	repo = fy_map_get(MAP(req->parameters), req->n_parameters, FY_P_REPO);
 	hookname = fy_map_get(MAP(req->parameters), req->n_parameters, FY_P_HOOK);

@@ -121,8 +121,16 @@ const char *fy_map_get(struct fy_map_entry *const *e, size_t n, const char *key)
 	return NULL;
 }
 
-int fy_check_map(struct fy_map_entry *const *e, size_t n, size_t max_total, const char *what, char *err,
-		 size_t errlen)
+bool fy_has_control(const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; p && *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return true;
+	return false;
+}
+
+int fy_check_map(struct fy_map_entry *const *e, size_t n, size_t max_total, const char *what, bool text_values,
+		 char *err, size_t errlen)
 {
 	size_t total = 0;
 
@@ -131,6 +139,15 @@ int fy_check_map(struct fy_map_entry *const *e, size_t n, size_t max_total, cons
 
 		if (k == 0) {
 			snprintf(err, errlen, "%s: an empty key", what);
+			return -EINVAL;
+		}
+		/* Names, parameters and labels end up in the catalog, the logs and
+		 * the manifests' labels: a control character there could forge a
+		 * line (a secret's value is never shown, and may hold anything). */
+		if (fy_has_control(e[i]->key) || (text_values && fy_has_control(e[i]->value))) {
+			snprintf(err, errlen, "%s: %s of '%.64s' holds a control character", what,
+				 fy_has_control(e[i]->key) ? "the key" : "the value",
+				 fy_has_control(e[i]->key) ? "(not shown)" : e[i]->key);
 			return -EINVAL;
 		}
 		total += k + v;

@@ -92,6 +92,13 @@ class BadInput(AgentTest):
                   "CreateVolume name empty")
         self.code(Code.INVALID_ARGUMENT, C.CreateVolume,
                   R(name="n" * 129, capacity_range=cr, volume_capabilities=[block_cap()]), "CreateVolume name 129 bytes")
+        # A control character would forge lines in logs and rows in tables.
+        for name in ("pvc-bad\nforged row", "pvc-bad\x1b[2J", "pvc-bad\x7f"):
+            self.code(Code.INVALID_ARGUMENT, C.CreateVolume,
+                      R(name=name, capacity_range=cr, volume_capabilities=[block_cap()]), "CreateVolume name %r" % name)
+        self.code(Code.INVALID_ARGUMENT, C.CreateVolume,
+                  R(name="pvc-bad-ctl-param", capacity_range=cr, volume_capabilities=[block_cap()],
+                    parameters={"csi.storage.k8s.io/pvc/name": "x\ny"}), "CreateVolume parameter value with a newline")
         self.code(Code.INVALID_ARGUMENT, C.CreateVolume, R(name="pvc-bad-nocap", capacity_range=cr),
                   "CreateVolume without capabilities")
         self.code(Code.INVALID_ARGUMENT, C.CreateVolume,
@@ -171,6 +178,16 @@ class BadInput(AgentTest):
                       "CreateSnapshot source %r" % bad)
         self.code(Code.INVALID_ARGUMENT, C.CreateSnapshot, R(source_volume_id=vid, name="s" * 129),
                   "CreateSnapshot name 129 bytes")
+        for name in ("snapshot-bad\nforged", "snapshot-bad\x1b]0;x\x07"):
+            self.code(Code.INVALID_ARGUMENT, C.CreateSnapshot, R(source_volume_id=vid, name=name),
+                      "CreateSnapshot name %r" % name)
+        self.code(Code.INVALID_ARGUMENT, C.CreateSnapshot,
+                  R(source_volume_id=vid, name="snapshot-bad-ctl-param",
+                    parameters={"csi.storage.k8s.io/volumesnapshot/name": "a\rb"}),
+                  "CreateSnapshot parameter value with a carriage return")
+        self.code(Code.INVALID_ARGUMENT, C.CreateSnapshot,
+                  R(source_volume_id=vid, name="snapshot-bad-ctl-key", parameters={"k\tey": "v"}),
+                  "CreateSnapshot parameter key with a tab")
         self.code(Code.ALREADY_EXISTS, C.CreateSnapshot,
                   R(source_volume_id=self.vol2.volume_id, name="snapshot-bad-1"),
                   "CreateSnapshot same name, other source")
