@@ -345,20 +345,22 @@ static int setup_dirs(struct fy_agent *a, char *err, size_t errlen)
 	return 0;
 }
 
+const struct option fy_agent_options[] = {
+	{ "endpoint", required_argument, NULL, 'e' },
+	{ "node-id", required_argument, NULL, 'n' },
+	{ "state-dir", required_argument, NULL, 's' },
+	{ "kubelet-dir", required_argument, NULL, 'k' },
+	{ "config", required_argument, NULL, 'c' },
+	{ "upload-workers", required_argument, NULL, 'u' },
+	{ "local-snapshots", required_argument, NULL, 'l' },
+	{ "debug", no_argument, NULL, 'd' },
+	{ "help", no_argument, NULL, 'h' },
+	{ 0 },
+};
+
 int fy_agent_main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "endpoint", required_argument, NULL, 'e' },
-		{ "node-id", required_argument, NULL, 'n' },
-		{ "state-dir", required_argument, NULL, 's' },
-		{ "kubelet-dir", required_argument, NULL, 'k' },
-		{ "config", required_argument, NULL, 'c' },
-		{ "upload-workers", required_argument, NULL, 'u' },
-		{ "local-snapshots", required_argument, NULL, 'l' },
-		{ "debug", no_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
+	const struct option *opts = fy_agent_options;
 	struct fy_agent *a;
 	struct fy_rpc_method *methods = NULL;
 	struct fy_rpc_server *srv = NULL;
@@ -384,12 +386,18 @@ int fy_agent_main(int argc, char **argv)
 	a->conf.grace_ms = 5000;
 	a->conf.default_size = 1ull << 30;
 	optind = 1;
+	opterr = 0;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': config = optarg; break;
 		case 'd': a->conf.debug = true; break;
 		case 'h': usage(stdout); free(a); return 0;
-		case '?': usage(stderr); free(a); return 2;
+		case '?':
+			/* The ferry command checked the words first (cli_check_args):
+			 * reached only when the agent is started some other way. */
+			fprintf(stderr, "ferry agent: bad option '%s' (see 'ferry agent --help')\n", argv[optind - 1]);
+			free(a);
+			return 2;
 		default:
 			for (size_t i = 0; opts[i].name; i++)
 				if (opts[i].val == c && nflags < 16)

@@ -2,6 +2,7 @@
 #ifndef FERRY_CLI_H
 #define FERRY_CLI_H
 
+#include <getopt.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,6 +27,9 @@ struct cli_common {
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Usage error for a subcommand; returns EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Every option of argv written in full and known, values present: 0, or
+ * EXIT_USAGE after one line naming the first mistake. */
+int cli_check_args(int argc, char **argv, const char *cmd, const char *shortopts, const struct option *longopts);
 
 /* getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts) without GNU's
  * abbreviated long options, and with one line of our own for each mistake

@@ -42,7 +42,7 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
  * any unambiguous prefix of a long option (--read-dat for --read-data), and
  * prints its own messages.  Here every long option is written in full, and
  * each mistake is one line.  0, or EXIT_USAGE after printing the line. */
-static int check_args(int argc, char **argv, const char *cmd, const char *shortopts, const struct option *longopts)
+int cli_check_args(int argc, char **argv, const char *cmd, const char *shortopts, const struct option *longopts)
 {
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -99,7 +99,7 @@ int cli_getopt(int argc, char **argv, const char *cmd, const struct option *long
 	int opt;
 
 	/* optind is 1 before the first option (and again inside a first "-vq"). */
-	if (optind == 1 && check_args(argc, argv, cmd, CLI_COMMON_SHORTOPTS, longopts))
+	if (optind == 1 && cli_check_args(argc, argv, cmd, CLI_COMMON_SHORTOPTS, longopts))
 		return '?';
 	opterr = 0;
 	opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL);

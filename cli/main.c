@@ -93,6 +93,9 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	i = find(argv[1]);
+	if (i >= 0 && commands[i].run == fy_agent_main &&
+	    cli_check_args(argc - 1, argv + 1, "agent", "h", fy_agent_options))
+		return EXIT_USAGE;
 	if (i >= 0)
 		return commands[i].run(argc - 1, argv + 1);
 	cli_error("unknown command '%s' (try 'ferry --help')", argv[1]);

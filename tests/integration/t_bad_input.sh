@@ -70,6 +70,13 @@ usage2 "abbreviated option" "option '--read-dat' is abbreviated: write --read-da
 usage2 "abbreviated option with a value" "option '--vol' is abbreviated: write --volume in full" \
   $FERRY backup --repo "$R" --vol x "$T/one.img"
 usage2 "abbreviated destructive option" "option '--remove' is abbreviated" $FERRY unlock --repo "$R" --remove
+# ferry agent too: its options are checked before it starts (nothing bound, no state touched)
+usage2 "agent: abbreviated option" "option '--endp' is abbreviated: write --endpoint in full" \
+  $FERRY agent --endp=unix://$T/never.sock --state-dir "$T/never-state"
+usage2 "agent: unknown option" "unknown option '--frob'" $FERRY agent --frob --state-dir "$T/never-state"
+usage2 "agent: option without its value" "option --node-id wants a value" $FERRY agent --node-id
+usage2 "agent: a value for a flag" "option --debug takes no value" $FERRY agent --debug=yes
+[ ! -e "$T/never-state" ] && [ ! -e "$T/never.sock" ] || fail "a refused ferry agent touched its state dir or socket"
 usage2 "unknown long option" "unknown option '--frob'" $FERRY snapshots --repo "$R" --frob=1
 usage2 "unknown short option" "unknown option '-x'" $FERRY snapshots --repo "$R" -x
 usage2 "option without its value" "option --repo wants a value" $FERRY check --repo
