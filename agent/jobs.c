@@ -103,22 +103,6 @@ static struct job_open *take_open(struct fy_jobs *j, const char *snap)
 	return NULL;
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-/* Wait on j->cv (j->mu held) until the monotonic time until_ms; false at the deadline. */
-static bool wait_until(struct fy_jobs *j, int64_t until_ms)
-{
-	struct timespec t = { .tv_sec = until_ms / 1000, .tv_nsec = (long)(until_ms % 1000) * 1000000L };
-
-	return pthread_cond_timedwait(&j->cv, &j->mu, &t) != ETIMEDOUT;
-}
-
 void fy_jobs_kick(struct fy_agent *a)
 {
 	struct fy_jobs *j = a->jobs;
@@ -145,7 +129,7 @@ int fy_jobs_drop(struct fy_agent *a, const char *snapshot_id, unsigned wait_ms, 
 	struct fy_jobs *j = a->jobs;
 	struct job_open *o = NULL;
 	struct drop_wait w = { .snap = snapshot_id };
-	int64_t until = mono_ms() + wait_ms;
+	int64_t until = fy_mono_ms() + wait_ms;
 	bool running = false;
 	int ret;
 
@@ -168,7 +152,7 @@ int fy_jobs_drop(struct fy_agent *a, const char *snapshot_id, unsigned wait_ms, 
 	if (running) {
 		w.next = j->drops;
 		j->drops = &w;
-		while (!w.done && run_active(j, snapshot_id) && wait_until(j, until))
+		while (!w.done && run_active(j, snapshot_id) && fy_cond_wait_until(&j->cv, &j->mu, until))
 			;
 		for (struct drop_wait **p = &j->drops; *p; p = &(*p)->next)
 			if (*p == &w) {
@@ -590,7 +574,7 @@ static void *worker(void *arg)
 			if (wait_ns < 0)
 				pthread_cond_wait(&j->cv, &j->mu);
 			else
-				wait_until(j, mono_ms() + wait_ns / 1000000 + 1000);
+				fy_cond_wait_until(&j->cv, &j->mu, fy_mono_ms() + wait_ns / 1000000 + 1000);
 			continue;
 		}
 		slot->active = true;
@@ -678,7 +662,7 @@ int fy_jobs_stop(struct fy_agent *a, int64_t until_ms)
 		return 0;
 	fy_jobs_quit(a);
 	pthread_mutex_lock(&j->mu);
-	while (j->alive && (until_ms < 0 ? pthread_cond_wait(&j->cv, &j->mu) == 0 : wait_until(j, until_ms)))
+	while (j->alive && (until_ms < 0 ? pthread_cond_wait(&j->cv, &j->mu) == 0 : fy_cond_wait_until(&j->cv, &j->mu, until_ms)))
 		;
 	left = j->alive;
 	for (unsigned i = 0; left && i < j->n && off < sizeof(what); i++)

@@ -662,7 +662,7 @@ static void bind_reason(const char *path, char *why, size_t len)
 		snprintf(why, len, "gRPC could not bind it (--debug shows gRPC's reason)");
 }
 
-static int64_t mono_ms(void)
+int64_t fy_mono_ms(void)
 {
 	struct timespec t;
 
@@ -670,12 +670,11 @@ static int64_t mono_ms(void)
 	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-/* Wait on s->cv (s->mu held) until the monotonic time until_ms; false at the deadline. */
-static bool wait_until(struct fy_rpc_server *s, int64_t until_ms)
+bool fy_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t until_ms)
 {
 	struct timespec t = { .tv_sec = until_ms / 1000, .tv_nsec = (long)(until_ms % 1000) * 1000000L };
 
-	return pthread_cond_timedwait(&s->cv, &s->mu, &t) != ETIMEDOUT;
+	return pthread_cond_timedwait(cv, mu, &t) != ETIMEDOUT;
 }
 
 int fy_rpc_bind(const struct fy_rpc_opts *o, const struct fy_rpc_method *methods, size_t n, void *ctx,
@@ -827,7 +826,7 @@ static unsigned busy(struct fy_rpc_server *s, char *what, size_t len)
 
 int fy_rpc_stop(struct fy_rpc_server *s)
 {
-	int64_t t0 = mono_ms(), grace_end, hard_end;
+	int64_t t0 = fy_mono_ms(), grace_end, hard_end;
 	unsigned left;
 	char what[512];
 	bool quiet;
@@ -851,7 +850,7 @@ int fy_rpc_stop(struct fy_rpc_server *s)
 	grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
 	/* Calls in flight may finish within the grace period. */
 	pthread_mutex_lock(&s->mu);
-	while (!s->shutdown_done && wait_until(s, grace_end))
+	while (!s->shutdown_done && fy_cond_wait_until(&s->cv, &s->mu, grace_end))
 		;
 	if (!s->shutdown_done)
 		fy_log_info("rpc: calls still in flight after %u ms: cancelling them", s->o.grace_ms);
@@ -861,13 +860,13 @@ int fy_rpc_stop(struct fy_rpc_server *s)
 	/* Cancelled handlers see fy_rpc_cancelled; one stuck in a system call
 	 * (a store that does not answer) is not waited for beyond hard_end. */
 	pthread_mutex_lock(&s->mu);
-	while (!((quiet = s->shutdown_done && !busy(s, NULL, 0))) && wait_until(s, hard_end))
+	while (!((quiet = s->shutdown_done && !busy(s, NULL, 0))) && fy_cond_wait_until(&s->cv, &s->mu, hard_end))
 		;
 	if (!quiet) {
 		left = busy(s, what, sizeof(what));
 		pthread_mutex_unlock(&s->mu);
 		fy_log_error("rpc: %u call%s still running %lld ms after the stop began%s%s: left behind (the process "
-			     "exits without them)", left, left == 1 ? "" : "s", (long long)(mono_ms() - t0),
+			     "exits without them)", left, left == 1 ? "" : "s", (long long)(fy_mono_ms() - t0),
 			     what[0] ? ": " : "", what);
 		unlink(s->path);
 		return -ETIMEDOUT;
@@ -879,13 +878,13 @@ int fy_rpc_stop(struct fy_rpc_server *s)
 		pthread_join(s->wk_thr[i], NULL);
 	/* Every handler has returned; the last batches complete (cancelled). */
 	pthread_mutex_lock(&s->mu);
-	while (s->active > 0 && wait_until(s, hard_end))
+	while (s->active > 0 && fy_cond_wait_until(&s->cv, &s->mu, hard_end))
 		;
 	left = (unsigned)s->active;
 	pthread_mutex_unlock(&s->mu);
 	if (left) {
 		fy_log_error("rpc: %u call%s not released %lld ms after the stop began: left behind", left,
-			     left == 1 ? "" : "s", (long long)(mono_ms() - t0));
+			     left == 1 ? "" : "s", (long long)(fy_mono_ms() - t0));
 		unlink(s->path);
 		return -ETIMEDOUT;
 	}
