@@ -5,7 +5,10 @@
            freeze -> reflink clone -> thaw inside the call.  Reported twice:
            the agent's own measure of the cut (its log line "cut in X ms") and
            the whole call as the client sees it.  1 GiB and 100 GiB sparse
-           volumes, the same files on both.
+           volumes, the same files on both, 256 KiB written before each cut;
+           and 1 GiB with 64 MiB written (not synced) before each cut: the
+           frozen window after heavy writes, target max <= 50 ms (the agent
+           syncs the filesystem before it freezes it).
   delta    GetMetadataDelta between two snapshots of a 100 GiB volume with
            1000 separate 4 KiB writes between them, streamed to the end
            (max_results 256); the ranges are checked against the writes.
@@ -90,8 +93,11 @@ def main():
                         return float(re.search(r"cut in ([0-9.]+) ms", line).group(1))
             return None
 
-        # ---- the cut, 1 GiB and 100 GiB
-        for label, size in (("1GiB", 1 << 30), ("100GiB", 100 << 30)):
+        # ---- the cut, 1 GiB and 100 GiB with 256 KiB written before each;
+        # and 1 GiB with 64 MiB written before each (not synced): the frozen
+        # window after heavy writes (the agent syncs before it freezes)
+        for label, size, dirty, cuts in (("1GiB", 1 << 30, 256 << 10, a.cuts), ("100GiB", 100 << 30, 256 << 10, a.cuts),
+                                         ("1GiB-64MiB-dirty", 1 << 30, 64 << 20, max(1, a.cuts // 4))):
             v = ctl.CreateVolume(p.CreateVolumeRequest(
                 name="bench-cut-" + label, capacity_range=p.CapacityRange(required_bytes=size),
                 volume_capabilities=[mount_cap])).volume
@@ -104,9 +110,9 @@ def main():
             agent_ms, call_ms, medians = [], [], []
             for r in range(a.runs):
                 run_calls = []
-                for i in range(a.cuts):
+                for i in range(cuts):
                     with open(os.path.join(tgt, "f%d" % (i % 8)), "wb") as f:
-                        f.write(os.urandom(256 << 10))  # dirty data for the freeze to flush
+                        f.write(os.urandom(dirty))  # dirty data for the freeze to flush
                     t0 = time.perf_counter()
                     s = ctl.CreateSnapshot(p.CreateSnapshotRequest(
                         source_volume_id=v.volume_id, name="cut-%s-%d-%d" % (label, r, i))).snapshot
@@ -186,11 +192,15 @@ def main():
     with open(os.path.join(a.out, "csi-results.json"), "w") as f:
         json.dump(results, f, indent=1)
     lines = ["%-34s %10s %10s %10s  %s" % ("row", "p50 ms", "p99 ms", "max ms", "target")]
-    for label in ("1GiB", "100GiB"):
+    for label in ("1GiB", "100GiB", "1GiB-64MiB-dirty"):
         c = results["cut"][label]
+        if label.endswith("dirty"):
+            target = "max <= 50 ms: " + ("PASS" if c["agent_cut_ms"]["max"] <= 50 else "FAIL")
+        else:
+            target = "p99 <= 50 ms: " + ("PASS" if c["agent_cut_ms"]["p99"] <= 50 else "FAIL")
         lines.append("%-34s %10.2f %10.2f %10.2f  %s" % (
             "cut in CreateSnapshot, " + label + " (agent)", c["agent_cut_ms"]["p50"], c["agent_cut_ms"]["p99"],
-            c["agent_cut_ms"]["max"], "p99 <= 50 ms: " + ("PASS" if c["agent_cut_ms"]["p99"] <= 50 else "FAIL")))
+            c["agent_cut_ms"]["max"], target))
         lines.append("%-34s %10.2f %10.2f %10.2f  %s" % (
             "CreateSnapshot call, " + label, c["call_ms"]["p50"], c["call_ms"]["p99"], c["call_ms"]["max"],
             "(%d calls)" % c["calls"]))

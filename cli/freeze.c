@@ -163,6 +163,10 @@ int cli_freeze(const char *mnt, const char *source, const char *const *repos, si
 		sigemptyset(&sa.sa_mask);
 		sigaction(fatal_signals[i], &sa, NULL);
 	}
+	/* Dirty data written back before the freeze, while writers still run:
+	 * the freeze then stalls them only for what is left. */
+	if (fy_fs_sync(real, err, errlen))
+		return -EIO;
 	/* No signal between the freeze and the flag that says to thaw. */
 	block_fatal(&old);
 	rc = fy_fs_freeze(real, err, errlen);

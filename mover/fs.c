@@ -359,6 +359,19 @@ static int fs_freeze(const char *what, const char *mnt, unsigned long req, char 
 	return ret;
 }
 
+int fy_fs_sync(const char *mnt, char *err, size_t errlen)
+{
+	int fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC), ret = 0;
+
+	if (fd < 0 || syncfs(fd) < 0) {
+		ret = -errno;
+		fs_err(err, errlen, "sync %s: %s", mnt, strerror(-ret));
+	}
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
 int fy_fs_freeze(const char *mnt, char *err, size_t errlen)
 {
 	return fs_freeze("freeze", mnt, FIFREEZE, err, errlen);

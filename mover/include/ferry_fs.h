@@ -71,6 +71,10 @@ void fy_strv_free(char **v, size_t n);
  * the process that froze it dies: thaw it with FITHAW (fsfreeze -u MNT). */
 int fy_fs_freeze(const char *mnt, char *err, size_t errlen);
 int fy_fs_thaw(const char *mnt, char *err, size_t errlen);
+/* syncfs(2) of the filesystem mounted at mnt: called before fy_fs_freeze, it
+ * writes the dirty data back while writers still run, so that the freeze
+ * itself (which must flush whatever is dirty then) holds them only briefly. */
+int fy_fs_sync(const char *mnt, char *err, size_t errlen);
 
 /* The lowest-numbered loop device bound to the file st describes (same
  * st_dev and st_ino): any binding (want_ro < 0), only read-write ones (0) or
