@@ -20,6 +20,8 @@ static const struct {
 	{ "prune", cmd_prune, "delete the chunks no snapshot names" },
 	{ "unlock", cmd_unlock, "remove stale repository locks" },
 	{ "copy", cmd_copy, "send snapshots to a copy of the repository (another bucket, region, account)" },
+	{ "drill", cmd_drill, "restore a snapshot to scratch, verify and check it, time it (RTO)" },
+	{ "status", cmd_status, "RPO and RTO per volume and repository, against objectives" },
 	{ "agent", fy_agent_main, "run the CSI node plugin (gRPC on a unix socket)" },
 };
 
