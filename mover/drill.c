@@ -880,6 +880,10 @@ int fy_drill(struct fy_repo *r, const uint8_t id[FY_SNAP_ID_LEN], const struct f
 		goto out;
 	}
 	note(o, "restored snapshot to %s in %.2f s", s.image, rr.seconds);
+	/* Test hook: FERRY_TEST_STOP_AT=verifying stops here, the image restored
+	 * and synced, before it is read back (tests/integration/t_drill.sh). */
+	if (getenv("FERRY_TEST_STOP_AT") && !strcmp(getenv("FERRY_TEST_STOP_AT"), "verifying"))
+		raise(SIGSTOP);
 	int64_t t0 = mono_ns();
 
 	rc = verify_image(r, m, s.image, o, res);
