@@ -78,7 +78,8 @@ static int list_records(struct fy_repo *r, const char *folder, struct fy_store_k
 		keys->keys[k++] = keys->keys[i];
 	}
 	keys->n = k;
-	qsort(keys->keys, keys->n, sizeof(*keys->keys), by_key_desc);
+	if (keys->n > 1)
+		qsort(keys->keys, keys->n, sizeof(*keys->keys), by_key_desc);
 	return 0;
 }
 
