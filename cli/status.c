@@ -23,7 +23,9 @@ static const char status_help[] =
 	"that drill's throughput.  Durations are written 90s, 15m, 1h, 7d (or 1h30m).\n\n"
 	"Exit status: 0; 3 when an objective is breached (each breach is one line on\n"
 	"stderr); 1 when a repository cannot be read (the others are still shown) or\n"
-	"--volume names a volume none of them holds; 2 for bad usage.\n\n"
+	"--volume names a volume none of them holds; 2 for bad usage.  --quiet prints\n"
+	"no table, only those lines.  (FERRY_TEST_NOW=SECONDS replaces the clock: tests\n"
+	"only.)\n\n"
 	"  --copy URL           also a copy of the repository (repeatable)\n"
 	"  --volume NAME        only this volume\n"
 	"  --rpo D              objective: a volume whose newest snapshot on a repository\n"
@@ -252,7 +254,7 @@ int cmd_status(int argc, char **argv)
 			printf(",\"unreadable_snapshots\":%zu}", tg[i].st.unreadable);
 		}
 		printf("],\"rows\":[");
-	} else {
+	} else if (!c.quiet) {
 		printf("%-16s %-7s %-8s  %-19s  %-9s  %-26s  %-18s  %s\n", "VOLUME", "TARGET", "SNAPSHOT", "CREATED", "RPO",
 		       "LAST DRILL", "RTO (ESTIMATE)", "REPOSITORY");
 	}
@@ -334,6 +336,8 @@ int cmd_status(int argc, char **argv)
 				putchar('}');
 				continue;
 			}
+			if (c.quiet)
+				continue; /* the breach lines only */
 			char snap[16] = "-", created[40] = "-", rpo[40] = "-", drill[64] = "none", rtos[100] = "-";
 
 			if (!tg[i].ok) {

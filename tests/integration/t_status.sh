@@ -76,6 +76,9 @@ jq -e '.breached == true and .failed == false and .objectives.rpo_s == 3600 and
   grep -qE "RPO of volume a on primary $P is (1h59m|2h), above the objective 1h" "$T/st.err" || fail "breach lines: $(cat "$T/st.err")"
 FERRY_TEST_NOW=$((ta + 7200)) "$FERRY" status --repo "$P" --volume a --rpo 1h >"$T/st.txt" 2>/dev/null && fail "table: a breach exited 0"
 grep -qE "^a +primary .* (1h59m|2h) BREACH " "$T/st.txt" || fail "the table does not mark the breach: $(cat "$T/st.txt")"
+rc=0
+FERRY_TEST_NOW=$((ta + 7200)) "$FERRY" status --repo "$P" --volume a --rpo 1h --quiet >"$T/st.txt" 2>"$T/st.err" || rc=$?
+[ $rc = 3 ] && [ ! -s "$T/st.txt" ] && [ "$(wc -l <"$T/st.err")" = 1 ] || fail "--quiet with a breach: exit $rc, $(cat "$T/st.txt" "$T/st.err")"
 FERRY_TEST_NOW=$((ta + 60)) status_json --repo "$P" --volume a --rpo 1h
 [ "$st_rc" = 0 ] && [ "$(jq .breached "$T/st.json")" = false ] || fail "RPO 1m against 1h: exit $st_rc"
 ok "an RPO above the objective exits 3 with one line per breach (a volume without a snapshot on a copy is one); below, 0"
