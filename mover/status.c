@@ -173,48 +173,36 @@ out:
 	return rc;
 }
 
-/* Read and open one record; 0, or -errno with why. */
-static int record_read(struct fy_repo *r, const char *key, const uint8_t tag[TAG_LEN], const char *volume,
-		       struct fy_drill_record *out, char *why, size_t whylen)
+int fy_drill_record_decode(const struct fy_repo *r, const uint8_t name[32], const char *volume, void *obj,
+			   size_t objlen, struct fy_drill_record *out, char *why, size_t whylen)
 {
-	uint8_t name[TAG_LEN + RID_LEN], *plain = NULL, *scratch = NULL;
-	void *obj = NULL;
-	size_t objlen = 0;
+	uint8_t *plain = malloc(RECORD_MAX), *scratch = malloc(RECORD_MAX);
 	char w2[160];
 	int rc;
 
-	memcpy(name, tag, TAG_LEN);
-	if (fy_unhex(strrchr(key, '/') + 1, name + TAG_LEN, RID_LEN) < 0)
-		return -EINVAL;
-	rc = fy_store_get(r->store, key, 0, SIZE_MAX, &obj, &objlen);
-	if (rc < 0) {
-		snprintf(why, whylen, "reading drill record %s: %s", key, fy_store_strerror(rc));
-		return rc;
-	}
-	plain = malloc(RECORD_MAX);
-	scratch = malloc(RECORD_MAX);
 	if (!plain || !scratch) {
 		rc = -ENOMEM;
-		snprintf(why, whylen, "reading drill record %s: out of memory", key);
+		snprintf(why, whylen, "out of memory");
 		goto out;
 	}
-	ssize_t n = fy_obj_open(r, "FYD1", name, sizeof(name), obj, objlen, plain, RECORD_MAX, scratch, w2, sizeof(w2));
+	ssize_t n = fy_obj_open(r, "FYD1", name, TAG_LEN + RID_LEN, obj, objlen, plain, RECORD_MAX, scratch, w2,
+				sizeof(w2));
 
 	if (n < 0) {
 		rc = (int)n;
-		snprintf(why, whylen, "drill record %s is corrupt: %s", key, w2);
+		snprintf(why, whylen, "%s", w2);
 		goto out;
 	}
 	Ferry__V1__DrillRecord *rec = ferry__v1__drill_record__unpack(NULL, (size_t)n, plain);
 
 	if (!rec) {
 		rc = -EBADMSG;
-		snprintf(why, whylen, "drill record %s is corrupt: it does not decode", key);
+		snprintf(why, whylen, "it does not decode");
 		goto out;
 	}
 	if (!rec->volume || strcmp(rec->volume, volume) || rec->snapshot_id.len != FY_SNAP_ID_LEN) {
 		rc = -EBADMSG;
-		snprintf(why, whylen, "drill record %s is corrupt: it names another volume or no snapshot", key);
+		snprintf(why, whylen, "it names another volume or no snapshot");
 		ferry__v1__drill_record__free_unpacked(rec, NULL);
 		goto out;
 	}
@@ -237,9 +225,33 @@ static int record_read(struct fy_repo *r, const char *key, const uint8_t tag[TAG
 	ferry__v1__drill_record__free_unpacked(rec, NULL);
 	rc = 0;
 out:
-	free(obj);
 	free(plain);
 	free(scratch);
+	return rc;
+}
+
+/* Read and open one record; 0, or -errno with why. */
+static int record_read(struct fy_repo *r, const char *key, const uint8_t tag[TAG_LEN], const char *volume,
+		       struct fy_drill_record *out, char *why, size_t whylen)
+{
+	uint8_t name[TAG_LEN + RID_LEN];
+	void *obj = NULL;
+	size_t objlen = 0;
+	char w2[200];
+	int rc;
+
+	memcpy(name, tag, TAG_LEN);
+	if (fy_unhex(strrchr(key, '/') + 1, name + TAG_LEN, RID_LEN) < 0)
+		return -EINVAL;
+	rc = fy_store_get(r->store, key, 0, SIZE_MAX, &obj, &objlen);
+	if (rc < 0) {
+		snprintf(why, whylen, "reading drill record %s: %s", key, fy_store_strerror(rc));
+		return rc;
+	}
+	rc = fy_drill_record_decode(r, name, volume, obj, objlen, out, w2, sizeof(w2));
+	if (rc < 0)
+		snprintf(why, whylen, "drill record %s is corrupt: %s", key, w2);
+	free(obj);
 	return rc;
 }
 

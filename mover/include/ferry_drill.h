@@ -128,6 +128,13 @@ struct fy_drill_record {
 	char hostname[256];
 };
 
+/* What a reader does with a record object (objlen bytes) once read: open it
+ * (magic FYD1, named by the 32 bytes volume tag || record id of its key),
+ * decode it and check that it is a record of volume.  0, or -errno with one
+ * line in why. */
+int fy_drill_record_decode(const struct fy_repo *r, const uint8_t name[32], const char *volume, void *obj,
+			   size_t objlen, struct fy_drill_record *out, char *why, size_t whylen);
+
 /* ---- status: RPO and RTO per volume on one repository ----------------------
  * For each volume (or only `volume`): the newest snapshot on r (a manifest
  * there is a complete snapshot: the manifest is the commit point), the
