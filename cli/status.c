@@ -179,7 +179,7 @@ int cmd_status(int argc, char **argv)
 		tg[i + 1].url = copies[i];
 		tg[i + 1].repo = copy_repos[i];
 		if (!copy_repos[i])
-			snprintf(tg[i + 1].error, sizeof(tg[i + 1].error), "%s", why[i]);
+			memcpy(tg[i + 1].error, why[i], sizeof(tg[i + 1].error)); /* both 512, terminated */
 	}
 	int64_t now = now_ns();
 
