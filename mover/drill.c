@@ -675,9 +675,13 @@ static int run_check(const Ferry__V1__Manifest *m, const struct fy_drill_opts *o
 
 	fy_escape(o->check, shown, sizeof(shown));
 	fy_hex(m->snapshot_id.data, FY_SNAP_ID_LEN, hex);
-	if (!cmd || !out.buf || asprintf(&v_dev, "FERRY_DRILL_DEVICE=%s", res->device) < 0 ||
-	    asprintf(&v_snap, "FERRY_DRILL_SNAPSHOT=%s", hex) < 0 ||
-	    asprintf(&v_vol, "FERRY_DRILL_VOLUME=%s", m->volume) < 0) {
+	if (asprintf(&v_dev, "FERRY_DRILL_DEVICE=%s", res->device) < 0)
+		v_dev = NULL; /* asprintf leaves it undefined */
+	if (asprintf(&v_snap, "FERRY_DRILL_SNAPSHOT=%s", hex) < 0)
+		v_snap = NULL;
+	if (asprintf(&v_vol, "FERRY_DRILL_VOLUME=%s", m->volume) < 0)
+		v_vol = NULL;
+	if (!cmd || !out.buf || !v_dev || !v_snap || !v_vol) {
 		rc = drill_fail(res, "check", -ENOMEM, "out of memory");
 		goto out;
 	}
