@@ -109,6 +109,8 @@ int cmd_forget(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 int cmd_unlock(int argc, char **argv);
 int cmd_copy(int argc, char **argv);
+int cmd_drill(int argc, char **argv);
+int cmd_status(int argc, char **argv);
 
 /* Long options shared by the repository commands (append to each table). */
 #define CLI_OPT_S3_CA 0x1000 /* above every command's own option codes */

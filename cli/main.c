@@ -20,6 +20,8 @@ static const struct {
 	{ "prune", cmd_prune, "delete the chunks no snapshot names" },
 	{ "unlock", cmd_unlock, "remove stale repository locks" },
 	{ "copy", cmd_copy, "send snapshots to a copy of the repository (another bucket, region, account)" },
+	{ "drill", cmd_drill, "restore a snapshot to scratch, verify and check it, time it (RTO)" },
+	{ "status", cmd_status, "RPO and RTO per volume and repository, against objectives" },
 	{ "agent", fy_agent_main, "run the CSI node plugin (gRPC on a unix socket)" },
 };
 
@@ -29,8 +31,8 @@ static void usage(FILE *f)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
 	fprintf(f, "  %-10s %s\n  %-10s %s\n\n'ferry COMMAND --help' (or 'ferry help COMMAND') describes each "
-		"command.\nExit status: 0 success, 1 failure, 2 bad usage (README.md).\n", "version", "print the version",
-		"help", "this list, or one command's help");
+		"command.\nExit status: 0 success, 1 failure, 2 bad usage; status: 3 an objective breached\n"
+		"(README.md).\n", "version", "print the version", "help", "this list, or one command's help");
 }
 
 static const char version_help[] =

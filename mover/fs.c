@@ -462,3 +462,101 @@ int fy_loop_lookup(const struct stat *st, int want_ro, unsigned *num, uint32_t *
 	*num = (unsigned)best;
 	return 0;
 }
+
+/* LOOP_CONFIGURE, or LOOP_SET_FD + LOOP_SET_STATUS64 where the kernel lacks
+ * it; *call names the ioctl that failed.  -EBUSY: taken by someone else. */
+static int loop_bind_one(int ldev, int fd, const char *label, uint32_t flags, const char **call)
+{
+	struct loop_config cfg;
+	struct loop_info64 info;
+	size_t n = label ? strlen(label) : 0;
+	int e;
+
+	if (n >= LO_NAME_SIZE)
+		n = LO_NAME_SIZE - 1;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.fd = (uint32_t)fd;
+	cfg.block_size = 512;
+	cfg.info.lo_flags = flags;
+	memcpy(cfg.info.lo_file_name, label, n);
+	*call = "LOOP_CONFIGURE";
+	if (!ioctl(ldev, LOOP_CONFIGURE, &cfg))
+		return 0;
+	e = errno;
+	if (e != EINVAL && e != ENOTTY)
+		return -e;
+	*call = "LOOP_SET_FD";
+	if (ioctl(ldev, LOOP_SET_FD, fd))
+		return -errno;
+	memset(&info, 0, sizeof(info));
+	info.lo_flags = flags;
+	memcpy(info.lo_file_name, label, n);
+	*call = "LOOP_SET_STATUS64";
+	if (ioctl(ldev, LOOP_SET_STATUS64, &info)) {
+		e = errno;
+		ioctl(ldev, LOOP_CLR_FD, 0);
+		return -e;
+	}
+	return 0;
+}
+
+int fy_loop_bind(int fd, const char *label, bool readonly, bool autoclear, char *dev, size_t devlen, char *err,
+		 size_t errlen)
+{
+	uint32_t flags = (readonly ? LO_FLAGS_READ_ONLY : 0) | (autoclear ? LO_FLAGS_AUTOCLEAR : 0);
+	const char *call = "LOOP_CTL_GET_FREE";
+	char path[32];
+	struct stat st;
+	int ctl, ret = -EBUSY;
+
+	if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		fs_err(err, errlen, "loop: %s is not an open regular file", label ? label : "the image");
+		return -EINVAL;
+	}
+	ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+	if (ctl < 0) {
+		ret = -errno;
+		fs_err(err, errlen, "loop: open /dev/loop-control: %s", strerror(-ret));
+		return ret;
+	}
+	/* Another process may take the device between GET_FREE and the bind. */
+	for (int tries = 0; tries < 64; tries++) {
+		int n = ioctl(ctl, LOOP_CTL_GET_FREE), ldev;
+
+		if (n < 0) {
+			ret = -errno;
+			fs_err(err, errlen, "loop: LOOP_CTL_GET_FREE for %s: %s", label, strerror(-ret));
+			break;
+		}
+		snprintf(path, sizeof(path), "/dev/loop%d", n);
+		ldev = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+		if (ldev < 0) {
+			ret = -errno;
+			fs_err(err, errlen, "loop: open %s for %s: %s", path, label, strerror(-ret));
+			break;
+		}
+		ret = loop_bind_one(ldev, fd, label ? label : "", flags, &call);
+		if (ret == -EBUSY) {
+			close(ldev);
+			continue;
+		}
+		if (ret) {
+			close(ldev);
+			fs_err(err, errlen, "loop: %s %s for %s: %s", call, path, label, strerror(-ret));
+			break;
+		}
+		if (snprintf(dev, devlen, "%s", path) >= (int)devlen) {
+			ioctl(ldev, LOOP_CLR_FD, 0);
+			close(ldev);
+			fs_err(err, errlen, "loop: %s does not fit in %zu bytes", path, devlen);
+			ret = -ERANGE;
+			break;
+		}
+		close(ctl);
+		return ldev;
+	}
+	if (ret == -EBUSY)
+		fs_err(err, errlen, "loop: every free device was taken by another process (64 times) for %s", label);
+	close(ctl);
+	return ret;
+}

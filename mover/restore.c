@@ -158,6 +158,10 @@ static void *restore_worker(void *arg)
 
 		if (i >= r->nblocks)
 			break;
+		if (r->o->cancel && atomic_load(r->o->cancel)) {
+			fail(r, -ECANCELED, "restore of %s cancelled", r->o->target);
+			break;
+		}
 		uint64_t off = i * cs;
 		size_t len = (size_t)(r->m->size - off < cs ? r->m->size - off : cs);
 		const uint8_t *id = r->m->chunk_ids.data + i * FY_ID_LEN;

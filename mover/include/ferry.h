@@ -101,6 +101,10 @@ struct fy_restore_opts {
 	bool overwrite;         /* replace an existing regular file (else -EEXIST) */
 	bool force;             /* overwrite, and write over a mounted or held block device, and
 				 * replace a file a loop device is bound to (-EBUSY otherwise) */
+	/* Set by another thread or a signal handler to stop the restore at the
+	 * next block (-ECANCELED; a file target's temporary file is removed,
+	 * a device is left half-written).  NULL: never. */
+	const atomic_bool *cancel;
 };
 
 struct fy_restore_result {

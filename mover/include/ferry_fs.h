@@ -84,5 +84,15 @@ int fy_loop_lookup(const struct stat *st, int want_ro, unsigned *num, uint32_t *
  * inode, -ENXIO when the device is not bound, -ENOTTY when fd is no loop
  * device, or another -errno. */
 int fy_loop_backing(int fd, dev_t *dev, ino_t *ino);
+/* Bind a free loop device to the open regular file fd (LOOP_CTL_GET_FREE,
+ * then LOOP_CONFIGURE, or LOOP_SET_FD + LOOP_SET_STATUS64 on kernels before
+ * 5.8): buffered, 512-byte sectors, read-only with readonly (the device is
+ * opened read-only too), LO_FLAGS_AUTOCLEAR with autoclear.  label is what
+ * losetup shows as the backing file.  Returns the open device (an fd; dev
+ * receives /dev/loopN) or -errno with one line in err.  With autoclear the
+ * device unbinds when its last opener closes it: hold the fd while the
+ * device is needed; a process that dies holding it leaves nothing bound. */
+int fy_loop_bind(int fd, const char *label, bool readonly, bool autoclear, char *dev, size_t devlen, char *err,
+		 size_t errlen);
 
 #endif

@@ -230,6 +230,37 @@ static void locks(void)
 	seed_msg("fuzz_lock", "raw-object", 1, &l.base);
 }
 
+static void drill_records(void)
+{
+	Ferry__V1__DrillRecord d = FERRY__V1__DRILL_RECORD__INIT;
+
+	d.snapshot_id.data = (uint8_t *)fz_snap_id;
+	d.snapshot_id.len = FY_SNAP_ID_LEN;
+	d.volume = (char *)"pg-data";
+	d.snapshot_created_unix_nano = 1700000000000000000;
+	d.started_unix_nano = 1700000100000000000;
+	d.size = 64 << 20;
+	d.bytes = 28 << 20;
+	d.restore_nano = 81000000;
+	d.verify_nano = 80000000;
+	d.check_ran = true;
+	d.check_nano = 31000000;
+	d.ok = true;
+	d.hostname = (char *)"node-1";
+	for (uint8_t f = 0; f < 4; f++) {
+		char nm[32];
+
+		snprintf(nm, sizeof(nm), "passed-flags%u", f);
+		seed_msg("fuzz_drill_record", nm, f, &d.base);
+	}
+	d.ok = false;
+	d.check_status = 4;
+	d.stage = (char *)"check";
+	d.reason = (char *)"the check 'fsck -n {}' on /dev/loop0 exited with status 4";
+	seed_msg("fuzz_drill_record", "failed-check", 1, &d.base);
+	seed_msg("fuzz_drill_record", "another-volume", 5, &d.base);
+}
+
 /* ---- ranges, S3 XML ---- */
 
 static void ranges(void)
@@ -659,6 +690,7 @@ int main(int argc, char **argv)
 	manifests();
 	configs();
 	locks();
+	drill_records();
 	ranges();
 	s3xml();
 	s3_answers();

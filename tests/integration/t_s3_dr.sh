@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # docs/dr-runbook.md, run: the 3-2-1-1 setup of its section 0 on a real RGW
 # (primary account, a copy in the replica account, an Object Lock copy), the
-# weekly drills of section 1 (check, a timed restore from the far copy with
-# fsck, RPO, catching up a copy), then its scenarios in order: the node lost
+# weekly drills of section 1 (check, ferry drill of the far copy with fsck,
+# recorded there, ferry status with RPO and RTO objectives, catching up a
+# copy), then its scenarios in order: the node lost
 # (restore onto a new loop device), the primary account lost (restore from
 # the copy, rebuild a new primary that stays incremental), ransomware with
 # every key (RGW refuses to delete the locked versions; the locked copy read
 # as of before the attack, through the attacker's delete markers, read-only;
 # then the markers removed and the copy restored as it is), and a damaged
-# chunk repaired from a good copy.  Step numbers refer to the runbook.
+# chunk (named by check and by a drill) repaired from a good copy.  Step numbers refer to the runbook.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/../s3/lib.sh"
 need_root "loop devices (the new node's disk)"
@@ -52,21 +53,34 @@ ok "0: two snapshots, each on P, on R (replica account) and on L (Object Lock) i
 "$FERRY" check --repo "$L" --read-data >/dev/null || fail "1.1: check --read-data L"
 ok "1.1: every copy checks (R and L with --read-data)"
 
-id=$("$FERRY" snapshots --repo "$R" --volume pg-data --json | jq -r '.[-1].id')
-[ "$id" = "$id2" ] || fail "1.2: the newest snapshot on R is $id, not $id2"
-echo "last week's drill" > "$T/drill.img"   # the runbook's weekly drill replaces it
-"$FERRY" restore --repo "$R" --volume pg-data --overwrite latest "$T/drill.img" --json >"$T/drill.json"
-[ "$(json_get "$T/drill.json" .snapshot_id)" = "$id2" ] || fail "1.2: latest of pg-data on R is not $id2"
-rto=$(json_get "$T/drill.json" .duration_s)
-awk -v d="$rto" 'BEGIN { exit !(d > 0) }' || fail "1.2: restore reported duration_s '$rto'"
-cmp "$img" "$T/drill.img" || fail "1.2: the drill's restore differs from the volume"
-e2fsck -n -f "$T/drill.img" >"$T/fsck.out" 2>&1 || { cat "$T/fsck.out" >&2; fail "1.2: fsck -n of the drill's restore"; }
-ok "1.2: restore from R in $rto s (RTO of the data), identical, fsck clean"
+# 1.2: the drill of the far copy, with the runbook's check, recorded in R
+# (--scratch-dir and --json for the test: nothing may be left there)
+mkdir -p "$T/scratch"
+"$FERRY" drill --repo "$R" --volume pg-data --check 'fsck -n -f {}' --record --scratch-dir "$T/scratch" --json \
+  >"$T/drill.json" 2>"$T/drill.err" || { cat "$T/drill.err" >&2; fail "1.2: the drill of R failed"; }
+jq -e --arg id "$id2" '.result == "ok" and .snapshot == $id and .restore_s > 0 and .throughput_mbps > 0 and
+  .blocks_verified == .blocks and .check_status == 0 and .recorded == true' "$T/drill.json" >/dev/null ||
+  fail "1.2: the drill's result: $(cat "$T/drill.json")"
+rto=$(json_get "$T/drill.json" .restore_s)
+[ -z "$(ls -A "$T/scratch")" ] || fail "1.2: the drill left $(ls -A "$T/scratch")"
+! losetup -n -l -O BACK-FILE | grep -q "^$T/scratch/" || fail "1.2: a loop device stays bound to the drill's scratch"
+ok "1.2: drill of R: latest of pg-data ($id2) restored in $rto s (RTO of the data), every block verified, fsck clean, recorded; nothing left"
 
-t=$("$FERRY" snapshots --repo "$R" --volume pg-data --json | jq -r '.[-1].time')
-rpo=$(( $(date +%s) - $(date -d "$t" +%s) ))
-[ "$rpo" -ge 0 ] && [ "$rpo" -lt 600 ] || fail "1.3: RPO $rpo s from snapshot time '$t'"
-ok "1.3: RPO now $rpo s (newest snapshot on R at $t)"
+# 1.3: RPO of every copy and RTO of R against objectives
+"$FERRY" status --repo "$P" --copy "$R" --copy "$L" --volume pg-data --rpo 1d --json >"$T/status.json" ||
+  fail "1.3: status --rpo 1d exited $?: $(cat "$T/status.json")"
+jq -e '[.rows[] | .role] == ["primary", "copy", "copy"] and ([.rows[] | .rpo_s < 600] | all) and .breached == false' \
+  "$T/status.json" >/dev/null || fail "1.3: RPO rows: $(cat "$T/status.json")"
+rpo=$(jq -r '.rows[1].rpo_s' "$T/status.json")
+"$FERRY" status --repo "$R" --volume pg-data --rto 1h --json >"$T/status2.json" || fail "1.3: status --rto 1h of R"
+awk -v a="$(jq -r '.rows[0].rto_s' "$T/status2.json")" -v b="$rto" 'BEGIN { d = a - b; exit !(d < 0.002 && d > -0.002) }' ||
+  fail "1.3: RTO of R is not the drill's restore time $rto: $(cat "$T/status2.json")"
+rc=0
+FERRY_TEST_NOW=$(( $(date +%s) + 2 * 86400 )) "$FERRY" status --repo "$P" --copy "$R" --copy "$L" --volume pg-data \
+  --rpo 1d >/dev/null 2>"$T/status.err" || rc=$?
+[ "$rc" = 3 ] && [ "$(grep -c 'RPO of volume pg-data on ' "$T/status.err")" = 3 ] ||
+  fail "1.3: two days later the RPO objective should be breached on every copy: exit $rc: $(cat "$T/status.err")"
+ok "1.3: RPO now $rpo s on R (objective 1d: met; two days on: breached, exit 3), RTO of R $rto s from its drill record"
 
 # a backup that reached P only (an optional copy was down): copy catches R up
 "$FERRY" backup --repo "$P" --volume pg-data --json "$img" >"$T/b3.json"
@@ -173,11 +187,15 @@ rc=0
 grep -q "$hexid" "$T/check5.err" || { cat "$T/check5.err" >&2; fail "5: check does not name chunk $hexid"; }
 sid=$(grep -o 'named by snapshot [0-9a-f]*' "$T/check5.err" | head -1 | awk '{print $4}')
 [ -n "$sid" ] || fail "5: check names no snapshot: $(cat "$T/check5.err")"
+expect_fail "5: a drill of $sid from the damaged P3" "drill failed: chunk $hexid is corrupt: .*\(block [0-9]+" \
+  "$FERRY" drill --repo "$P3" --snapshot "$sid" --scratch-dir "$T/scratch"
+[ -z "$(ls -A "$T/scratch")" ] || fail "5: the failed drill left $(ls -A "$T/scratch")"
 awsp primary s3 rm --only-show-errors "s3://ferry-primary/$ck"
 "$FERRY" copy --from "$L" --to "$P3" "$sid" --json >"$T/c6.json"
 [ "$(json_get "$T/c6.json" .chunks_copied)" = 1 ] && [ "$(json_get "$T/c6.json" .snapshots_copied)" = 0 ] ||
   fail "5.2: the repair should send exactly the one chunk: $(cat "$T/c6.json")"
 "$FERRY" check --repo "$P3" --read-data >/dev/null || fail "5.2: check --read-data P3 after the repair"
+"$FERRY" drill --repo "$P3" --snapshot "$sid" --scratch-dir "$T/scratch" >/dev/null || fail "5.2: drill of $sid from the repaired P3"
 "$FERRY" restore --repo "$P3" "$id2" "$T/r5.img" >/dev/null
 cmp "$img" "$T/r5.img" || fail "5.2: restore from the repaired P3 differs"
 ok "5: check named the damaged chunk ${hexid:0:12}... of snapshot ${sid:0:8}; removed, sent again from L by 'copy $sid', check and restore pass"
