@@ -12,4 +12,14 @@ void fy_log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void fy_log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void fy_log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* An event about something named: the fields that apply (NULL: not this
+ * one) go into the line, and, with --log-format json, into fields of their
+ * own.  error is a reason, never a secret. */
+enum fy_log_level { FY_LOG_ERROR, FY_LOG_WARN, FY_LOG_INFO, FY_LOG_DEBUG };
+struct fy_log_fields {
+	const char *volume, *snapshot, *target, *policy, *error;
+};
+void fy_logf(enum fy_log_level level, const struct fy_log_fields *f, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 #endif

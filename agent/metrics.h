@@ -1,0 +1,57 @@
+/* The agent's Prometheus metrics (served on --metrics-address as /metrics,
+ * text exposition format; docs/operations.md lists every metric).
+ *
+ * Callers report events; this module keeps the numbers and renders them.
+ * Every call is thread-safe, cheap (no I/O), and does nothing before
+ * fy_metrics_start or after fy_metrics_stop.  Label values are bounded:
+ * volume ids of this node, targets as shown URLs (no secrets, no query
+ * credentials: fy_url_shown), policy names, gRPC method names. */
+#ifndef FERRY_AGENT_METRICS_H
+#define FERRY_AGENT_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Serve /metrics on addr ("127.0.0.1:9808", ":9808", "[::1]:9808").
+ * 0, or -errno with one line in err. */
+int fy_metrics_start(const char *addr, char *err, size_t errlen);
+void fy_metrics_stop(void);
+
+/* One CSI call ended: its full method name ("/csi.v1.Node/NodePublishVolume"),
+ * its gRPC status code and how long it took. */
+void fy_metrics_csi_call(const char *method, int grpc_code, double seconds);
+/* A snapshot was cut: the frozen window (or the clone, unfrozen) in seconds. */
+void fy_metrics_cut(double seconds);
+
+/* An upload attempt of a snapshot of volume ended: status 0 or -errno; bytes
+ * and seconds from its fy_backup_result (zero on failure); retries are the
+ * store's retried requests. */
+struct fy_metrics_upload {
+	const char *volume;
+	int status;
+	uint64_t bytes_read, bytes_stored, bytes_dedup;
+	uint64_t retries;
+	double seconds;
+};
+void fy_metrics_upload(const struct fy_metrics_upload *u);
+/* Uploads waiting in the queue now. */
+void fy_metrics_upload_queue(unsigned n);
+
+/* The newest snapshot of volume complete on target was created at
+ * created_unix_s (RPO = now - that, computed at scrape time). */
+void fy_metrics_target_snapshot(const char *volume, const char *target, double created_unix_s);
+/* Objectives of a volume on a target, in seconds (0: none). */
+void fy_metrics_objectives(const char *volume, const char *target, double rpo_s, double rto_s);
+/* A restore drill of volume from target ended (when: Unix seconds). */
+void fy_metrics_drill(const char *volume, const char *target, bool ok, double when_unix_s, double restore_s,
+		      double bytes_per_s, uint64_t size);
+/* forget / prune on target ended: status 0 or -errno. */
+void fy_metrics_forget(const char *target, int status, unsigned snapshots_removed);
+void fy_metrics_prune(const char *target, int status, uint64_t chunks_removed, uint64_t bytes_removed);
+/* Policies: how many are in force, and an error of one (kind: "parse",
+ * "schema", "cron", "secret", "overlap", "backup", "drill", "retention"). */
+void fy_metrics_policies(unsigned in_force);
+void fy_metrics_policy_error(const char *policy, const char *kind);
+
+#endif
