@@ -26,6 +26,7 @@
 #include <openssl/crypto.h>
 
 #include "agent_priv.h"
+#include "clock.h"
 #include "ferry.h"
 #include "image.h"
 #include "log.h"

@@ -32,6 +32,7 @@
 #include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "rpc.h"
 
@@ -660,21 +661,6 @@ static void bind_reason(const char *path, char *why, size_t len)
 		snprintf(why, len, "%s: %s", dir, strerror(errno));
 	else
 		snprintf(why, len, "gRPC could not bind it (--debug shows gRPC's reason)");
-}
-
-int64_t fy_mono_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-bool fy_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t until_ms)
-{
-	struct timespec t = { .tv_sec = until_ms / 1000, .tv_nsec = (long)(until_ms % 1000) * 1000000L };
-
-	return pthread_cond_timedwait(cv, mu, &t) != ETIMEDOUT;
 }
 
 int fy_rpc_bind(const struct fy_rpc_opts *o, const struct fy_rpc_method *methods, size_t n, void *ctx,

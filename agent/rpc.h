@@ -10,7 +10,6 @@
 #ifndef FERRY_AGENT_RPC_H
 #define FERRY_AGENT_RPC_H
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -90,10 +89,5 @@ const char *fy_rpc_method(const struct fy_rpc_call *c);
 int64_t fy_rpc_ms_left(const struct fy_rpc_call *c);
 
 const char *fy_rpc_status_name(grpc_status_code code);
-
-/* The monotonic clock in milliseconds, and a wait on cv (mu held, cv made
- * with CLOCK_MONOTONIC) until that clock reads until_ms: false at the deadline. */
-int64_t fy_mono_ms(void);
-bool fy_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t until_ms);
 
 #endif
