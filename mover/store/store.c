@@ -51,7 +51,9 @@ static bool scheme_valid(const char *s, size_t n)
 /* Test hook FERRY_TEST_KILL_AFTER_OPS=OP:N (OP put, del or any; N >= 1): the
  * process raises SIGKILL right after its Nth such store operation returned,
  * whatever it returned, in the thread that made it; the other threads may have
- * operations in flight.  Off (one branch per put and del) when unset.  For
+ * operations in flight, and any of them that returns before the signal has
+ * taken the process raises it too (so at most N + threads - 1 operations
+ * complete, however long the Nth thread waits to be scheduled).  Off (one branch per put and del) when unset.  For
  * kill -9 tests (tests/integration/t_crash.sh), never for production use. */
 static pthread_once_t kill_once = PTHREAD_ONCE_INIT;
 static _Atomic unsigned kill_ops; /* FY_STORE_OP_* counted; 0: off */
@@ -103,7 +105,7 @@ int fy_store_kill_arm(const char *spec)
 void fy_store_kill_point(unsigned op)
 {
 	pthread_once(&kill_once, kill_setup);
-	if ((atomic_load(&kill_ops) & op) && atomic_fetch_add(&kill_count, 1) + 1 == atomic_load(&kill_after))
+	if ((atomic_load(&kill_ops) & op) && atomic_fetch_add(&kill_count, 1) + 1 >= atomic_load(&kill_after))
 		raise(SIGKILL);
 }
 
