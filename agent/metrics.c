@@ -142,7 +142,14 @@ static struct {
 	bool has_policies;
 	unsigned policies;
 	uint64_t scrapes;
-} R = { .mu = PTHREAD_MUTEX_INITIALIZER };
+} R = {
+	.mu = PTHREAD_MUTEX_INITIALIZER,
+	.csi = { .size = sizeof(struct csi_row) },
+	.vols = { .size = sizeof(struct vol_row) },
+	.targets = { .size = sizeof(struct target_row) },
+	.retention = { .size = sizeof(struct retention_row) },
+	.perrs = { .size = sizeof(struct policy_error_row) },
+};
 
 static double now_unix(void)
 {
@@ -873,12 +880,29 @@ static enum MHD_Result queue_text(struct MHD_Connection *c, unsigned status, con
 	return ret;
 }
 
+char *fy_metrics_text(size_t *len)
+{
+	struct buf b = { 0 };
+
+	pthread_mutex_lock(&R.mu);
+	if (R.on)
+		render(&b, now_unix());
+	pthread_mutex_unlock(&R.mu);
+	if (b.oom || !b.p) {
+		free(b.p);
+		return NULL;
+	}
+	*len = b.len;
+	return b.p;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 			      const char *version, const char *upload_data, size_t *upload_size, void **state)
 {
 	struct MHD_Response *resp;
-	struct buf b = { 0 };
 	enum MHD_Result ret;
+	size_t len = 0;
+	char *text;
 
 	(void)cls, (void)version, (void)upload_data;
 	if (!*state) { /* the headers: answer once the request is complete */
@@ -894,18 +918,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
 		return queue_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed: GET /metrics\n", "GET, HEAD");
 	pthread_mutex_lock(&R.mu);
-	if (R.on) {
-		R.scrapes++;
-		render(&b, now_unix());
-	}
+	R.scrapes++;
 	pthread_mutex_unlock(&R.mu);
-	if (b.oom || !b.p) {
-		free(b.p);
-		return queue_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory\n", NULL);
-	}
-	resp = MHD_create_response_from_buffer(b.len, b.p, MHD_RESPMEM_MUST_FREE);
+	text = fy_metrics_text(&len);
+	if (!text)
+		return queue_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "no metrics (stopping, or out of memory)\n", NULL);
+	resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
 	if (!resp) {
-		free(b.p);
+		free(text);
 		return MHD_NO;
 	}
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
@@ -998,18 +1018,19 @@ int fy_metrics_address_check(const char *addr, char *err, size_t errlen)
 	return parse_address(addr, &sa, &len, err, errlen);
 }
 
+static void table_free(struct table *t)
+{
+	free(t->rows);
+	*t = (struct table){ .size = t->size };
+}
+
 static void registry_free(void)
 {
-	free(R.csi.rows);
-	free(R.vols.rows);
-	free(R.targets.rows);
-	free(R.retention.rows);
-	free(R.perrs.rows);
-	memset(&R.csi, 0, sizeof(R.csi));
-	memset(&R.vols, 0, sizeof(R.vols));
-	memset(&R.targets, 0, sizeof(R.targets));
-	memset(&R.retention, 0, sizeof(R.retention));
-	memset(&R.perrs, 0, sizeof(R.perrs));
+	table_free(&R.csi);
+	table_free(&R.vols);
+	table_free(&R.targets);
+	table_free(&R.retention);
+	table_free(&R.perrs);
 }
 
 int fy_metrics_start(const char *addr, char *err, size_t errlen)

@@ -23,6 +23,9 @@ int fy_metrics_address_check(const char *addr, char *err, size_t errlen);
  * -EADDRINUSE, -EADDRNOTAVAIL... */
 int fy_metrics_start(const char *addr, char *err, size_t errlen);
 void fy_metrics_stop(void);
+/* What a scrape of /metrics gets now (malloc'd, len bytes), or NULL when
+ * the metrics are not served (or out of memory).  For tests. */
+char *fy_metrics_text(size_t *len);
 
 /* One CSI call ended: its full method name ("/csi.v1.Node/NodePublishVolume"),
  * its gRPC status code and how long it took. */
@@ -30,9 +33,10 @@ void fy_metrics_csi_call(const char *method, int grpc_code, double seconds);
 /* A snapshot was cut: the frozen window (or the clone, unfrozen) in seconds. */
 void fy_metrics_cut(double seconds);
 
-/* An upload attempt of a snapshot of volume ended: status 0 or -errno; bytes
- * and seconds from its fy_backup_result (zero on failure); retries are the
- * store's retried requests. */
+/* An upload attempt of a snapshot of volume ended: status 0, -ECANCELED
+ * (stopped: the agent stops, or its snapshot was deleted) or another
+ * -errno (failed); bytes and seconds from its fy_backup_result (zero on
+ * failure); retries are the store's requests sent again during it. */
 struct fy_metrics_upload {
 	const char *volume;
 	int status;
