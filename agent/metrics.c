@@ -1088,9 +1088,9 @@ int fy_metrics_start(const char *addr, char *err, size_t errlen)
 	/* One thread polls the socket and renders: scrapes are rare and cheap,
 	 * and a slow client is bounded by the connection timeout. */
 	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, handle, NULL,
+			     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first: it says why the others fail */
 			     MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, (unsigned)16,
-			     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-			     MHD_OPTION_END);
+			     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
 	if (!d) {
 		pthread_mutex_lock(&R.mu);
 		R.on = false;

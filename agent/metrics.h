@@ -17,7 +17,7 @@
  * IPv4 address), [IPv6]:PORT, PORT from 0 (any free port) to 65535?  0, or
  * -EINVAL with one line in err that echoes it (bad usage). */
 int fy_metrics_address_check(const char *addr, char *err, size_t errlen);
-/* Serve /metrics on addr ("127.0.0.1:9808", ":9808", "[::1]:9808").
+/* Serve /metrics on addr ("127.0.0.1:9810", ":9810", "[::1]:9810").
  * 0 (and an info line naming the address bound, also the port chosen for
  * port 0), or -errno with one line in err: -EINVAL a bad address,
  * -EADDRINUSE, -EADDRNOTAVAIL... */
