@@ -391,7 +391,8 @@ static void reconcile(struct fy_agent *a)
 						 "the local clone %.400s is gone before its upload finished", path);
 				}
 				fy_cat_snap_update(a->cat, &s[i], err, sizeof(err));
-				fy_log_warn("reconcile: snapshot %s: its clone is gone", s[i].id);
+				fy_logf(FY_LOG_WARN, &(struct fy_log_fields){ .volume = s[i].volume_id, .snapshot = s[i].id },
+					"reconcile: snapshot %s: its clone is gone", s[i].id);
 				fixed++;
 			}
 		}
@@ -401,8 +402,8 @@ static void reconcile(struct fy_agent *a)
 		for (size_t i = 0; i < nv; i++) {
 			fy_vol_path(a, v[i].id, path, sizeof(path));
 			if (access(path, F_OK))
-				fy_log_error("reconcile: volume %s (%s): its image %s is missing", v[i].id, v[i].name,
-					     path);
+				fy_logf(FY_LOG_ERROR, &(struct fy_log_fields){ .volume = v[i].id },
+					"reconcile: volume %s (%s): its image %s is missing", v[i].id, v[i].name, path);
 		}
 		free(v);
 	}

@@ -354,8 +354,9 @@ class Metrics(AgentTest):
         a.restart()
         s = self.scrape()
         for t in (self.url, self.copy_url):
-            self.assertAlmostEqual(get(s, "ferry_newest_snapshot_timestamp_seconds", volume=self.vid, target=t),
-                                   self.created3, delta=0.01)
+            newest = get(s, "ferry_newest_snapshot_timestamp_seconds", volume=self.vid, target=t)
+            self.assertIsNotNone(newest, "no series of %s on %s right after the restart" % (self.vid, t))
+            self.assertAlmostEqual(newest, self.created3, delta=0.01)
             self.assertIsNotNone(get(s, "ferry_rpo_seconds", volume=self.vid, target=t))
         self.assertEqual(get(s, "ferry_volume_size_bytes", volume=self.vid), SIZE)
         self.assertEqual(total(s, "ferry_uploads_total"), 0, "counters start from zero")
