@@ -62,6 +62,8 @@ struct fy_agent_conf {
 	char *lookup[FY_MAX_LOOKUP];
 	size_t nlookup;
 	bool debug;
+	char metrics_address[128];   /* --metrics-address: serve /metrics there; "" none */
+	bool log_json;               /* --log-format json */
 };
 
 struct fy_jobs;
@@ -156,17 +158,19 @@ void fy_snapshot_to_csi(const struct fy_cat_snapshot *s, Csi__V1__Snapshot *out,
 /* Restore a snapshot into the image at path (for CreateVolume): a clone of
  * the local snapshot, or a restore from its primary repository with the
  * request's secrets. */
-int fy_snapshot_materialise(struct fy_agent *a, const struct fy_cat_snapshot *s, const char *path,
-			    struct fy_map_entry *const *secrets, size_t nsecrets, char *err, size_t errlen);
+int fy_snapshot_materialise(struct fy_agent *a, const struct fy_cat_snapshot *s, const char *volume,
+			    const char *path, struct fy_map_entry *const *secrets, size_t nsecrets, char *err,
+			    size_t errlen);
 /* Open the primary repository a snapshot was uploaded to, with secrets. */
 int fy_snapshot_repo(struct fy_agent *a, const struct fy_cat_snapshot *s, struct fy_map_entry *const *secrets,
 		     size_t nsecrets, struct fy_repo **r, char *err, size_t errlen);
 
 /* Restore repository snapshot rid into the image at path (created):
  * CreateVolume's restore from a repository; what names the CSI snapshot
- * and where, for the log. */
+ * and where, volume the volume made and snapshot the CSI snapshot id, for
+ * the log. */
 int fy_snapshot_restore_repo(struct fy_repo *r, const uint8_t rid[FY_SNAP_ID_LEN], const char *what,
-			     const char *path, char *err, size_t errlen);
+			     const char *volume, const char *snapshot, const char *path, char *err, size_t errlen);
 
 /* ---- lookup.c: snapshots this node's catalog does not know ----
  * A CSI snapshot id is looked up by the label FY_L_SNAPSHOT_ID that every
@@ -203,6 +207,11 @@ int fy_lookup_in(struct fy_agent *a, struct fy_repo *r, const char *url, const c
 /* The status of a lookup's failure. */
 grpc_status_code fy_lookup_status(int err);
 void fy_found_free(struct fy_found *f);
+
+/* ---- metrics (controller.c, main.c) ---- */
+/* Tell the metrics about a volume of this node: its size, name and PVC
+ * (read from its labels file). */
+void fy_volume_metrics(struct fy_agent *a, const struct fy_cat_volume *v);
 
 /* ---- jobs.c: background uploads ---- */
 int fy_jobs_start(struct fy_agent *a, char *err, size_t errlen);

@@ -10,6 +10,7 @@
 #include "agent_priv.h"
 #include "image.h"
 #include "log.h"
+#include "metrics.h"
 #include "publish.h"
 
 #define MSG(x) ((const ProtobufCMessage *)(x))
@@ -132,6 +133,33 @@ static int save_k8s_labels(struct fy_agent *a, const char *id, const Csi__V1__Cr
 	}
 	fclose(f);
 	return rename(tmp, path) ? -errno : 0;
+}
+
+void fy_volume_metrics(struct fy_agent *a, const struct fy_cat_volume *v)
+{
+	char path[1024], line[512], ns[FY_NAME_MAX + 1] = "", pvc[FY_NAME_MAX + 1] = "";
+	FILE *f;
+
+	fy_vol_labels_path(a, v->id, path, sizeof(path));
+	f = fopen(path, "re");
+	while (f && fgets(line, sizeof(line), f)) {
+		char *eq = strchr(line, '='), *nl = strchr(line, '\n');
+
+		if (nl)
+			*nl = 0;
+		if (!eq)
+			continue;
+		*eq = 0;
+		if (!strcmp(line, FY_P_K8S_PREFIX "pvc/namespace"))
+			snprintf(ns, sizeof(ns), "%s", eq + 1);
+		else if (!strcmp(line, FY_P_K8S_PREFIX "pvc/name"))
+			snprintf(pvc, sizeof(pvc), "%s", eq + 1);
+	}
+	if (f)
+		fclose(f);
+	fy_metrics_volume(&(struct fy_metrics_volume){ .volume = v->id, .name = v->name, .size = v->size,
+						       .pvc_namespace = ns[0] ? ns : NULL,
+						       .pvc_name = pvc[0] ? pvc : NULL });
 }
 
 static void create_volume(struct fy_rpc_call *call, const ProtobufCMessage *req_, void *ctx)
@@ -277,10 +305,11 @@ static void create_volume(struct fy_rpc_call *call, const ProtobufCMessage *req_
 
 		fy_hex(found.rid, FY_SNAP_ID_LEN, hex);
 		snprintf(what, sizeof(what), "%s from %.500s (%s)", src_snap, found.shown, hex);
-		ret = fy_snapshot_restore_repo(found.repo, found.rid, what, path, why, sizeof(why));
+		ret = fy_snapshot_restore_repo(found.repo, found.rid, what, v.id, src_snap, path, why, sizeof(why));
 		fy_found_free(&found);
 	} else if (*src_snap) {
-		ret = fy_snapshot_materialise(a, &snap, path, MAP(req->secrets), req->n_secrets, why, sizeof(why));
+		ret = fy_snapshot_materialise(a, &snap, v.id, path, MAP(req->secrets), req->n_secrets, why,
+					      sizeof(why));
 	} else if (*src_vol) {
 		fy_vol_path(a, src_vol, srcpath, sizeof(srcpath));
 		ret = fy_img_clone(srcpath, path, &reflinked, why, sizeof(why));
@@ -302,8 +331,10 @@ static void create_volume(struct fy_rpc_call *call, const ProtobufCMessage *req_
 		unlink(path);
 		return fy_rpc_fail(call, fy_errno_status(ret), "CreateVolume '%s': %s", req->name, why);
 	}
-	fy_log_info("CreateVolume '%s': %s, %llu bytes%s%s", v.name, v.id, (unsigned long long)v.size,
-		    *src_snap ? " from snapshot " : *src_vol ? " from volume " : "", *src_snap ? src_snap : src_vol);
+	fy_logf(FY_LOG_INFO, &(struct fy_log_fields){ .volume = v.id, .snapshot = *src_snap ? src_snap : NULL },
+		"CreateVolume '%s': %s, %llu bytes%s%s", v.name, v.id, (unsigned long long)v.size,
+		*src_snap ? " from snapshot " : *src_vol ? " from volume " : "", *src_snap ? src_snap : src_vol);
+	fy_volume_metrics(a, &v);
 	reply_volume(call, a, &v);
 }
 
@@ -364,7 +395,8 @@ static void delete_volume(struct fy_rpc_call *call, const ProtobufCMessage *req_
 	if (ret)
 		return fy_rpc_fail(call, ret == -EBUSY ? GRPC_STATUS_FAILED_PRECONDITION : fy_errno_status(ret),
 				   "DeleteVolume %s: %s", v.id, why);
-	fy_log_info("DeleteVolume %s ('%s')", v.id, v.name);
+	fy_logf(FY_LOG_INFO, &(struct fy_log_fields){ .volume = v.id }, "DeleteVolume %s ('%s')", v.id, v.name);
+	fy_metrics_volume_gone(v.id);
 	fy_rpc_reply(call, MSG(&(Csi__V1__DeleteVolumeResponse)CSI__V1__DELETE_VOLUME_RESPONSE__INIT));
 }
 

@@ -30,6 +30,8 @@
 #include "ferry.h"
 #include "image.h"
 #include "log.h"
+#include "metrics.h"
+#include "store/store.h"
 
 #define MAX_WORKERS 16
 #define BACKOFF_MIN_NS (5LL * 1000000000LL)
@@ -53,6 +55,15 @@ struct run {
 	bool dropped;             /* its snapshot was deleted: the result is discarded */
 	atomic_bool cancel;
 	struct job_open *open;    /* the job's repositories, owned by the run while it runs */
+};
+
+/* What an upload attempt did, for the metrics and the log. */
+struct attempt {
+	struct fy_backup_result res;
+	uint64_t retries;                          /* store requests sent again */
+	char target[512];                          /* the primary, as shown (no query) */
+	char copies[FY_MAX_TARGETS - 1][512];      /* copies that got the snapshot, as shown */
+	size_t ncopies;
 };
 
 /* A DeleteSnapshot waiting for the run of its snapshot to end. */
@@ -82,7 +93,8 @@ static void open_close(struct job_open *o, const char *why)
 {
 	if (!o)
 		return;
-	fy_log_debug("snapshot %s: its repositories closed (%s)", o->snap, why);
+	fy_logf(FY_LOG_DEBUG, &(struct fy_log_fields){ .snapshot = o->snap },
+		"snapshot %s: its repositories closed (%s)", o->snap, why);
 	for (size_t i = 0; i < o->ncopies; i++)
 		fy_repo_close(o->copies[i]);
 	fy_repo_close(o->primary);
@@ -104,6 +116,29 @@ static struct job_open *take_open(struct fy_jobs *j, const char *snap)
 	return NULL;
 }
 
+/* The uploads waiting (queued or waiting for a retry, not running) among
+ * the catalog's jobs, for the metrics (j->mu held).  jobs NULL: read them. */
+static void queue_gauge(struct fy_jobs *j, const struct fy_cat_job *jobs, size_t n, const char *starting)
+{
+	struct fy_cat_job *mine = NULL;
+	unsigned waiting = 0;
+
+	if (!jobs) {
+		if (fy_cat_jobs(j->a->cat, &mine, &n))
+			return;
+		jobs = mine;
+	}
+	for (size_t i = 0; i < n; i++) {
+		bool running = false;
+
+		for (unsigned r = 0; r < j->n && !running; r++)
+			running = j->runs[r].active && !strcmp(j->runs[r].snap, jobs[i].snapshot_id);
+		waiting += !running && !(starting && !strcmp(starting, jobs[i].snapshot_id));
+	}
+	free(mine);
+	fy_metrics_upload_queue(waiting);
+}
+
 void fy_jobs_kick(struct fy_agent *a)
 {
 	struct fy_jobs *j = a->jobs;
@@ -111,6 +146,7 @@ void fy_jobs_kick(struct fy_agent *a)
 	if (!j)
 		return;
 	pthread_mutex_lock(&j->mu);
+	queue_gauge(j, NULL, 0, NULL); /* a new job: seen now, even while every worker is busy */
 	j->kicked = true;
 	pthread_cond_broadcast(&j->cv);
 	pthread_mutex_unlock(&j->mu);
@@ -173,6 +209,7 @@ int fy_jobs_drop(struct fy_agent *a, const char *snapshot_id, unsigned wait_ms, 
 		memcpy(committed, w.committed, sizeof(w.committed));
 	if (ret != FY_DROP_LEFT)
 		o = take_open(j, snapshot_id);
+	queue_gauge(j, NULL, 0, NULL);
 	pthread_mutex_unlock(&j->mu);
 	open_close(o, "the snapshot is deleted");
 	return ret;
@@ -223,7 +260,8 @@ static void evict(struct fy_agent *a, const char *vol)
 			continue;
 		s[i].local = false;
 		fy_cat_snap_update(a->cat, &s[i], err, sizeof(err));
-		fy_log_info("snapshot %s: local clone evicted (kept in its repository)", s[i].id);
+		fy_logf(FY_LOG_INFO, &(struct fy_log_fields){ .volume = s[i].volume_id, .snapshot = s[i].id },
+			"snapshot %s: local clone evicted (kept in its repository)", s[i].id);
 	}
 	free(s);
 }
@@ -267,7 +305,8 @@ static int open_repos(const struct fy_cat_snapshot *s, const char *url, char **u
 		return ret;
 	}
 	if (o && memcmp(o->digest, dg, sizeof(dg))) {
-		fy_log_info("snapshot %s: other secrets since the last attempt: opening its repositories again", s->id);
+		fy_logf(FY_LOG_INFO, &(struct fy_log_fields){ .volume = s->volume_id, .snapshot = s->id },
+			"snapshot %s: other secrets since the last attempt: opening its repositories again", s->id);
 		open_close(o, "other secrets");
 		*op = o = NULL;
 	}
@@ -299,7 +338,13 @@ static int open_repos(const struct fy_cat_snapshot *s, const char *url, char **u
 		ret = fy_repo_open_dir(urls[i], sub, flags, o->primary, "the snapshot class's secrets", &o->copies[i],
 				       e2, sizeof(e2));
 		if (ret && o->optional[i]) {
-			fy_log_warn("snapshot %s: optional copy dropped: %s", s->id, e2);
+			char shown[512];
+
+			fy_url_shown(urls[i], shown, sizeof(shown));
+			fy_logf(FY_LOG_WARN,
+				&(struct fy_log_fields){ .volume = s->volume_id, .snapshot = s->id, .target = shown,
+							 .error = e2 },
+				"snapshot %s: optional copy dropped: %s", s->id, e2);
 			continue;
 		}
 		if (ret) {
@@ -310,11 +355,32 @@ static int open_repos(const struct fy_cat_snapshot *s, const char *url, char **u
 	return 0;
 }
 
+/* The store requests sent again so far by the repositories of o. */
+static uint64_t store_retries(const struct job_open *o)
+{
+	struct fy_store_stats st;
+	uint64_t n = 0;
+
+	if (!o)
+		return 0;
+	fy_store_stats(o->primary->store, &st);
+	n += st.retries;
+	for (size_t i = 0; i < o->ncopies; i++)
+		if (o->copies[i]) {
+			fy_store_stats(o->copies[i]->store, &st);
+			n += st.retries;
+		}
+	return n;
+}
+
 /* Upload one snapshot with the run's repositories (opened here if need be).
- * 0, -ECANCELED (left for later), or -errno with err. */
-static int upload(struct fy_agent *a, struct fy_cat_snapshot *s, struct run *run, char *err, size_t errlen)
+ * 0, -ECANCELED (left for later), or -errno with err; *at says what the
+ * attempt did. */
+static int upload(struct fy_agent *a, struct fy_cat_snapshot *s, struct run *run, struct attempt *at, char *err,
+		  size_t errlen)
 {
 	struct fy_repo *copies[FY_MAX_TARGETS - 1] = { 0 };
+	const char *copy_urls[FY_MAX_TARGETS - 1] = { 0 };
 	bool optional[FY_MAX_TARGETS - 1] = { 0 };
 	size_t ncopies = 0, nkv = 0, nl = 0, nreq = 0, nopt = 0;
 	struct fy_kv *kv = NULL;
@@ -327,7 +393,8 @@ static int upload(struct fy_agent *a, struct fy_cat_snapshot *s, struct run *run
 	FILE *vol_labels;
 	struct fy_cat_snapshot parent;
 	struct fy_backup_opts o = { 0 };
-	struct fy_backup_result res;
+	struct fy_backup_result *res = &at->res;
+	uint64_t retries0;
 	int ret;
 
 	ret = fy_cat_snap_params(a->cat, s->id, &kv, &nkv);
@@ -345,6 +412,8 @@ static int upload(struct fy_agent *a, struct fy_cat_snapshot *s, struct run *run
 		else if (!strncmp(kv[i].key, FY_P_K8S_PREFIX, strlen(FY_P_K8S_PREFIX)))
 			add_label(labels, &nl, 24, kv[i].key, kv[i].value);
 	}
+	if (url)
+		fy_url_shown(url, at->target, sizeof(at->target));
 	fy_job_dir(a, s->id, dir, sizeof(dir));
 	if (access(dir, F_OK)) {
 		snprintf(err, errlen, "its secrets are gone (%.600s): call CreateSnapshot again to resend them", dir);
@@ -359,6 +428,7 @@ static int upload(struct fy_agent *a, struct fy_cat_snapshot *s, struct run *run
 	for (size_t i = 0; i < run->open->ncopies; i++)
 		if (run->open->copies[i]) {
 			optional[ncopies] = run->open->optional[i];
+			copy_urls[ncopies] = urls[i];
 			copies[ncopies++] = run->open->copies[i];
 		}
 	/* The volume's Kubernetes names (PVC, PV), saved at CreateVolume. */
@@ -400,15 +470,23 @@ static int upload(struct fy_agent *a, struct fy_cat_snapshot *s, struct run *run
 	o.copy_optional = optional;
 	o.ncopies = ncopies;
 	o.cancel = &run->cancel;
-	ret = fy_backup(run->open->primary, &o, &res, err, errlen);
+	retries0 = store_retries(run->open);
+	ret = fy_backup(run->open->primary, &o, res, err, errlen);
+	at->retries = store_retries(run->open) - retries0;
 	if (!ret) {
 		fy_url_shown(url, shown, sizeof(shown));
-		fy_hex(res.snapshot_id, FY_SNAP_ID_LEN, s->repo_snapshot);
-		s->bytes_uploaded = res.bytes_stored;
-		fy_log_info("snapshot %s uploaded to %s%s as %s: %s, %llu bytes read, %llu stored, %.2f s%s%s", s->id,
-			    shown, ncopies ? " and copies" : "", s->repo_snapshot, res.change_source,
-			    (unsigned long long)res.bytes_read, (unsigned long long)res.bytes_stored, res.seconds,
-			    res.warning[0] ? "; " : "", res.warning);
+		fy_hex(res->snapshot_id, FY_SNAP_ID_LEN, s->repo_snapshot);
+		s->bytes_uploaded = res->bytes_stored;
+		/* The copies that got it: res->targets[1 + i] is copies[i]; an
+		 * optional one that failed was dropped (its status says). */
+		for (size_t i = 0; i < ncopies && i + 1 < res->ntargets; i++)
+			if (!res->targets[1 + i].status)
+				fy_url_shown(copy_urls[i], at->copies[at->ncopies++], sizeof(at->copies[0]));
+		fy_logf(FY_LOG_INFO, &(struct fy_log_fields){ .volume = s->volume_id, .snapshot = s->id, .target = shown },
+			"snapshot %s uploaded to %s%s as %s: %s, %llu bytes read, %llu stored, %.2f s%s%s", s->id,
+			shown, ncopies ? " and copies" : "", s->repo_snapshot, res->change_source,
+			(unsigned long long)res->bytes_read, (unsigned long long)res->bytes_stored, res->seconds,
+			res->warning[0] ? "; " : "", res->warning);
 	}
 out:
 	free(copy_list);
@@ -430,6 +508,8 @@ static bool pick(struct fy_jobs *j, struct run *slot, int64_t *wait_ns)
 
 	*wait_ns = -1;
 	if (fy_cat_jobs(a->cat, &jobs, &n) || !n) {
+		if (!n)
+			fy_metrics_upload_queue(0);
 		free(jobs);
 		return false;
 	}
@@ -461,9 +541,36 @@ static bool pick(struct fy_jobs *j, struct run *slot, int64_t *wait_ns)
 		snprintf(slot->vol, sizeof(slot->vol), "%s", s.volume_id);
 		found = true;
 	}
+	queue_gauge(j, jobs, n, found ? slot->snap : NULL); /* the one picked starts now */
 	free(vols);
 	free(jobs);
 	return found;
+}
+
+/* Tell the metrics what an attempt did (every attempt: failed, cancelled,
+ * or uploaded) and, when the snapshot is complete on its targets, that
+ * their RPO falls. */
+static void attempt_metrics(const struct fy_cat_snapshot *s, const struct attempt *at, int ret, bool landed)
+{
+	struct fy_metrics_upload u = {
+		.volume = s->volume_id,
+		.status = ret,
+		.retries = at->retries,
+	};
+	double created = (double)s->created_ns / 1e9;
+
+	if (!ret) {
+		u.bytes_read = at->res.bytes_read;
+		u.bytes_stored = at->res.bytes_stored;
+		u.bytes_dedup = at->res.bytes_dedup;
+		u.seconds = at->res.seconds;
+	}
+	fy_metrics_upload(&u);
+	if (ret || !landed)
+		return;
+	fy_metrics_target_snapshot(s->volume_id, at->target, created);
+	for (size_t i = 0; i < at->ncopies; i++)
+		fy_metrics_target_snapshot(s->volume_id, at->copies[i], created);
 }
 
 static void run_job(struct fy_jobs *j, struct run *slot)
@@ -471,6 +578,8 @@ static void run_job(struct fy_jobs *j, struct run *slot)
 	struct fy_agent *a = j->a;
 	struct fy_cat_snapshot s, now;
 	struct fy_cat_job job = { 0 };
+	struct attempt *at;
+	char target[512] = "";
 	struct fy_cat_job *jobs = NULL;
 	size_t n = 0;
 	char err[1024] = "", e2[512], dir[1024];
@@ -489,8 +598,15 @@ static void run_job(struct fy_jobs *j, struct run *slot)
 			if (!strcmp(jobs[i].snapshot_id, s.id))
 				job = jobs[i];
 	free(jobs);
-	fy_log_info("snapshot %s: upload starts (attempt %u)", s.id, job.attempts + 1);
-	ret = upload(a, &s, slot, err, sizeof(err));
+	fy_logf(FY_LOG_INFO, &(struct fy_log_fields){ .volume = s.volume_id, .snapshot = s.id },
+		"snapshot %s: upload starts (attempt %u)", s.id, job.attempts + 1);
+	at = calloc(1, sizeof(*at));
+	if (!at) {
+		snprintf(err, sizeof(err), "out of memory");
+		ret = -ENOMEM;
+	} else {
+		ret = upload(a, &s, slot, at, err, sizeof(err));
+	}
 	pthread_mutex_lock(&j->mu);
 	dropped = slot->dropped;
 	for (struct drop_wait *w = j->drops; dropped && w; w = w->next)
@@ -500,22 +616,32 @@ static void run_job(struct fy_jobs *j, struct run *slot)
 			memcpy(w->committed, s.repo_snapshot, sizeof(w->committed));
 		}
 	pthread_mutex_unlock(&j->mu);
+	/* A deleted snapshot's upload counts as an attempt, but moves no RPO:
+	 * its snapshot is gone from the catalog (and from the next start's). */
+	if (at) {
+		attempt_metrics(&s, at, ret, !dropped);
+		memcpy(target, at->target, sizeof(target));
+		free(at);
+	}
 	if (dropped) {
 		/* The snapshot is deleted: whatever this run did is discarded (the
 		 * worker closes its repositories).  DeleteSnapshot says what became
 		 * of it, unless it has answered already. */
 		if (!told && !ret)
-			fy_log_warn("snapshot %s (deleted while its upload was blocked in a store request): the upload "
-				    "completed after all, and the repository keeps it as snapshot %s until retention "
-				    "removes it", s.id, s.repo_snapshot);
+			fy_logf(FY_LOG_WARN, &(struct fy_log_fields){ .volume = s.volume_id, .snapshot = s.id },
+				"snapshot %s (deleted while its upload was blocked in a store request): the upload "
+				"completed after all, and the repository keeps it as snapshot %s until retention "
+				"removes it", s.id, s.repo_snapshot);
 		else if (!told)
-			fy_log_info("snapshot %s (deleted while its upload was blocked in a store request): the upload "
-				    "came back and stopped; nothing of it was committed, chunks it stored stay "
-				    "unreferenced until `ferry prune`", s.id);
+			fy_logf(FY_LOG_INFO, &(struct fy_log_fields){ .volume = s.volume_id, .snapshot = s.id },
+				"snapshot %s (deleted while its upload was blocked in a store request): the upload "
+				"came back and stopped; nothing of it was committed, chunks it stored stay "
+				"unreferenced until `ferry prune`", s.id);
 		return;
 	}
 	if (ret == -ECANCELED && (atomic_load(&slot->cancel) || atomic_load(&a->stopping))) {
-		fy_log_info("snapshot %s: upload stopped; what is stored stays, and it resumes at the next start", s.id);
+		fy_logf(FY_LOG_INFO, &(struct fy_log_fields){ .volume = s.volume_id, .snapshot = s.id },
+			"snapshot %s: upload stopped; what is stored stays, and it resumes at the next start", s.id);
 		return;
 	}
 	if (fy_cat_snap_get(a->cat, s.id, &now)) {
@@ -531,7 +657,8 @@ static void run_job(struct fy_jobs *j, struct run *slot)
 		now.bytes_uploaded = s.bytes_uploaded;
 		ret = fy_cat_snap_update(a->cat, &now, e2, sizeof(e2));
 		if (ret) {
-			fy_log_error("snapshot %s: uploaded, but the catalog did not take it: %s", s.id, e2);
+			fy_logf(FY_LOG_ERROR, &(struct fy_log_fields){ .volume = s.volume_id, .snapshot = s.id, .error = e2 },
+				"snapshot %s: uploaded, but the catalog did not take it: %s", s.id, e2);
 			return; /* the job stays: a rerun finds everything stored */
 		}
 		fy_cat_job_delete(a->cat, s.id, e2, sizeof(e2));
@@ -552,8 +679,11 @@ static void run_job(struct fy_jobs *j, struct run *slot)
 		backoff = BACKOFF_MAX_NS;
 	job.next_ns = fy_now_ns() + backoff;
 	fy_cat_job_update(a->cat, &job, e2, sizeof(e2));
-	fy_log_error("snapshot %s: upload failed (attempt %u, next in %lld s): %s", s.id, job.attempts,
-		     (long long)(backoff / 1000000000LL), err);
+	fy_logf(FY_LOG_ERROR,
+		&(struct fy_log_fields){ .volume = s.volume_id, .snapshot = s.id, .target = target[0] ? target : NULL,
+					 .error = err },
+		"snapshot %s: upload failed (attempt %u, next in %lld s): %s", s.id, job.attempts,
+		(long long)(backoff / 1000000000LL), err);
 }
 
 static void *worker(void *arg)

@@ -286,7 +286,8 @@ static int scan(struct fy_agent *a, struct fy_repo *r, const char *url, const ch
 		if (ret == -EBADMSG) {
 			/* Damaged (ferry check names it): it could serve no answer. */
 			drop_queries(e2);
-			fy_log_warn("looking for snapshot %s in %s: %s", id, shown, e2);
+			fy_logf(FY_LOG_WARN, &(struct fy_log_fields){ .snapshot = id, .target = shown, .error = e2 },
+				"looking for snapshot %s in %s: %s", id, shown, e2);
 			continue;
 		}
 		if (ret) {
@@ -319,10 +320,12 @@ static int scan(struct fy_agent *a, struct fy_repo *r, const char *url, const ch
 		char hex[2 * FY_SNAP_ID_LEN + 1];
 
 		fy_hex(rid, FY_SNAP_ID_LEN, hex);
-		fy_log_info("snapshot %s found in %s as %s (%zu manifests read, %zu known)", id, shown, hex, nread, known);
+		fy_logf(FY_LOG_INFO, &(struct fy_log_fields){ .snapshot = id, .target = shown },
+			"snapshot %s found in %s as %s (%zu manifests read, %zu known)", id, shown, hex, nread, known);
 		return 0;
 	}
-	fy_log_debug("snapshot %s is not in %s (%zu manifests read, %zu known)", id, shown, nread, known);
+	fy_logf(FY_LOG_DEBUG, &(struct fy_log_fields){ .snapshot = id, .target = shown },
+		"snapshot %s is not in %s (%zu manifests read, %zu known)", id, shown, nread, known);
 	if (first_err) {
 		snprintf(err, errlen, "%s: a manifest could not be read (%s)", shown, unread);
 		return first_err;
@@ -346,7 +349,8 @@ int fy_lookup_in(struct fy_agent *a, struct fy_repo *r, const char *url, const c
 	if (cached(a, url, id, rid)) {
 		ret = fy_manifest_read(r, rid, m, e2, sizeof(e2));
 		if (!ret && !strcmp(label_of(*m), id)) {
-			fy_log_debug("snapshot %s: in %s (remembered)", id, shown);
+			fy_logf(FY_LOG_DEBUG, &(struct fy_log_fields){ .snapshot = id, .target = shown },
+				"snapshot %s: in %s (remembered)", id, shown);
 			return 0;
 		}
 		if (!ret) {

@@ -15,6 +15,7 @@
 #include "agent_priv.h"
 #include "image.h"
 #include "log.h"
+#include "metrics.h"
 
 /* At a stop, after the grace period: how long cancelled work may take to return. */
 #define STOP_MARGIN_MS 1000
@@ -24,7 +25,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: ferry agent [--endpoint unix:///csi/csi.sock] [--node-id NAME] [--state-dir DIR]\n"
 		"                   [--kubelet-dir DIR] [--config PATH] [--upload-workers N]\n"
-		"                   [--local-snapshots N] [--debug]\n\n"
+		"                   [--local-snapshots N] [--metrics-address ADDR]\n"
+		"                   [--log-format text|json] [--debug]\n\n"
 		"Serve the CSI Identity, Controller, Node and SnapshotMetadata services for\n"
 		"node-local image volumes; snapshots are uploaded to the repositories their\n"
 		"VolumeSnapshotClass names (docs/agent.md).\n\n"
@@ -40,6 +42,9 @@ static void usage(FILE *f)
 		"                       whose *.conf files are read in name order\n"
 		"  --upload-workers N   snapshots uploaded at once (default 2)\n"
 		"  --local-snapshots N  local clones kept per volume once uploaded (default 0: all)\n"
+		"  --metrics-address ADDR  serve Prometheus metrics at http://ADDR/metrics: IP:PORT,\n"
+		"                       :PORT (every IPv4 address) or [IPv6]:PORT (default: none)\n"
+		"  --log-format F       text (default): TIME LEVEL message; json: one object a line\n"
 		"  --debug              log every call, and gRPC's own messages\n\n"
 		"Exit status: 0 after SIGTERM/SIGINT (within the grace period, 5 s, plus 1 s),\n"
 		"1 when it cannot start (the socket, the state directory), 2 for bad usage.\n");
@@ -125,6 +130,19 @@ static int set_key(struct fy_agent_conf *c, const char *key, const char *val, ch
 		UINT(local_snapshots);
 	if (!strcmp(key, "rpc-workers"))
 		UINT(rpc_workers);
+	if (!strcmp(key, "metrics-address")) {
+		if (*val && fy_metrics_address_check(val, err, errlen))
+			return -EINVAL;
+		COPY(metrics_address);
+	}
+	if (!strcmp(key, "log-format")) {
+		if (strcmp(val, "text") && strcmp(val, "json")) {
+			snprintf(err, errlen, "log-format: '%s' is neither text nor json", val);
+			return -EINVAL;
+		}
+		c->log_json = !strcmp(val, "json");
+		return 0;
+	}
 	if (!strcmp(key, "debug")) {
 		c->debug = !strcmp(val, "true") || !strcmp(val, "1");
 		return 0;
@@ -259,6 +277,77 @@ static int read_config(struct fy_agent_conf *c, const char *path, char *err, siz
 	return ret;
 }
 
+/* Why the agent cannot start (exit 1), once the log's format is known: a
+ * JSON log stays JSON to its last line.  (Bad usage, exit 2, is always a
+ * plain line, like every ferry command's.) */
+static void start_failed(const char *err)
+{
+	if (fy_log_json())
+		fy_log_error("ferry agent: %s", err);
+	else
+		fprintf(stderr, "ferry agent: %s\n", err);
+}
+
+/* The metrics of what the catalog knows, so that they are right from the
+ * start (after a restart above all): each volume, and for each snapshot
+ * uploaded (READY with a repository snapshot) of a volume still here, its
+ * primary and required copies (ferry.csi.dev/copy-to: the upload failed
+ * unless each got it).  Optional copies are not counted: the catalog does
+ * not say whether a dropped one got it; their RPO shows from the next
+ * upload on. */
+static void metrics_seed(struct fy_agent *a)
+{
+	struct fy_cat_volume *v = NULL;
+	struct fy_cat_snapshot *s = NULL;
+	size_t nv = 0, n = 0, seeded = 0;
+	bool more;
+
+	if (fy_cat_volumes(a->cat, &v, &nv))
+		return;
+	for (size_t i = 0; i < nv; i++)
+		fy_volume_metrics(a, &v[i]);
+	if (!fy_cat_snaps(a->cat, NULL, NULL, "", 0, &s, &n, &more)) {
+		for (size_t i = 0; i < n; i++) {
+			struct fy_kv *kv = NULL;
+			size_t nkv = 0;
+			bool vol = false;
+			double created = (double)s[i].created_ns / 1e9, ready = (double)s[i].ready_ns / 1e9;
+
+			for (size_t k = 0; k < nv; k++)
+				vol |= !strcmp(v[k].id, s[i].volume_id);
+			if (!vol || s[i].state != FY_SNAP_READY || !s[i].repo_snapshot[0] ||
+			    fy_cat_snap_params(a->cat, s[i].id, &kv, &nkv))
+				continue;
+			for (size_t k = 0; k < nkv; k++) {
+				char *list, *save = NULL, shown[512];
+
+				if (!strcmp(kv[k].key, FY_P_REPO) && kv[k].value[0]) {
+					fy_url_shown(kv[k].value, shown, sizeof(shown));
+					fy_metrics_target_seed(s[i].volume_id, shown, created, ready);
+					seeded++;
+				}
+				if (strcmp(kv[k].key, FY_P_COPY) || !(list = strdup(kv[k].value)))
+					continue;
+				for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+					while (*t == ' ')
+						t++;
+					for (char *e = t + strlen(t); e > t && e[-1] == ' ';)
+						*--e = 0;
+					if (!*t)
+						continue;
+					fy_url_shown(t, shown, sizeof(shown));
+					fy_metrics_target_seed(s[i].volume_id, shown, created, ready);
+				}
+				free(list);
+			}
+			fy_kv_free(kv, nkv);
+		}
+		free(s);
+	}
+	free(v);
+	fy_log_debug("metrics: %zu volumes and %zu uploaded snapshots from the catalog", nv, seeded);
+}
+
 /* After a restart or kill -9: make the catalog agree with the disk. */
 static void reconcile(struct fy_agent *a)
 {
@@ -302,7 +391,8 @@ static void reconcile(struct fy_agent *a)
 						 "the local clone %.400s is gone before its upload finished", path);
 				}
 				fy_cat_snap_update(a->cat, &s[i], err, sizeof(err));
-				fy_log_warn("reconcile: snapshot %s: its clone is gone", s[i].id);
+				fy_logf(FY_LOG_WARN, &(struct fy_log_fields){ .volume = s[i].volume_id, .snapshot = s[i].id },
+					"reconcile: snapshot %s: its clone is gone", s[i].id);
 				fixed++;
 			}
 		}
@@ -312,8 +402,8 @@ static void reconcile(struct fy_agent *a)
 		for (size_t i = 0; i < nv; i++) {
 			fy_vol_path(a, v[i].id, path, sizeof(path));
 			if (access(path, F_OK))
-				fy_log_error("reconcile: volume %s (%s): its image %s is missing", v[i].id, v[i].name,
-					     path);
+				fy_logf(FY_LOG_ERROR, &(struct fy_log_fields){ .volume = v[i].id },
+					"reconcile: volume %s (%s): its image %s is missing", v[i].id, v[i].name, path);
 		}
 		free(v);
 	}
@@ -353,6 +443,8 @@ const struct option fy_agent_options[] = {
 	{ "config", required_argument, NULL, 'c' },
 	{ "upload-workers", required_argument, NULL, 'u' },
 	{ "local-snapshots", required_argument, NULL, 'l' },
+	{ "metrics-address", required_argument, NULL, 'm' },
+	{ "log-format", required_argument, NULL, 'f' },
 	{ "debug", no_argument, NULL, 'd' },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
@@ -433,6 +525,7 @@ int fy_agent_main(int argc, char **argv)
 	if (fy_rpc_endpoint_check(a->conf.endpoint, err, sizeof(err)))
 		goto usage_err;
 	fy_log_set_debug(a->conf.debug);
+	fy_log_set_format(a->conf.log_json ? "json" : "text");
 
 	/* Signals are taken by sigwait below, never by another thread (gRPC
 	 * starts its own at the bind). */
@@ -468,19 +561,27 @@ int fy_agent_main(int argc, char **argv)
 	/* The socket first: a bad one is one line, before anything else is
 	 * touched (or logged).  Clients wait in its backlog until we serve. */
 	if (fy_rpc_bind(&ro, methods, n, a, &srv, err, sizeof(err))) {
-		fprintf(stderr, "ferry agent: %s\n", err);
+		start_failed(err);
+		goto out;
+	}
+	/* The metrics' address next: one in use is one line, before the state
+	 * directory is touched. */
+	if (a->conf.metrics_address[0] && fy_metrics_start(a->conf.metrics_address, err, sizeof(err))) {
+		start_failed(err);
 		goto out;
 	}
 	if (setup_dirs(a, err, sizeof(err)) || fy_cat_open(a->conf.state_dir, &a->cat, err, sizeof(err))) {
-		fprintf(stderr, "ferry agent: %s\n", err);
+		start_failed(err);
 		goto out;
 	}
 	fy_log_info("ferry agent %s: node %s, state dir %s (%s), endpoint %s", FERRY_VERSION, a->conf.node_id,
 		    a->conf.state_dir, a->reflink ? "reflink snapshots" : "no reflink: snapshots are sparse copies",
 		    a->conf.endpoint);
 	reconcile(a);
+	if (a->conf.metrics_address[0])
+		metrics_seed(a);
 	if (fy_lookup_init(a)) {
-		fprintf(stderr, "ferry agent: out of memory\n");
+		start_failed("out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < a->conf.nlookup; i++) {
@@ -490,7 +591,7 @@ int fy_agent_main(int argc, char **argv)
 		fy_log_info("snapshots this node did not cut are looked up in %s", shown);
 	}
 	if (fy_jobs_start(a, err, sizeof(err)) || fy_rpc_serve(srv, err, sizeof(err))) {
-		fprintf(stderr, "ferry agent: %s\n", err);
+		start_failed(err);
 		goto out;
 	}
 	fy_log_info("serving %zu methods on %s", n, a->conf.endpoint);
@@ -522,6 +623,7 @@ int fy_agent_main(int argc, char **argv)
 out:
 	fy_rpc_stop(srv);
 	fy_jobs_stop(a, -1);
+	fy_metrics_stop();
 	if (a->cat)
 		fy_cat_close(a->cat);
 	fy_lookup_free(a);

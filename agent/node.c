@@ -114,7 +114,8 @@ static void node_publish(struct fy_rpc_call *call, const ProtobufCMessage *req_,
 			 : v.fstype[0] ? v.fstype : "ext4";
 		ret = fy_fs_probe(dev, fs, sizeof(fs), why, sizeof(why));
 		if (!ret && !fs[0]) {
-			fy_log_info("NodePublishVolume %s: making %s on %s (first use)", v.id, fstype, dev);
+			fy_logf(FY_LOG_INFO, &(struct fy_log_fields){ .volume = v.id },
+				"NodePublishVolume %s: making %s on %s (first use)", v.id, fstype, dev);
 			ret = fy_mkfs(dev, fstype, why, sizeof(why));
 			snprintf(fs, sizeof(fs), "%s", fstype);
 		} else if (!ret && strcmp(fs, fstype)) {
@@ -155,7 +156,8 @@ fail:
 	if (ret)
 		return fy_rpc_fail(call, ret == -EINVAL ? GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_INTERNAL,
 				   "NodePublishVolume %s at %s: %s", v.id, req->target_path, why);
-	fy_log_info("NodePublishVolume %s: %s at %s (%s%s)", v.id, dev, req->target_path, want_kind, ro ? ", read-only" : "");
+	fy_logf(FY_LOG_INFO, &(struct fy_log_fields){ .volume = v.id }, "NodePublishVolume %s: %s at %s (%s%s)", v.id, dev,
+		req->target_path, want_kind, ro ? ", read-only" : "");
 	fy_rpc_reply(call, MSG(&(Csi__V1__NodePublishVolumeResponse)CSI__V1__NODE_PUBLISH_VOLUME_RESPONSE__INIT));
 }
 
@@ -218,7 +220,8 @@ static void node_unpublish(struct fy_rpc_call *call, const ProtobufCMessage *req
 	if (ret)
 		return fy_rpc_fail(call, fy_errno_status(ret), "NodeUnpublishVolume %s at %s: %s", v.id,
 				   req->target_path, why);
-	fy_log_info("NodeUnpublishVolume %s at %s", v.id, req->target_path);
+	fy_logf(FY_LOG_INFO, &(struct fy_log_fields){ .volume = v.id }, "NodeUnpublishVolume %s at %s", v.id,
+		req->target_path);
 	fy_rpc_reply(call, MSG(&(Csi__V1__NodeUnpublishVolumeResponse)CSI__V1__NODE_UNPUBLISH_VOLUME_RESPONSE__INIT));
 }
 

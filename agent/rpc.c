@@ -34,6 +34,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "rpc.h"
 
 #define RPC_REQS_PER_METHOD 4   /* requests kept posted per method: accepts overlap */
@@ -70,6 +71,7 @@ struct fy_rpc_call {
 	struct fy_rpc_call *next;       /* worker queue */
 	fy_rpc_fn later;                /* fy_rpc_defer: run this on a worker */
 	bool deferred;
+	int64_t t0_us;                  /* when it was accepted (monotonic), for its latency */
 };
 
 struct fy_rpc_server {
@@ -177,6 +179,14 @@ static void grpc_log(gpr_log_func_args *args)
 		fy_log_error("grpc: %s:%d: %s", file, args->line, msg);
 	else
 		fy_log_debug("grpc %s: %s:%d: %s", gpr_log_severity_string(args->severity), file, args->line, msg);
+}
+
+static int64_t mono_us(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
 }
 
 /* ---- call lifetime ---- */
@@ -329,6 +339,8 @@ static void finish(struct fy_rpc_call *c, const ProtobufCMessage *msg, grpc_stat
 		return;
 	}
 	c->answered = true;
+	/* Every call ends here, whoever answers it: its method, status, latency. */
+	fy_metrics_csi_call(c->m ? c->m->path : NULL, (int)code, (double)(mono_us() - c->t0_us) / 1e6);
 	memset(ops, 0, sizeof(ops));
 	if (!c->md_sent) {
 		ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -500,6 +512,7 @@ static void accepted(struct fy_rpc_call *c)
 	grpc_byte_buffer_reader rd;
 	grpc_slice sl;
 
+	c->t0_us = mono_us();
 	atomic_fetch_add(&s->calls, 1);
 	post_request(s, c->mi);
 

@@ -16,6 +16,7 @@
 #include "ferry.h"
 #include "image.h"
 #include "log.h"
+#include "metrics.h"
 #include "publish.h"
 
 #define MSG(x) ((const ProtobufCMessage *)(x))
@@ -140,14 +141,19 @@ static int cut(struct fy_agent *a, const struct fy_cat_volume *v, const char *sn
 	 * here) stays short after heavy writes.  A failed sync is no reason
 	 * not to cut: the freeze flushes what is left. */
 	if (freeze && mnt[0] && fy_fs_sync(mnt, e2, sizeof(e2)))
-		fy_log_warn("snapshot %s: %s (the freeze flushes instead)", snap_id, e2);
+		fy_logf(FY_LOG_WARN, &(struct fy_log_fields){ .volume = v->id, .snapshot = snap_id, .error = e2 },
+			"snapshot %s: %s (the freeze flushes instead)", snap_id, e2);
 	/* ... and so is the image file's (the loop device writes through its
 	 * page cache): the reflink clone would flush it inside the window. */
 	{
 		int fd = open(img, O_RDONLY | O_CLOEXEC);
 
-		if (fd < 0 || fdatasync(fd))
-			fy_log_warn("snapshot %s: sync %s: %s (the clone flushes instead)", snap_id, img, strerror(errno));
+		if (fd < 0 || fdatasync(fd)) {
+			const char *e = strerror(errno);
+
+			fy_logf(FY_LOG_WARN, &(struct fy_log_fields){ .volume = v->id, .snapshot = snap_id, .error = e },
+				"snapshot %s: sync %s: %s (the clone flushes instead)", snap_id, img, e);
+		}
 		if (fd >= 0)
 			close(fd);
 	}
@@ -356,9 +362,11 @@ void fy_create_snapshot(struct fy_rpc_call *call, const ProtobufCMessage *req_, 
 		fy_cat_snap_delete(a->cat, s.id, e2, sizeof(e2));
 		return fy_rpc_fail(call, fy_errno_status(ret), "CreateSnapshot '%s': %s", req->name, why);
 	}
-	fy_log_info("CreateSnapshot '%s': %s of %s cut in %.2f ms (%s%s)%s", s.name, s.id, v.id, frozen_ms,
-		    s.reflinked ? "reflink" : "sparse copy", hook ? ", hooks" : "",
-		    s.state == FY_SNAP_CUT ? ", upload queued" : ", node-local");
+	fy_metrics_cut(frozen_ms / 1e3);
+	fy_logf(FY_LOG_INFO, &(struct fy_log_fields){ .volume = v.id, .snapshot = s.id },
+		"CreateSnapshot '%s': %s of %s cut in %.2f ms (%s%s)%s", s.name, s.id, v.id, frozen_ms,
+		s.reflinked ? "reflink" : "sparse copy", hook ? ", hooks" : "",
+		s.state == FY_SNAP_CUT ? ", upload queued" : ", node-local");
 	if (s.state == FY_SNAP_CUT)
 		fy_jobs_kick(a);
 	reply_snapshot(call, &s);
@@ -375,6 +383,7 @@ void fy_delete_snapshot(struct fy_rpc_call *call, const ProtobufCMessage *req_, 
 	struct fy_cat_snapshot s;
 	struct fy_kv *kv = NULL;
 	char path[1024], why[512], committed[33], c2[33], shown[512] = "its repository", what[1024] = "";
+	bool has_repo = false;
 	pthread_mutex_t *nl, *vl;
 	size_t nkv = 0;
 	int64_t left;
@@ -410,8 +419,10 @@ void fy_delete_snapshot(struct fy_rpc_call *call, const ProtobufCMessage *req_, 
 		fy_secrets_remove(path);
 		if (!fy_cat_snap_params(a->cat, s.id, &kv, &nkv)) {
 			for (size_t i = 0; i < nkv; i++)
-				if (!strcmp(kv[i].key, FY_P_REPO))
+				if (!strcmp(kv[i].key, FY_P_REPO) && kv[i].value[0]) {
 					fy_url_shown(kv[i].value, shown, sizeof(shown));
+					has_repo = true;
+				}
 			fy_kv_free(kv, nkv);
 		}
 		ret = fy_cat_snap_delete(a->cat, s.id, why, sizeof(why));
@@ -435,7 +446,9 @@ void fy_delete_snapshot(struct fy_rpc_call *call, const ProtobufCMessage *req_, 
 			 "an earlier attempt stored, if any, stay unreferenced until `ferry prune`)", shown);
 	else if (s.repo_snapshot[0])
 		snprintf(what, sizeof(what), ": its copy in the repository is kept (retention prunes it)");
-	fy_log_info("DeleteSnapshot %s ('%s')%s", s.id, s.name, what);
+	fy_logf(FY_LOG_INFO,
+		&(struct fy_log_fields){ .volume = s.volume_id, .snapshot = s.id, .target = has_repo ? shown : NULL },
+		"DeleteSnapshot %s ('%s')%s", s.id, s.name, what);
 	fy_rpc_reply(call, MSG(&(Csi__V1__DeleteSnapshotResponse)CSI__V1__DELETE_SNAPSHOT_RESPONSE__INIT));
 }
 
@@ -576,20 +589,24 @@ int fy_snapshot_repo(struct fy_agent *a, const struct fy_cat_snapshot *s, struct
 }
 
 int fy_snapshot_restore_repo(struct fy_repo *r, const uint8_t rid[FY_SNAP_ID_LEN], const char *what,
-			     const char *path, char *err, size_t errlen)
+			     const char *volume, const char *snapshot, const char *path, char *err, size_t errlen)
 {
 	struct fy_restore_opts ro = { .target = path };
 	struct fy_restore_result res;
+	char shown[512];
 	int ret = fy_restore(r, rid, &ro, &res, err, errlen);
 
+	fy_url_shown(r->url, shown, sizeof(shown));
 	if (!ret)
-		fy_log_info("restored snapshot %s into %s: %llu bytes in %.2f s", what, path,
-			    (unsigned long long)res.bytes_written, res.seconds);
+		fy_logf(FY_LOG_INFO, &(struct fy_log_fields){ .volume = volume, .snapshot = snapshot, .target = shown },
+			"restored snapshot %s into %s: %llu bytes in %.2f s", what, path,
+			(unsigned long long)res.bytes_written, res.seconds);
 	return ret;
 }
 
-int fy_snapshot_materialise(struct fy_agent *a, const struct fy_cat_snapshot *s, const char *path,
-			    struct fy_map_entry *const *secrets, size_t nsecrets, char *err, size_t errlen)
+int fy_snapshot_materialise(struct fy_agent *a, const struct fy_cat_snapshot *s, const char *volume,
+			    const char *path, struct fy_map_entry *const *secrets, size_t nsecrets, char *err,
+			    size_t errlen)
 {
 	char clone[1024], what[200];
 	struct fy_repo *r;
@@ -609,7 +626,7 @@ int fy_snapshot_materialise(struct fy_agent *a, const struct fy_cat_snapshot *s,
 		return -EINVAL;
 	}
 	snprintf(what, sizeof(what), "%s from its repository", s->id);
-	ret = fy_snapshot_restore_repo(r, id, what, path, err, errlen);
+	ret = fy_snapshot_restore_repo(r, id, what, volume, s->id, path, err, errlen);
 	fy_repo_close(r);
 	return ret;
 }

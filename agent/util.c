@@ -424,7 +424,8 @@ int fy_repo_open_dir(const char *url, const char *dir, unsigned flags, struct fy
 	sec.insecure_no_encryption = flags & FY_OPEN_INSECURE;
 	fy_url_shown(url, shown, sizeof(shown));
 	/* One line per open: each derives the key from the password (tests count them). */
-	fy_log_debug("repository %s: opening with %s%s", shown, whose, pw[0] ? " (key derivation)" : "");
+	fy_logf(FY_LOG_DEBUG, &(struct fy_log_fields){ .target = shown }, "repository %s: opening with %s%s", shown,
+		whose, pw[0] ? " (key derivation)" : "");
 	ret = fy_repo_open(full, &sec, r, e2, sizeof(e2));
 	if (ret == -ENOENT && create) {
 		struct fy_init_opts io = { .chunk_size = FY_DEFAULT_CHUNK,
@@ -437,7 +438,8 @@ int fy_repo_open_dir(const char *url, const char *dir, unsigned flags, struct fy
 		ret = primary ? fy_repo_init_copy(full, primary, &sec, io.scrypt_log2n, e2, sizeof(e2))
 			      : fy_repo_init(full, &io, &sec, e2, sizeof(e2));
 		if (!ret)
-			fy_log_info("created the repository %s%s", shown, primary ? " (a copy of the primary)" : "");
+			fy_logf(FY_LOG_INFO, &(struct fy_log_fields){ .target = shown }, "created the repository %s%s", shown,
+				primary ? " (a copy of the primary)" : "");
 		/* -EEXIST: another creator (another upload of this class, another
 		 * node) made it first: open theirs, with the same secrets. */
 		if (!ret || ret == -EEXIST)

@@ -14,6 +14,8 @@ build_pkgs=(
   libcurl4-openssl-dev libxml2-dev
   # the CSI agent (gRPC C core, SQLite catalog)
   libgrpc-dev libsqlite3-dev
+  # the agent's /metrics endpoint (an embedded HTTP server)
+  libmicrohttpd-dev
 )
 pkgs=(
   "${build_pkgs[@]}" git isal
@@ -22,6 +24,9 @@ pkgs=(
   curl radosgw ceph-mon ceph-osd ceph-common awscli
   # the CSI agent's tests with a real Python gRPC client
   python3-grpcio python3-grpc-tools
+  # the metrics tests: promtool (check metrics, test rules) and a real
+  # Prometheus server scraping the agent
+  prometheus
   # the container image (deploy/build-image.sh) and its test: podman with
   # runc (crun fails on hosts with hybrid cgroups), mmdebstrap for the base
   podman runc mmdebstrap

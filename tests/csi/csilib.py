@@ -18,11 +18,13 @@ import hashlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
 import time
 import unittest
+import urllib.request
 import uuid
 
 import grpc
@@ -32,6 +34,7 @@ STUBS = os.environ["CSI_STUBS"]
 STATE_ROOT = os.environ["CSI_STATE_ROOT"]
 KUBELET_ROOT = os.environ["CSI_KUBELET_ROOT"]
 WORK = os.environ["CSI_WORK"]
+SRC_DIR = os.environ.get("FERRY_SRC") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 sys.path.insert(0, STUBS)
 import csi_pb2 as pb  # noqa: E402
@@ -56,6 +59,8 @@ BS = 4096                  # the block granularity of the metadata checks
 PASSWORD = "csi-test-password-7f3a9c"   # the repositories' password (distinctive: grepped for in logs)
 SCRYPT_LOG2N = "12"        # a cheap KDF for test repositories
 
+START_MARK = "==== csilib: start #"   # csilib's own line in an agent's log, before each start
+
 Code = grpc.StatusCode
 AM = pb.VolumeCapability.AccessMode
 PIDFILE = os.path.join(WORK, "agent.pids")    # run.sh kills whatever is left in it
@@ -70,10 +75,13 @@ def log(msg):
 class Agent:
     """One `ferry agent` process with its own state and kubelet directories.
 
-    Logs (stdout and stderr) go, appended across restarts, to WORK/NAME.log."""
+    Logs (stdout and stderr) go, appended across restarts, to WORK/NAME.log.
+    log_format="json": --log-format json (json_log() parses it).
+    metrics=True: --metrics-address 127.0.0.1:0 (a free port, which the
+    agent logs; metrics_url is set at each start)."""
 
     def __init__(self, name, node_id="node-a", upload_workers=None, local_snapshots=None,
-                 config=None, debug=True, extra_args=()):
+                 config=None, debug=True, extra_args=(), log_format=None, metrics=False):
         self.name = name
         self.node_id = node_id
         self.state = os.path.join(STATE_ROOT, name)
@@ -96,6 +104,13 @@ class Agent:
             self.args += ["--local-snapshots", str(local_snapshots)]
         if debug:
             self.args.append("--debug")
+        self.log_format = log_format or "text"
+        if log_format:
+            self.args += ["--log-format", log_format]
+        self.metrics = metrics
+        self.metrics_url = None
+        if metrics:
+            self.args += ["--metrics-address", "127.0.0.1:0"]
         self.args += list(extra_args)
         self.proc = None
         self.channel = None
@@ -112,8 +127,9 @@ class Agent:
         env.pop("FERRY_PASSWORD", None)     # secrets reach the agent only through CSI calls
         env["FERRY_SCRYPT_LOG2N"] = SCRYPT_LOG2N
         with open(self.log_path, "a") as lf:
-            lf.write("==== csilib: start #%d: %s\n" % (self.starts, " ".join(self.args)))
+            lf.write("%s%d: %s\n" % (START_MARK, self.starts, " ".join(self.args)))
             lf.flush()
+            self.log_offset = lf.tell()     # where this start's lines begin
             self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=lf,
                                          stderr=subprocess.STDOUT, env=env)
         with open(PIDFILE, "a") as f:
@@ -132,6 +148,8 @@ class Agent:
                 try:
                     r = self.identity.Probe(pb.ProbeRequest(), timeout=2)
                     if not r.HasField("ready") or r.ready.value:
+                        if self.metrics:
+                            self.metrics_url = self._metrics_url()
                         return self
                     last = "Probe: ready=false"
                 except grpc.RpcError as e:
@@ -141,6 +159,46 @@ class Agent:
                 raise AssertionError("agent %s not ready within %ds (%s); log tail:\n%s"
                                      % (self.name, timeout, last, self.log_tail()))
             time.sleep(0.05)
+
+    def _metrics_url(self):
+        """The URL the agent logged for its metrics at this start (it
+        logs it before it serves the CSI socket)."""
+        with open(self.log_path, "rb") as f:
+            f.seek(self.log_offset)
+            text = f.read().decode("utf-8", "replace")
+        for ln in text.splitlines():
+            if self.log_format == "json":
+                try:
+                    ln = json.loads(ln).get("msg", "")
+                except ValueError:
+                    continue
+            m = re.search(r"metrics: serving (http://\S+/metrics)", ln)
+            if m:
+                return m.group(1)
+        raise AssertionError("agent %s: no 'metrics: serving' line in its log:\n%s" % (self.name, self.log_tail()))
+
+    def scrape(self, timeout=30):
+        """The text of GET /metrics."""
+        with urllib.request.urlopen(self.metrics_url, timeout=timeout) as r:
+            assert r.status == 200, "GET %s: %s" % (self.metrics_url, r.status)
+            ctype = r.headers.get("Content-Type", "")
+            assert ctype.startswith("text/plain; version=0.0.4"), "Content-Type %r" % ctype
+            return r.read().decode("utf-8")
+
+    def json_log(self):
+        """The agent's log as JSON objects, one a line (csilib's own start
+        lines skipped); fails on a line that is not one."""
+        out = []
+        for i, ln in enumerate(self.log_text().splitlines()):
+            if ln.startswith(START_MARK) or not ln:
+                continue
+            try:
+                obj = json.loads(ln)
+            except ValueError as e:
+                raise AssertionError("agent %s: log line %d is not JSON (%s): %r" % (self.name, i + 1, e, ln[:300]))
+            assert isinstance(obj, dict), "log line %d is not an object: %r" % (i + 1, ln[:300])
+            out.append(obj)
+        return out
 
     def _connect(self):
         if self.channel is None:

@@ -4,7 +4,9 @@
 secrets --, a repository created on demand, one volume to two repositories,
 and failed uploads that must not hold others back (Uploads, one agent per
 test); and no secret in any agent's log, in an error message, or left in its
-state directory.
+state directory.  BadInput's agent logs text, the Uploads agents JSON
+(--log-format json: every line must parse, and the secrets are looked for
+in the decoded values too).
 
 Every secret value sent is distinctive (most hold SECRET_MARK), so a grep
 finds them."""
@@ -409,6 +411,12 @@ def check_no_secrets(tc, a, errors):
     for s in ALL_SECRETS:
         hits = [ln for ln in text.splitlines() if s in ln]
         tc.assertEqual(hits, [], "secret %r in the agent log" % s[:40])
+    if a.log_format == "json":
+        objs = a.json_log()     # every line is one JSON object
+        tc.assertGreater(len(objs), 3)
+        for o in objs:
+            for s in ALL_SECRETS:
+                tc.assertFalse(any(s in str(v) for v in o.values()), "secret %r in a JSON log line: %r" % (s[:40], o))
     for e in errors:
         for s in ALL_SECRETS:
             tc.assertNotIn(s, e, "secret in an error message")
@@ -431,7 +439,8 @@ class Uploads(AgentTest):
     state are checked for secrets when it stops."""
 
     def setUp(self):
-        self.agent = Agent("up-" + self._testMethodName[len("test_"):], node_id="node-up").start()
+        self.agent = Agent("up-" + self._testMethodName[len("test_"):], node_id="node-up",
+                           log_format="json").start()
         self.errors = []
         a = self.agent
         self.vol = a.create_volume("pvc-up", SIZE)

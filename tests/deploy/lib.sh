@@ -21,15 +21,15 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferry-deploy.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 export HELM_CACHE_HOME=$WORK/helm/cache HELM_CONFIG_HOME=$WORK/helm/config HELM_DATA_HOME=$WORK/helm/data
 
-# The four ways to install, each as a kustomize directory and the chart's
-# values that must render the same objects.
-VARIANTS="base offsite-s3 snapshot-metadata full"
+# The ways to install, each as a kustomize directory and the chart's values
+# that must render the same objects.
+VARIANTS="base offsite-s3 snapshot-metadata monitoring full"
 kustomize_dir() { [ "$1" = base ] && echo "$KUST/base" || echo "$KUST/overlays/$1"; }
 helm_values() {
   case $1 in
     base) ;;
-    offsite-s3|snapshot-metadata) echo "-f $CHART/examples/$1.yaml" ;;
-    full) echo "-f $CHART/examples/offsite-s3.yaml -f $CHART/examples/snapshot-metadata.yaml" ;;
+    offsite-s3|snapshot-metadata|monitoring) echo "-f $CHART/examples/$1.yaml" ;;
+    full) echo "-f $CHART/examples/offsite-s3.yaml -f $CHART/examples/snapshot-metadata.yaml -f $CHART/examples/monitoring.yaml" ;;
   esac
 }
 # render VARIANT: $WORK/VARIANT.kustomize.yaml and $WORK/VARIANT.helm.yaml

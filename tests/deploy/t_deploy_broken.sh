@@ -47,6 +47,16 @@ broken crds-enum     crds VolumeSnapshotClass/ferry-offsite set deletionPolicy '
 broken crds-sms-missing crds SnapshotMetadataService/ferry.csi.dev delete spec.audience - "/spec must have required property 'audience'"
 broken crds-sms-format crds SnapshotMetadataService/ferry.csi.dev set spec.caCert '"not base64!"' '/spec/caCert must match format "byte"'
 broken crds-sms-unknown crds SnapshotMetadataService/ferry.csi.dev set spec.adress '"x:1"' "must NOT have additional properties 'adress'"
+# The Prometheus Operator's kinds (monitoring component): their models, their
+# interfaces (tsc), and promtool on the rule groups inside.
+PR=PrometheusRule/ferry
+broken mon-models-missing models $PR delete spec.groups.0.rules.0.expr - 'rules/0 must have required property expr'
+broken mon-models-for    models $PR set spec.groups.0.rules.0.for '"five minutes"' 'rules/0/for must match pattern'
+broken mon-promtool      models $PR set spec.groups.0.rules.0.expr '"rate(ferry_uploads_total[5m]"' 'promtool check rules'
+broken mon-promtool-tmpl models $PR set spec.groups.0.rules.0.annotations.summary '"{{ $labels.volume"' 'promtool check rules'
+broken mon-pm-missing    models PodMonitor/ferry-node delete spec.selector - "spec must have required property selector"
+broken mon-types-unknown types $PR set spec.groups.0.rules.0.fro '"5m"' "'\"fro\"' does not exist"
+broken mon-types-pm      types PodMonitor/ferry-node set spec.podMetricsEndpoints.0.prot '"metrics"' "'\"prot\"' does not exist"
 # An object no validator knows is an error, not a pass.
 broken unknown-kind models $DS set kind '"DaemonSett"' 'no validator knows apps/v1 DaemonSett'
 

@@ -4,7 +4,7 @@
 source "$(dirname "$0")/lib.sh"
 "$HELM" lint "$CHART" --kube-version "$KUBE_VERSION" || die "helm lint"
 "$HELM" lint "$CHART" --kube-version "$KUBE_VERSION" -f "$CHART/examples/offsite-s3.yaml" -f "$CHART/examples/snapshot-metadata.yaml" \
-  || die "helm lint with examples"
+  -f "$CHART/examples/monitoring.yaml" || die "helm lint with examples"
 render_all
 for v in $VARIANTS; do
   echo "rendered $v: $(grep -c '^kind:' "$WORK/$v.kustomize.yaml") objects (kustomize), $(grep -c '^kind:' "$WORK/$v.helm.yaml") (helm)"

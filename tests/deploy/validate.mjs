@@ -4,10 +4,15 @@
 //
 // Three validators, each run on the objects it knows:
 //   models  kubernetes-models + @kubernetes-models/validate: the API's JSON
-//           schemas (types, required fields, enums) for built-in kinds;
+//           schemas (types, required fields, enums) for built-in kinds, and
+//           @kubernetes-models/prometheus-operator's (generated from the
+//           operator's CRDs) for PrometheusRule and PodMonitor, whose rule
+//           groups also go through `promtool check rules` (PromQL, durations,
+//           templates);
 //   types   kubernetes-types + tsc --noEmit --strict: every built-in object as
 //           a typed object literal, so that an unknown field is an error
-//           (the schemas above accept unknown fields);
+//           (the schemas above accept unknown fields); the prometheus-operator
+//           kinds likewise, with that package's interfaces;
 //   crds    ajv against the openAPIV3Schema of the CRD files in DIR
 //           (VolumeSnapshotClass, VolumeSnapshot, VolumeSnapshotContent,
 //           SnapshotMetadataService), with unknown fields refused as the API
@@ -58,6 +63,9 @@ const use = (v) => only === null || only === v;
 if (use("crds") && !crdDir) usage("the CRD schemas are needed: --crds DIR (or --only models|types)");
 
 const CRD_GROUPS = new Set(["snapshot.storage.k8s.io", "cbt.storage.k8s.io", "groupsnapshot.storage.k8s.io"]);
+// The Prometheus Operator's kinds: no CRD of theirs here, but typed models.
+const MONITORING = "monitoring.coreos.com";
+const MONITORING_PKG = "@kubernetes-models/prometheus-operator";
 
 // --- read the objects
 const objects = [];
@@ -95,7 +103,8 @@ if (use("models")) {
   for (const [i, e] of objects.entries()) {
     const gv = splitApiVersion(e.obj.apiVersion);
     if (!gv || CRD_GROUPS.has(gv.group) || typeof e.obj.kind !== "string") continue;
-    const mod = `kubernetes-models/${gv.group ? gv.group + "/" : ""}${gv.version}/${e.obj.kind}`;
+    const mod = gv.group === MONITORING ? `${MONITORING_PKG}/${gv.group}/${gv.version}/${e.obj.kind}`
+      : `kubernetes-models/${gv.group ? gv.group + "/" : ""}${gv.version}/${e.obj.kind}`;
     let Model;
     try {
       Model = require(mod)[e.obj.kind];
@@ -108,6 +117,24 @@ if (use("models")) {
     } catch (err) {
       fail(e, "models", err.message.replace(/\n/g, "; "));
     }
+    if (gv.group === MONITORING && e.obj.kind === "PrometheusRule") promtoolRules(e);
+  }
+}
+
+// A PrometheusRule's groups as a rule file, through promtool check rules.
+function promtoolRules(e) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-rules-"));
+  try {
+    const f = path.join(dir, "rules.yaml");
+    fs.writeFileSync(f, YAML.stringify({ groups: e.obj.spec?.groups ?? [] }));
+    try {
+      execFileSync("promtool", ["check", "rules", f], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+    } catch (err) {
+      const out = ((err.stdout || "") + (err.stderr || "")).trim() || err.message;
+      fail(e, "models", `promtool check rules: ${out.replace(/\s*\n\s*/g, "; ")}`);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -125,6 +152,14 @@ if (use("types")) {
   for (const [i, e] of objects.entries()) {
     const gv = splitApiVersion(e.obj.apiVersion);
     if (!gv || CRD_GROUPS.has(gv.group) || typeof e.obj.kind !== "string") continue;
+    if (gv.group === MONITORING) {
+      const mod = `${MONITORING_PKG}/${gv.group}/${gv.version}/${e.obj.kind}`;
+      if (!/^[A-Za-z]+$/.test(e.obj.kind) || !fs.existsSync(path.join(nm, `${mod}.d.ts`))) continue;
+      covered.add(i);
+      push(`import type { I${e.obj.kind} as T${i} } from "${mod}";`, -1);
+      push(`export const o${i}: T${i} = ${JSON.stringify(e.obj, null, 2)};`, i);
+      continue;
+    }
     const pkg = gv.group ? gv.group.split(".")[0] : "core";
     const dts = path.join(nm, "kubernetes-types", pkg, `${gv.version}.d.ts`);
     if (!fs.existsSync(dts)) continue;
