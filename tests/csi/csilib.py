@@ -73,7 +73,7 @@ class Agent:
     Logs (stdout and stderr) go, appended across restarts, to WORK/NAME.log."""
 
     def __init__(self, name, node_id="node-a", upload_workers=None, local_snapshots=None,
-                 config=None, debug=True, extra_args=()):
+                 config=None, debug=True, extra_args=(), env=None):
         self.name = name
         self.node_id = node_id
         self.state = os.path.join(STATE_ROOT, name)
@@ -97,6 +97,7 @@ class Agent:
         if debug:
             self.args.append("--debug")
         self.args += list(extra_args)
+        self.extra_env = dict(env or {})
         self.proc = None
         self.channel = None
         self.starts = 0
@@ -111,6 +112,7 @@ class Agent:
         env.pop("NODE_ID", None)
         env.pop("FERRY_PASSWORD", None)     # secrets reach the agent only through CSI calls
         env["FERRY_SCRYPT_LOG2N"] = SCRYPT_LOG2N
+        env.update(self.extra_env)
         with open(self.log_path, "a") as lf:
             lf.write("==== csilib: start #%d: %s\n" % (self.starts, " ".join(self.args)))
             lf.flush()
