@@ -333,6 +333,8 @@ drill: {enabled: false}
         set_and_pass(a, self.clock, t + 60)
         new = [s for s in a.list_snapshots(source_volume_id=vol) if s.snapshot_id not in known]
         self.assertEqual(len(new), 1, "missed runs after downtime: %d snapshots, want 1" % len(new))
+        runs = [ln for ln in log_since(a, pos) if "policy six-hourly: volume %s: the run due" % vol in ln]
+        self.assertEqual(len(runs), 1, "more than one run after downtime: %s" % runs)
         a.wait_ready(new[0].snapshot_id)
         known.add(new[0].snapshot_id)
         # The next time comes as usual.
