@@ -301,6 +301,32 @@ static void test_secrets(void **state)
 	rmdir(dir);
 }
 
+/* The example policy deploy/ ships (kustomize component, Helm example). */
+static void test_deploy_example(void **state)
+{
+	const char *src = getenv("FERRY_SRC");
+	char path[1024], buf[8192], err[1024];
+	struct fy_policy *p;
+	const char *kind;
+	size_t n;
+	FILE *f;
+
+	(void)state;
+	if (!src)
+		skip(); /* ctest sets it */
+	snprintf(path, sizeof(path), "%s/deploy/kubernetes/components/policies/nightly.yaml", src);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	if (fy_policy_parse("nightly.yaml", buf, n, &p, &kind, err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_string_equal(p->name, "nightly");
+	assert_int_equal(p->ntargets, 2);
+	assert_true(p->prune && p->drill && p->rpo && p->rto);
+	fy_policy_unref(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -308,6 +334,7 @@ int main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_bad),
 		cmocka_unit_test(test_secrets),
+		cmocka_unit_test(test_deploy_example),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
