@@ -270,8 +270,11 @@ void fy_jobs_release_repo(struct fy_agent *a, const char *shown);
  * to a maintenance thread and drills to a drill thread. */
 int fy_sched_start(struct fy_agent *a, char *err, size_t errlen);
 void fy_sched_quit(struct fy_agent *a);
-/* Like fy_jobs_stop: 0, or how many threads are still blocked at until_ms. */
+/* Like fy_jobs_stop: 0 (the threads are joined), or how many are still
+ * blocked at until_ms (the process must _exit).  fy_sched_free after the
+ * uploads have stopped (they report to the scheduler until then). */
 int fy_sched_stop(struct fy_agent *a, int64_t until_ms);
+void fy_sched_free(struct fy_agent *a);
 /* An upload of s has committed (jobs.c): the RPO of its volume on each
  * target that took it, and, for a policy's snapshot, its retention. */
 void fy_sched_uploaded(struct fy_agent *a, const struct fy_cat_snapshot *s, const struct fy_kv *kv, size_t nkv,

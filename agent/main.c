@@ -520,6 +520,8 @@ int fy_agent_main(int argc, char **argv)
 	srv = NULL;
 	left += fy_sched_stop(a, until_ms) > 0;
 	left += fy_jobs_stop(a, until_ms) > 0;
+	if (!left)
+		fy_sched_free(a);
 	if (left) {
 		/* Threads stuck in system calls (a store that does not answer)
 		 * still use the agent's state: close the catalog under its lock
@@ -536,6 +538,7 @@ out:
 	fy_rpc_stop(srv);
 	fy_sched_stop(a, -1);
 	fy_jobs_stop(a, -1);
+	fy_sched_free(a);
 	if (a->cat)
 		fy_cat_close(a->cat);
 	fy_lookup_free(a);

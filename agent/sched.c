@@ -1342,11 +1342,15 @@ static bool due(struct fy_sched *s, const struct fy_policy *p, const struct fy_c
 	}
 	*slot = next;
 	*missed = 0;
-	for (int i = 0; i < 1000000; i++) {
+	for (int i = 0;; i++) {
 		int64_t n = fy_cron_next(c, *slot);
 
 		if (n < 0 || n > now)
 			break;
+		if (i == 1000000) { /* years of a busy schedule: now will do */
+			*slot = now - now % 60;
+			break;
+		}
 		*slot = n;
 		++*missed;
 	}
@@ -1377,6 +1381,29 @@ static void retry_now(struct fy_agent *a, const char *snap)
 			}
 	free(jobs);
 	fy_jobs_kick(a);
+}
+
+/* Does snapshot id upload to these targets (its parameters)? */
+static bool same_targets(struct fy_agent *a, const char *id, const char *repo, const char *copies, const char *optional)
+{
+	struct fy_kv *kv = NULL;
+	size_t n = 0;
+	const char *r = "", *c = "", *o = "";
+	bool same;
+
+	if (fy_cat_snap_params(a->cat, id, &kv, &n))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (!strcmp(kv[i].key, FY_P_REPO))
+			r = kv[i].value;
+		else if (!strcmp(kv[i].key, FY_P_COPY))
+			c = kv[i].value;
+		else if (!strcmp(kv[i].key, FY_P_COPY_OPT))
+			o = kv[i].value;
+	}
+	same = !strcmp(r, repo) && !strcmp(c, copies) && !strcmp(o, optional);
+	fy_kv_free(kv, n);
+	return same;
 }
 
 /* A scheduled backup: an ordinary snapshot, cut now, uploaded by a job. */
@@ -1433,13 +1460,16 @@ static void fire_backup(struct fy_sched *s, struct fire *f)
 			}
 		}
 	/* One upload at a time per policy and volume: a run while the last is
-	 * still waiting to upload gives that one the current secrets instead. */
+	 * still waiting to upload gives that one the current secrets instead
+	 * (when it goes to the same targets: one of an older version of the
+	 * policy keeps its own, and holds nothing back). */
 	snprintf(prefix, sizeof(prefix), NAME_PREFIX "%s.", p->name);
 	if (!fy_cat_snaps(a->cat, f->volume, NULL, "", 0, &cs, &n, &more))
 		for (size_t i = 0; i < n; i++) {
 			char dir[1024];
 
-			if (strncmp(cs[i].name, prefix, strlen(prefix)) || cs[i].state == FY_SNAP_READY || !cs[i].local)
+			if (strncmp(cs[i].name, prefix, strlen(prefix)) || cs[i].state == FY_SNAP_READY || !cs[i].local ||
+			    !same_targets(a, cs[i].id, p->targets[0].url, copies, optional))
 				continue;
 			fy_job_dir(a, cs[i].id, dir, sizeof(dir));
 			if (write_job_secrets(dir, &js, err, sizeof(err)))
@@ -1869,6 +1899,7 @@ int fy_sched_start(struct fy_agent *a, char *err, size_t errlen)
 			snprintf(err, errlen, "cannot start the policy threads");
 			fy_sched_quit(a);
 			fy_sched_stop(a, -1);
+			fy_sched_free(a);
 			return -EAGAIN;
 		}
 		*th[i].started = true;
@@ -1923,6 +1954,24 @@ int fy_sched_stop(struct fy_agent *a, int64_t until_ms)
 		pthread_join(s->maint.thr, NULL);
 	if (s->drill.started)
 		pthread_join(s->drill.thr, NULL);
+	s->thr_started = s->maint.started = s->drill.started = false;
+	return 0;
+}
+
+void fy_sched_free(struct fy_agent *a)
+{
+	struct fy_sched *s = a->sched;
+
+	if (!s)
+		return;
+	for (struct worker *w = &s->maint; w; w = w == &s->maint ? &s->drill : NULL)
+		while (w->head) { /* pushed by uploads that ended after the stop */
+			struct task *t = w->head;
+
+			w->head = t->next;
+			fy_policy_unref(t->p);
+			free(t);
+		}
 	for (size_t i = 0; i < s->nfiles; i++)
 		fy_policy_unref(s->files[i].p);
 	for (size_t i = 0; i < s->npol; i++)
@@ -1938,5 +1987,4 @@ int fy_sched_stop(struct fy_agent *a, int64_t until_ms)
 	pthread_cond_destroy(&s->cv);
 	free(s);
 	a->sched = NULL;
-	return 0;
 }
