@@ -27,6 +27,9 @@
 #define FY_P_FREEZE "ferry.csi.dev/freeze"
 #define FY_P_INSECURE "ferry.csi.dev/insecure-no-encryption"
 #define FY_P_K8S_PREFIX "csi.storage.k8s.io/"
+/* A scheduled snapshot's policy: a parameter of its catalog entry and a
+ * label of its manifest (retention removes only snapshots carrying it). */
+#define FY_P_POLICY "ferry.csi.dev/policy"
 
 /* Secrets (the CSI secrets map): the repository password and S3 keys;
  * "copy-N." before a key gives the N-th copy (1-based) its own. */
@@ -61,6 +64,7 @@ struct fy_agent_conf {
 	 * know (lookup.c), in order; malloc'd URLs. */
 	char *lookup[FY_MAX_LOOKUP];
 	size_t nlookup;
+	char policy_dir[512];        /* backup policies (sched.c), or "" */
 	bool debug;
 	char metrics_address[128];   /* --metrics-address: serve /metrics there; "" none */
 	bool log_json;               /* --log-format json */
@@ -68,6 +72,8 @@ struct fy_agent_conf {
 
 struct fy_jobs;
 struct fy_lookup;
+struct fy_sched;
+struct fy_backup_result;
 
 struct fy_agent {
 	struct fy_agent_conf conf;
@@ -78,6 +84,7 @@ struct fy_agent {
 	pthread_mutex_t vol_lock[FY_STRIPES];    /* one cut, publish or delete per volume at a time */
 	struct fy_jobs *jobs;
 	struct fy_lookup *lookup;    /* lookup.c: which repository holds which snapshot */
+	struct fy_sched *sched;      /* sched.c: backup policies, or NULL */
 	atomic_bool stopping;
 };
 
@@ -165,6 +172,24 @@ int fy_snapshot_materialise(struct fy_agent *a, const struct fy_cat_snapshot *s,
 int fy_snapshot_repo(struct fy_agent *a, const struct fy_cat_snapshot *s, struct fy_map_entry *const *secrets,
 		     size_t nsecrets, struct fy_repo **r, char *err, size_t errlen);
 
+/* A snapshot the agent takes by itself (a backup policy's run): the cut of
+ * CreateSnapshot (hook, freeze, clone, thaw) under the same locks, then the
+ * snapshot with kv as its parameters and an upload job, whose secrets
+ * write_secrets puts into the job's directory.  0 and *s; -EEXIST when a
+ * snapshot of that name exists (*s: it); else -errno with err. */
+struct fy_take {
+	const char *volume_id, *name, *policy;
+	int64_t created_ns;          /* the snapshot's time (the scheduler's clock) */
+	const char *hook;            /* a hook.NAME of the config, or NULL */
+	bool freeze;
+	const struct fy_kv *kv;
+	size_t nkv;
+	int (*write_secrets)(const char *dir, void *arg, char *err, size_t errlen);
+	void *arg;
+};
+int fy_snapshot_take(struct fy_agent *a, const struct fy_take *t, struct fy_cat_snapshot *s, char *err,
+		     size_t errlen);
+
 /* Restore repository snapshot rid into the image at path (created):
  * CreateVolume's restore from a repository; what names the CSI snapshot
  * and where, volume the volume made and snapshot the CSI snapshot id, for
@@ -238,5 +263,30 @@ int fy_jobs_drop(struct fy_agent *a, const char *snapshot_id, unsigned wait_ms, 
 		 size_t errlen);
 /* Directory holding a job's secrets. */
 void fy_job_dir(const struct fy_agent *a, const char *snapshot_id, char *path, size_t len);
+/* A prune of the repository shown as `shown` (fy_url_shown) is about to
+ * run: no upload to it starts until fy_jobs_release_repo, and this waits
+ * until the uploads to it that are running have ended, calling waiting
+ * (may be NULL) once first with the snapshots it waits for.  0, or
+ * -ECANCELED when *cancel is set (or the uploads stop) first. */
+int fy_jobs_hold_repo(struct fy_agent *a, const char *shown, const atomic_bool *cancel,
+		      void (*waiting)(const char *running, void *arg), void *arg);
+void fy_jobs_release_repo(struct fy_agent *a, const char *shown);
+
+/* ---- sched.c: backup policies (--policy-dir; docs/operations.md) ----
+ * A scheduler thread reads the policies (and rereads them when the
+ * directory changes), cuts scheduled snapshots (fy_snapshot_take: their
+ * uploads are ordinary jobs), and hands retention, prune and status reads
+ * to a maintenance thread and drills to a drill thread. */
+int fy_sched_start(struct fy_agent *a, char *err, size_t errlen);
+void fy_sched_quit(struct fy_agent *a);
+/* Like fy_jobs_stop: 0 (the threads are joined), or how many are still
+ * blocked at until_ms (the process must _exit).  fy_sched_free after the
+ * uploads have stopped (they report to the scheduler until then). */
+int fy_sched_stop(struct fy_agent *a, int64_t until_ms);
+void fy_sched_free(struct fy_agent *a);
+/* An upload of s has committed (jobs.c): the RPO of its volume on each
+ * target that took it, and, for a policy's snapshot, its retention. */
+void fy_sched_uploaded(struct fy_agent *a, const struct fy_cat_snapshot *s, const struct fy_kv *kv, size_t nkv,
+		       const struct fy_backup_result *res);
 
 #endif

@@ -51,6 +51,8 @@ struct job_open {
 struct run {
 	char snap[FY_ID_MAX + 1];
 	char vol[FY_ID_MAX + 1];
+	uint64_t repos[FY_MAX_TARGETS]; /* its repositories (repo_hash) */
+	size_t nrepos;
 	bool active;
 	bool dropped;             /* its snapshot was deleted: the result is discarded */
 	atomic_bool cancel;
@@ -87,7 +89,56 @@ struct fy_jobs {
 	struct run runs[MAX_WORKERS];
 	struct job_open *opened; /* repositories of jobs between attempts */
 	struct drop_wait *drops;
+	uint64_t held[16];       /* repositories a prune holds (fy_jobs_hold_repo) */
+	size_t nheld;
 };
+
+/* A repository as fy_url_shown gives it (no query), hashed (FNV-1a). */
+static uint64_t repo_hash(const char *url)
+{
+	uint64_t h = 14695981039346656037ull;
+	size_t n = strcspn(url, "?");
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)url[i]) * 1099511628211ull;
+	return h;
+}
+
+/* The repositories snapshot id uploads to (its class's parameters). */
+static size_t snap_repos(struct fy_agent *a, const char *id, uint64_t *out)
+{
+	struct fy_kv *kv = NULL;
+	size_t n = 0, nkv = 0;
+
+	if (fy_cat_snap_params(a->cat, id, &kv, &nkv))
+		return 0;
+	for (size_t i = 0; i < nkv; i++) {
+		if (!strcmp(kv[i].key, FY_P_REPO) && n < FY_MAX_TARGETS) {
+			out[n++] = repo_hash(kv[i].value);
+		} else if (!strcmp(kv[i].key, FY_P_COPY) || !strcmp(kv[i].key, FY_P_COPY_OPT)) {
+			for (const char *p = kv[i].value; *p && n < FY_MAX_TARGETS; ) {
+				size_t l = strcspn(p, ",");
+				char u[2048];
+
+				snprintf(u, sizeof(u), "%.*s", (int)l, p + strspn(p, " "));
+				if (*u)
+					out[n++] = repo_hash(u);
+				p += l + (p[l] == ',');
+			}
+		}
+	}
+	fy_kv_free(kv, nkv);
+	return n;
+}
+
+static bool repos_held(struct fy_jobs *j, const uint64_t *r, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 0; k < j->nheld; k++)
+			if (r[i] == j->held[k])
+				return true;
+	return false;
+}
 
 static void open_close(struct job_open *o, const char *why)
 {
@@ -409,7 +460,8 @@ static int upload(struct fy_agent *a, struct fy_cat_snapshot *s, struct run *run
 			copy_list = strdup(kv[i].value);
 		else if (!strcmp(kv[i].key, FY_P_COPY_OPT))
 			opt_list = strdup(kv[i].value);
-		else if (!strncmp(kv[i].key, FY_P_K8S_PREFIX, strlen(FY_P_K8S_PREFIX)))
+		else if (!strncmp(kv[i].key, FY_P_K8S_PREFIX, strlen(FY_P_K8S_PREFIX)) ||
+			 !strcmp(kv[i].key, FY_P_POLICY))
 			add_label(labels, &nl, 24, kv[i].key, kv[i].value);
 	}
 	if (url)
@@ -456,6 +508,7 @@ static int upload(struct fy_agent *a, struct fy_cat_snapshot *s, struct run *run
 	o.labels = labels;
 	o.nlabels = nl;
 	o.parent = "auto";
+	o.created_unix_nano = s->created_ns; /* the cut's time: the data's point in time */
 	/* The previous snapshot is the parent when it went to this repository;
 	 * otherwise "auto": the newest of this volume there, if any. */
 	if (s->parent_id[0] && !fy_cat_snap_get(a->cat, s->parent_id, &parent) && parent.repo_snapshot[0] &&
@@ -487,6 +540,7 @@ static int upload(struct fy_agent *a, struct fy_cat_snapshot *s, struct run *run
 			shown, ncopies ? " and copies" : "", s->repo_snapshot, res->change_source,
 			(unsigned long long)res->bytes_read, (unsigned long long)res->bytes_stored, res->seconds,
 			res->warning[0] ? "; " : "", res->warning);
+		fy_sched_uploaded(a, s, kv, nkv, res);
 	}
 out:
 	free(copy_list);
@@ -531,6 +585,10 @@ static bool pick(struct fy_jobs *j, struct run *slot, int64_t *wait_ns)
 		for (unsigned r = 0; r < j->n; r++)
 			running |= j->runs[r].active && !j->runs[r].dropped && !strcmp(j->runs[r].vol, s.volume_id);
 		if (blocked || running)
+			continue;
+		/* A prune holds one of its repositories: it waits (the release kicks). */
+		slot->nrepos = snap_repos(a, s.id, slot->repos);
+		if (repos_held(j, slot->repos, slot->nrepos))
 			continue;
 		if (jobs[i].next_ns > now) {
 			if (*wait_ns < 0 || jobs[i].next_ns - now < *wait_ns)
@@ -766,6 +824,72 @@ int fy_jobs_start(struct fy_agent *a, char *err, size_t errlen)
 		j->nthr++;
 	}
 	return 0;
+}
+
+int fy_jobs_hold_repo(struct fy_agent *a, const char *shown, const atomic_bool *cancel,
+		      void (*waiting)(const char *running, void *arg), void *arg)
+{
+	struct fy_jobs *j = a->jobs;
+	uint64_t h = repo_hash(shown);
+	bool stop, told = false;
+
+	if (!j)
+		return 0;
+	pthread_mutex_lock(&j->mu);
+	if (j->nheld == sizeof(j->held) / sizeof(j->held[0])) {
+		pthread_mutex_unlock(&j->mu);
+		return -EBUSY;
+	}
+	j->held[j->nheld++] = h;
+	for (;;) {
+		char running[512] = "";
+		size_t off = 0;
+
+		for (unsigned i = 0; i < j->n; i++) {
+			bool mine = false;
+
+			for (size_t k = 0; j->runs[i].active && !j->runs[i].dropped && k < j->runs[i].nrepos; k++)
+				mine |= j->runs[i].repos[k] == h;
+			if (mine && off < sizeof(running))
+				off += (size_t)snprintf(running + off, sizeof(running) - off, "%s%s", off ? ", " : "",
+							j->runs[i].snap);
+		}
+		stop = (cancel && atomic_load(cancel)) || j->quit;
+		if (!off || stop)
+			break;
+		if (!told && waiting) {
+			pthread_mutex_unlock(&j->mu);
+			waiting(running, arg);
+			told = true;
+			pthread_mutex_lock(&j->mu);
+			continue;
+		}
+		fy_cond_wait_until(&j->cv, &j->mu, fy_mono_ms() + 1000);
+	}
+	pthread_mutex_unlock(&j->mu);
+	if (stop) {
+		fy_jobs_release_repo(a, shown);
+		return -ECANCELED;
+	}
+	return 0;
+}
+
+void fy_jobs_release_repo(struct fy_agent *a, const char *shown)
+{
+	struct fy_jobs *j = a->jobs;
+	uint64_t h = repo_hash(shown);
+
+	if (!j)
+		return;
+	pthread_mutex_lock(&j->mu);
+	for (size_t k = 0; k < j->nheld; k++)
+		if (j->held[k] == h) {
+			j->held[k] = j->held[--j->nheld];
+			break;
+		}
+	j->kicked = true;
+	pthread_cond_broadcast(&j->cv);
+	pthread_mutex_unlock(&j->mu);
 }
 
 void fy_jobs_quit(struct fy_agent *a)

@@ -25,7 +25,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: ferry agent [--endpoint unix:///csi/csi.sock] [--node-id NAME] [--state-dir DIR]\n"
 		"                   [--kubelet-dir DIR] [--config PATH] [--upload-workers N]\n"
-		"                   [--local-snapshots N] [--metrics-address ADDR]\n"
+		"                   [--local-snapshots N] [--policy-dir DIR] [--metrics-address ADDR]\n"
 		"                   [--log-format text|json] [--debug]\n\n"
 		"Serve the CSI Identity, Controller, Node and SnapshotMetadata services for\n"
 		"node-local image volumes; snapshots are uploaded to the repositories their\n"
@@ -42,6 +42,9 @@ static void usage(FILE *f)
 		"                       whose *.conf files are read in name order\n"
 		"  --upload-workers N   snapshots uploaded at once (default 2)\n"
 		"  --local-snapshots N  local clones kept per volume once uploaded (default 0: all)\n"
+		"  --policy-dir DIR     backup policies: every *.yaml file there is a BackupPolicy\n"
+		"                       (schedules, targets, retention, prune, drills, objectives;\n"
+		"                       docs/operations.md), reread when the directory changes\n"
 		"  --metrics-address ADDR  serve Prometheus metrics at http://ADDR/metrics: IP:PORT,\n"
 		"                       :PORT (every IPv4 address) or [IPv6]:PORT (default: none)\n"
 		"  --log-format F       text (default): TIME LEVEL message; json: one object a line\n"
@@ -124,6 +127,8 @@ static int set_key(struct fy_agent_conf *c, const char *key, const char *val, ch
 		COPY(state_dir);
 	if (!strcmp(key, "kubelet-dir"))
 		COPY(kubelet_dir);
+	if (!strcmp(key, "policy-dir"))
+		COPY(policy_dir);
 	if (!strcmp(key, "upload-workers"))
 		UINT(upload_workers);
 	if (!strcmp(key, "local-snapshots"))
@@ -443,6 +448,7 @@ const struct option fy_agent_options[] = {
 	{ "config", required_argument, NULL, 'c' },
 	{ "upload-workers", required_argument, NULL, 'u' },
 	{ "local-snapshots", required_argument, NULL, 'l' },
+	{ "policy-dir", required_argument, NULL, 'p' },
 	{ "metrics-address", required_argument, NULL, 'm' },
 	{ "log-format", required_argument, NULL, 'f' },
 	{ "debug", no_argument, NULL, 'd' },
@@ -522,6 +528,10 @@ int fy_agent_main(int argc, char **argv)
 		snprintf(err, sizeof(err), "--state-dir and --kubelet-dir must be absolute paths");
 		goto usage_err;
 	}
+	if (a->conf.policy_dir[0] && a->conf.policy_dir[0] != '/') {
+		snprintf(err, sizeof(err), "--policy-dir must be an absolute path, not '%s'", a->conf.policy_dir);
+		goto usage_err;
+	}
 	if (fy_rpc_endpoint_check(a->conf.endpoint, err, sizeof(err)))
 		goto usage_err;
 	fy_log_set_debug(a->conf.debug);
@@ -590,7 +600,8 @@ int fy_agent_main(int argc, char **argv)
 		fy_url_shown(a->conf.lookup[i], shown, sizeof(shown));
 		fy_log_info("snapshots this node did not cut are looked up in %s", shown);
 	}
-	if (fy_jobs_start(a, err, sizeof(err)) || fy_rpc_serve(srv, err, sizeof(err))) {
+	if (fy_jobs_start(a, err, sizeof(err)) || fy_sched_start(a, err, sizeof(err)) ||
+	    fy_rpc_serve(srv, err, sizeof(err))) {
 		start_failed(err);
 		goto out;
 	}
@@ -605,9 +616,13 @@ int fy_agent_main(int argc, char **argv)
 	until_ms = (int64_t)t0.tv_sec * 1000 + t0.tv_nsec / 1000000 + a->conf.grace_ms + STOP_MARGIN_MS;
 	atomic_store(&a->stopping, true);
 	fy_jobs_quit(a); /* at once: uploads stop while calls finish */
+	fy_sched_quit(a);
 	left = fy_rpc_stop(srv) < 0;
 	srv = NULL;
+	left += fy_sched_stop(a, until_ms) > 0;
 	left += fy_jobs_stop(a, until_ms) > 0;
+	if (!left)
+		fy_sched_free(a);
 	if (left) {
 		/* Threads stuck in system calls (a store that does not answer)
 		 * still use the agent's state: close the catalog under its lock
@@ -622,7 +637,9 @@ int fy_agent_main(int argc, char **argv)
 	ret = 0;
 out:
 	fy_rpc_stop(srv);
+	fy_sched_stop(a, -1);
 	fy_jobs_stop(a, -1);
+	fy_sched_free(a);
 	fy_metrics_stop();
 	if (a->cat)
 		fy_cat_close(a->cat);

@@ -630,3 +630,76 @@ int fy_snapshot_materialise(struct fy_agent *a, const struct fy_cat_snapshot *s,
 	fy_repo_close(r);
 	return ret;
 }
+
+/* A snapshot the agent takes by itself, for a backup policy: the cut of
+ * CreateSnapshot and its upload job (agent_priv.h). */
+int fy_snapshot_take(struct fy_agent *a, const struct fy_take *t, struct fy_cat_snapshot *s, char *err,
+		     size_t errlen)
+{
+	struct fy_cat_snapshot parent;
+	struct fy_cat_volume v;
+	const struct fy_hook *hook = NULL;
+	pthread_mutex_t *nl, *vl;
+	char dir[1024], e2[256];
+	double frozen_ms = 0;
+	int ret;
+
+	if (t->hook && !(hook = find_hook(a, t->hook))) {
+		snprintf(err, errlen, "hook '%.64s' is not configured on this node (hook.NAME.pre/post in the agent's "
+			 "config)", t->hook);
+		return -EINVAL;
+	}
+	nl = fy_stripe(a->name_lock, t->name);
+	pthread_mutex_lock(nl);
+	if (!fy_cat_snap_by_name(a->cat, t->name, s)) {
+		pthread_mutex_unlock(nl);
+		return -EEXIST; /* this run was cut already (before a restart) */
+	}
+	vl = fy_stripe(a->vol_lock, t->volume_id);
+	pthread_mutex_lock(vl);
+	if (fy_cat_volume_get(a->cat, t->volume_id, &v)) {
+		pthread_mutex_unlock(vl);
+		pthread_mutex_unlock(nl);
+		snprintf(err, errlen, "volume %s does not exist", t->volume_id);
+		return -ENOENT;
+	}
+	memset(s, 0, sizeof(*s));
+	fy_new_id("snap", s->id, sizeof(s->id));
+	snprintf(s->name, sizeof(s->name), "%s", t->name);
+	snprintf(s->volume_id, sizeof(s->volume_id), "%s", v.id);
+	s->size = v.size;
+	if (!fy_cat_snap_newest(a->cat, v.id, &parent))
+		snprintf(s->parent_id, sizeof(s->parent_id), "%s", parent.id);
+	s->created_ns = t->created_ns;
+	ret = cut(a, &v, s->id, s->name, hook, t->freeze, &s->reflinked, &frozen_ms, err, errlen);
+	if (ret) {
+		pthread_mutex_unlock(vl);
+		pthread_mutex_unlock(nl);
+		return ret;
+	}
+	fy_metrics_cut(frozen_ms / 1000.0);
+	s->local = true;
+	s->state = FY_SNAP_CUT;
+	fy_job_dir(a, s->id, dir, sizeof(dir));
+	ret = t->write_secrets(dir, t->arg, err, errlen);
+	if (!ret)
+		ret = fy_cat_snap_put(a->cat, s, t->kv, t->nkv, err, errlen);
+	if (!ret)
+		ret = fy_cat_job_put(a->cat, s->id, err, errlen);
+	pthread_mutex_unlock(vl);
+	pthread_mutex_unlock(nl);
+	if (ret) {
+		char path[1024];
+
+		fy_snap_path(a, s->id, path, sizeof(path));
+		fy_img_remove(path, e2, sizeof(e2));
+		fy_secrets_remove(dir);
+		fy_cat_snap_delete(a->cat, s->id, e2, sizeof(e2));
+		return ret;
+	}
+	fy_logf(FY_LOG_INFO, &(struct fy_log_fields){ .volume = v.id, .snapshot = s->id, .policy = t->policy },
+		"policy %s: snapshot %s ('%s') of %s cut in %.2f ms (%s%s), upload queued", t->policy, s->id, s->name,
+		v.id, frozen_ms, s->reflinked ? "reflink" : "sparse copy", hook ? ", hooks" : "");
+	fy_jobs_kick(a);
+	return 0;
+}

@@ -1053,7 +1053,8 @@ int fy_backup(struct fy_repo *r, const struct fy_backup_opts *o, struct fy_backu
 		}
 	}
 	res->seconds = now_s() - t0;
-	rc = write_manifest(&b, (int64_t)wall.tv_sec * 1000000000 + wall.tv_nsec, err, errlen);
+	rc = write_manifest(&b, o->created_unix_nano ? o->created_unix_nano
+						     : (int64_t)wall.tv_sec * 1000000000 + wall.tv_nsec, err, errlen);
 	res->seconds = now_s() - t0;
 out:
 	free(tids);

@@ -161,9 +161,9 @@ static int item_order(const void *a, const void *b)
 	return -memcmp(x->id, y->id, FY_SNAP_ID_LEN);
 }
 
-/* Read every manifest (of volume, when given) into res->items. */
-static int read_snapshots(struct fy_repo *r, const char *volume, struct fy_forget_result *res, char *err,
-			  size_t errlen)
+/* Read every manifest (those f lets through) into res->items. */
+static int read_snapshots(struct fy_repo *r, const struct fy_snap_filter *f, struct fy_forget_result *res,
+			  char *err, size_t errlen)
 {
 	uint8_t *ids = NULL;
 	size_t n = 0;
@@ -191,7 +191,7 @@ static int read_snapshots(struct fy_repo *r, const char *volume, struct fy_forge
 			snprintf(err, errlen, "%s; nothing was removed", e2);
 			break;
 		}
-		if (!volume || !strcmp(volume, m->volume)) {
+		if (fy_snap_filter_match(m, f)) {
 			struct fy_forget_item *it = &res->items[res->n];
 
 			memcpy(it->id, m->snapshot_id.data, FY_SNAP_ID_LEN);
@@ -216,6 +216,14 @@ static int read_snapshots(struct fy_repo *r, const char *volume, struct fy_forge
 int fy_forget(struct fy_repo *r, const char *volume, const struct fy_forget_policy *p, bool dry_run,
 	      struct fy_forget_result *res, char *err, size_t errlen)
 {
+	struct fy_snap_filter f = { .volume = volume };
+
+	return fy_forget_matching(r, volume ? &f : NULL, p, dry_run, res, err, errlen);
+}
+
+int fy_forget_matching(struct fy_repo *r, const struct fy_snap_filter *f, const struct fy_forget_policy *p,
+		       bool dry_run, struct fy_forget_result *res, char *err, size_t errlen)
+{
 	struct fy_lock *lk = NULL;
 	struct fy_forget_snap *snaps = NULL;
 	unsigned *reasons = NULL;
@@ -227,7 +235,7 @@ int fy_forget(struct fy_repo *r, const char *volume, const struct fy_forget_poli
 		if (rc < 0)
 			return rc;
 	}
-	rc = read_snapshots(r, volume, res, err, errlen);
+	rc = read_snapshots(r, f, res, err, errlen);
 	if (rc < 0)
 		goto out;
 	qsort(res->items, res->n, sizeof(*res->items), item_order);

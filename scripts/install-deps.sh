@@ -12,8 +12,8 @@ build_pkgs=(
   libcmocka-dev zlib1g-dev
   # the S3 store (libcurl, libxml2)
   libcurl4-openssl-dev libxml2-dev
-  # the CSI agent (gRPC C core, SQLite catalog)
-  libgrpc-dev libsqlite3-dev
+  # the CSI agent (gRPC C core, SQLite catalog, libyaml for backup policies)
+  libgrpc-dev libsqlite3-dev libyaml-dev
   # the agent's /metrics endpoint (an embedded HTTP server)
   libmicrohttpd-dev
 )

@@ -64,6 +64,10 @@ struct fy_backup_opts {
 	/* Set by another thread to stop the backup early (-ECANCELED): what is
 	 * stored stays stored, and a rerun skips it.  NULL: never. */
 	const atomic_bool *cancel;
+	/* The snapshot's time in its manifest (Unix ns): the data's point in
+	 * time, such as the agent's cut of the clone read here; 0: when the
+	 * backup starts. */
+	int64_t created_unix_nano;
 };
 
 struct fy_backup_result {

@@ -69,6 +69,11 @@ struct fy_forget_result {
  * after a failure too. */
 int fy_forget(struct fy_repo *r, const char *volume, const struct fy_forget_policy *p, bool dry_run,
 	      struct fy_forget_result *res, char *err, size_t errlen);
+/* The same for the snapshots f lets through (NULL: all): those of a
+ * volume that carry every one of f's labels (a policy's snapshots, which
+ * its retention may remove, and no others). */
+int fy_forget_matching(struct fy_repo *r, const struct fy_snap_filter *f, const struct fy_forget_policy *p,
+		       bool dry_run, struct fy_forget_result *res, char *err, size_t errlen);
 void fy_forget_result_free(struct fy_forget_result *res);
 
 struct fy_prune_opts {

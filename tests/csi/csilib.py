@@ -81,7 +81,7 @@ class Agent:
     agent logs; metrics_url is set at each start)."""
 
     def __init__(self, name, node_id="node-a", upload_workers=None, local_snapshots=None,
-                 config=None, debug=True, extra_args=(), log_format=None, metrics=False):
+                 config=None, debug=True, extra_args=(), log_format=None, metrics=False, env=None):
         self.name = name
         self.node_id = node_id
         self.state = os.path.join(STATE_ROOT, name)
@@ -112,6 +112,7 @@ class Agent:
         if metrics:
             self.args += ["--metrics-address", "127.0.0.1:0"]
         self.args += list(extra_args)
+        self.extra_env = dict(env or {})
         self.proc = None
         self.channel = None
         self.starts = 0
@@ -126,6 +127,7 @@ class Agent:
         env.pop("NODE_ID", None)
         env.pop("FERRY_PASSWORD", None)     # secrets reach the agent only through CSI calls
         env["FERRY_SCRYPT_LOG2N"] = SCRYPT_LOG2N
+        env.update(self.extra_env)
         with open(self.log_path, "a") as lf:
             lf.write("%s%d: %s\n" % (START_MARK, self.starts, " ".join(self.args)))
             lf.flush()

@@ -29,7 +29,7 @@ helm_values() {
   case $1 in
     base) ;;
     offsite-s3|snapshot-metadata|monitoring) echo "-f $CHART/examples/$1.yaml" ;;
-    full) echo "-f $CHART/examples/offsite-s3.yaml -f $CHART/examples/snapshot-metadata.yaml -f $CHART/examples/monitoring.yaml" ;;
+    full) echo "-f $CHART/examples/offsite-s3.yaml -f $CHART/examples/snapshot-metadata.yaml -f $CHART/examples/monitoring.yaml -f $CHART/examples/policies.yaml" ;;
   esac
 }
 # render VARIANT: $WORK/VARIANT.kustomize.yaml and $WORK/VARIANT.helm.yaml
