@@ -30,7 +30,6 @@
 #include "image.h"
 #include "cbt/cbt.h"
 
-#define IM_LOOP_TRIES 8		/* free loop devices taken by someone else before giving up */
 #define IM_COPY_BUF (1u << 20)	/* pread/pwrite fallback of the sparse copy */
 #define IM_CFR_MAX (1u << 30)	/* bytes per copy_file_range call */
 #define IM_MKFS_ERR 16384	/* the tail of mkfs's stderr we keep */
@@ -500,53 +499,15 @@ int fy_loop_find(const char *img, char *dev, size_t devlen)
 	return 0;
 }
 
-/* Bind file (fd) to the free loop device ldev: LOOP_CONFIGURE, or (kernels
- * before 5.8) LOOP_SET_FD and LOOP_SET_STATUS64.  Buffered, 512-byte
+/* The image's loop device: the one already bound to it the same way, or a
+ * free one bound now by fy_loop_bind (mover/fs.c).  Buffered, 512-byte
  * sectors, never direct I/O: on a reflinked XFS file, direct I/O makes the
  * kernel give the device 4096-byte sectors, and a filesystem made on it
  * before its first snapshot (ext4 with 1 KiB blocks, XFS with 512-byte
- * sectors) no longer mounts — on the volume or on any clone of it.  *call
- * names the ioctl that failed.  -EBUSY: someone else bound the device first. */
-static int im_loop_bind(int ldev, int fd, const char *img, bool readonly, const char **call)
-{
-	struct loop_config cfg;
-	struct loop_info64 info;
-	size_t n = strlen(img);
-	int e;
-
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.fd = (uint32_t)fd;
-	cfg.block_size = 512;
-	cfg.info.lo_flags = readonly ? LO_FLAGS_READ_ONLY : 0;
-	if (n >= LO_NAME_SIZE)
-		n = LO_NAME_SIZE - 1;	/* a label only: the kernel knows the file */
-	memcpy(cfg.info.lo_file_name, img, n);
-	*call = "LOOP_CONFIGURE";
-	if (!ioctl(ldev, LOOP_CONFIGURE, &cfg))
-		return 0;
-	e = errno;
-	if (e != EINVAL && e != ENOTTY)
-		return -e;
-	*call = "LOOP_SET_FD";
-	if (ioctl(ldev, LOOP_SET_FD, fd))
-		return -errno;
-	memset(&info, 0, sizeof(info));
-	info.lo_flags = cfg.info.lo_flags;
-	memcpy(info.lo_file_name, img, n);
-	*call = "LOOP_SET_STATUS64";
-	if (ioctl(ldev, LOOP_SET_STATUS64, &info)) {
-		e = errno;
-		ioctl(ldev, LOOP_CLR_FD, 0);
-		return -e;
-	}
-	return 0;
-}
-
+ * sectors) no longer mounts — on the volume or on any clone of it. */
 int fy_loop_attach(const char *img, bool readonly, char *dev, size_t devlen, char *err, size_t errlen)
 {
-	const char *call = "LOOP_CTL_GET_FREE";
-	char path[32] = "/dev/loop-control";
-	int fd = -1, ctl = -1, ret;
+	int fd = -1, ret;
 	struct stat st;
 	unsigned num;
 	uint32_t flags;
@@ -575,48 +536,14 @@ int fy_loop_attach(const char *img, bool readonly, char *dev, size_t devlen, cha
 			im_err(err, errlen, "loop: /dev/loop%u does not fit in %zu bytes", num, devlen);
 		goto out;
 	}
-	ctl = open(path, O_RDWR | O_CLOEXEC);
-	if (ctl < 0) {
-		ret = -errno;
-		im_err(err, errlen, "loop: open %s: %s", path, strerror(-ret));
-		goto out;
+	/* A device that stays bound when closed (no autoclear): the volume's
+	 * mounts and publishes hold it, and fy_loop_detach ends it. */
+	ret = fy_loop_bind(fd, img, readonly, false, dev, devlen, err, errlen);
+	if (ret >= 0) {
+		close(ret);
+		ret = 0;
 	}
-	for (int tries = 0; tries < IM_LOOP_TRIES; tries++) {
-		int n = ioctl(ctl, LOOP_CTL_GET_FREE), ldev;
-
-		if (n < 0) {
-			ret = -errno;
-			im_err(err, errlen, "loop: LOOP_CTL_GET_FREE for %s: %s", img, strerror(-ret));
-			goto out;
-		}
-		snprintf(path, sizeof(path), "/dev/loop%d", n);
-		ldev = open(path, O_RDWR | O_CLOEXEC);
-		if (ldev < 0) {
-			ret = -errno;
-			im_err(err, errlen, "loop: open %s for %s: %s", path, img, strerror(-ret));
-			goto out;
-		}
-		ret = im_loop_bind(ldev, fd, img, readonly, &call);
-		close(ldev);
-		if (ret == -EBUSY)
-			continue;	/* another process took it between GET_FREE and now */
-		if (ret) {
-			im_err(err, errlen, "loop: %s %s for %s: %s", call, path, img, strerror(-ret));
-			goto out;
-		}
-		if (snprintf(dev, devlen, "%s", path) >= (int)devlen) {
-			im_err(err, errlen, "loop: %s does not fit in %zu bytes", path, devlen);
-			ret = -ERANGE;
-			fy_loop_detach(path, NULL, 0);
-		}
-		goto out;
-	}
-	im_err(err, errlen, "loop: %s %s for %s: %s (every free device was taken by another process, %d times)",
-	       call, path, img, strerror(EBUSY), IM_LOOP_TRIES);
-	ret = -EBUSY;
 out:
-	if (ctl >= 0)
-		close(ctl);
 	if (fd >= 0)
 		close(fd);
 	return ret;
