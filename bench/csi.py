@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 
@@ -43,6 +44,36 @@ def pct(values, p):
     return v[lo] + (v[hi] - v[lo]) * (k - lo)
 
 
+class WriteProbe:
+    """An application writing during the cut: a thread rewriting 4 KiB of a
+    file on the volume every 2 ms, each write timed.  stop() ends it and
+    returns the longest write in ms: how long the application was really
+    held.  (The agent's own figure starts at FIFREEZE, and freeze_super first
+    waits for RCU grace periods while writers still go through; the writes
+    say when they were blocked.)"""
+
+    def __init__(self, path):
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        self.longest = 0.0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        buf = os.urandom(4096)
+        while not self.done.is_set():
+            t = time.perf_counter()
+            os.pwrite(self.fd, buf, 0)
+            self.longest = max(self.longest, time.perf_counter() - t)
+            time.sleep(0.002)
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        os.close(self.fd)
+        return self.longest * 1e3
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ferry", required=True)
@@ -51,6 +82,9 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--cuts", type=int, default=40, help="snapshots per volume per run")
     ap.add_argument("--work", default=None, help="scratch directory (default: a new one in /var/tmp)")
+    ap.add_argument("--write-probe", action="store_true",
+                    help="an application writing 4 KiB every 2 ms during each call: its longest write (it slows "
+                         "the calls, so the other rows are not comparable with runs without it)")
     a = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="ferry-csi-bench.", dir=a.work or "/var/tmp")
@@ -107,16 +141,19 @@ def main():
             published.append((v.volume_id, tgt))
             with open(os.path.join(tgt, "base"), "wb") as f:
                 f.write(os.urandom(64 << 20))
-            agent_ms, call_ms, medians = [], [], []
+            agent_ms, call_ms, stall_ms, medians = [], [], [], []
             for r in range(a.runs):
                 run_calls = []
                 for i in range(cuts):
                     with open(os.path.join(tgt, "f%d" % (i % 8)), "wb") as f:
                         f.write(os.urandom(dirty))  # dirty data for the freeze to flush
+                    probe = WriteProbe(os.path.join(tgt, "probe")) if a.write_probe else None
                     t0 = time.perf_counter()
                     s = ctl.CreateSnapshot(p.CreateSnapshotRequest(
                         source_volume_id=v.volume_id, name="cut-%s-%d-%d" % (label, r, i))).snapshot
                     dt = (time.perf_counter() - t0) * 1e3
+                    if probe:
+                        stall_ms.append(probe.stop())
                     call_ms.append(dt)
                     run_calls.append(dt)
                     m = cut_ms_from_log(s.snapshot_id)
@@ -128,6 +165,8 @@ def main():
                 "calls": len(call_ms),
                 "agent_cut_ms": {"p50": pct(agent_ms, 50), "p99": pct(agent_ms, 99), "max": max(agent_ms)},
                 "call_ms": {"p50": pct(call_ms, 50), "p99": pct(call_ms, 99), "max": max(call_ms)},
+                "write_stall_ms": {"p50": pct(stall_ms, 50), "p99": pct(stall_ms, 99),
+                                   "max": max(stall_ms)} if stall_ms else None,
                 "call_median_per_run_ms": medians,
             }
 
@@ -204,6 +243,11 @@ def main():
         lines.append("%-34s %10.2f %10.2f %10.2f  %s" % (
             "CreateSnapshot call, " + label, c["call_ms"]["p50"], c["call_ms"]["p99"], c["call_ms"]["max"],
             "(%d calls)" % c["calls"]))
+        w = c["write_stall_ms"]
+        if w:
+            lines.append("%-34s %10.2f %10.2f %10.2f  %s" % (
+                "longest write stall, " + label, w["p50"], w["p99"], w["max"],
+                "(an application's 4 KiB writes during the call)"))
     d = results["delta"]
     lines.append("%-34s %10.2f %10.2f %10.2f  %s" % (
         "GetMetadataDelta 100 GiB, 1000 ranges", d["ms"]["p50"], d["ms"]["p99"], d["ms"]["max"],
