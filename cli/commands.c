@@ -804,13 +804,27 @@ int cmd_snapshots(int argc, char **argv)
 /* ---- check ---- */
 
 static const char check_help[] =
-	"usage: ferry check --repo URL [--read-data] [--threads N]\n\n"
+	"usage: ferry check --repo URL [--read-data | --read-data-subset N/M|P%] [--threads N]\n\n"
 	"Verify the repository: every snapshot's manifest, and that every chunk a snapshot\n"
 	"names exists.  With --read-data, read and verify every such chunk (AES-GCM tag,\n"
-	"crc32c and keyed id) as a restore would.  Each problem is one line on stderr;\n"
-	"the exit status is 1 when there is any.\n\n"
+	"crc32c and keyed id) as a restore would; with --read-data-subset, only some of them.\n"
+	"Each problem is one line on stderr; the exit status is 1 when there is any.\n\n"
 	"  --read-data          read and verify every byte\n"
-	"  --threads N          readers for --read-data (default: 2 x online cores)\n"
+	"  --read-data-subset N/M\n"
+	"                       read and verify the N-th of M slices of the chunks (1 <= N <= M):\n"
+	"                       a chunk's slice follows from its id alone, so N = 1..M over M\n"
+	"                       runs reads every chunk once; nightly, a week a round:\n"
+	"                       --read-data-subset $(( $(date +%s) / 86400 % 7 + 1 ))/7\n"
+	"  --read-data-subset P%\n"
+	"                       read and verify a random sample: each chunk with probability\n"
+	"                       P/100 (0 < P <= 100, e.g. 2.5%), a new sample each run\n"
+	"  --threads N          readers (default: 2 x online cores)\n"
+	"  -v, --verbose        name each chunk as it is read ('read chunk ID' on stderr)\n"
+	"Manifests and the existence of every chunk are checked in full either way.\n"
+	"--json prints one object: snapshots, chunks_referenced, chunks_present,\n"
+	"chunks_unreferenced, subset (\"all\", \"N/M\", \"P%\"; null without reading),\n"
+	"chunks_selected, stored_bytes_selected, stored_bytes_referenced, chunks_read,\n"
+	"bytes_read (plain bytes verified), seed (of a P% sample, else null), problems.\n\n"
 	CLI_COMMON_HELP;
 
 static void report_line(const char *line, void *arg)
@@ -818,17 +832,27 @@ static void report_line(const char *line, void *arg)
 	cli_progress_note(arg, line);
 }
 
+static void chunk_read_line(const uint8_t id[FY_ID_LEN], void *arg)
+{
+	char hex[2 * FY_ID_LEN + 1], line[2 * FY_ID_LEN + 16];
+
+	fy_hex(id, FY_ID_LEN, hex);
+	snprintf(line, sizeof(line), "read chunk %s", hex);
+	cli_progress_note(arg, line);
+}
+
 int cmd_check(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "read-data", no_argument, NULL, 'D' },
+		{ "read-data-subset", required_argument, NULL, 'S' },
 		{ "threads", required_argument, NULL, 'T' },
 		CLI_COMMON_LONGOPTS,
 		{ 0 },
 	};
 	struct cli_common c = { 0 };
-	bool read_data = false;
-	unsigned threads = 0;
+	struct fy_check_opts o = { .report = report_line };
+	const char *subset = NULL;
 	struct fy_repo *repo = NULL;
 	struct fy_check_result res;
 	char err[512];
@@ -842,10 +866,15 @@ int cmd_check(int argc, char **argv)
 			fputs(check_help, stdout);
 			return 0;
 		case 'D':
-			read_data = true;
+			o.read_data = true;
+			break;
+		case 'S':
+			if (fy_check_subset_parse(optarg, &o.subset, err, sizeof(err)) < 0)
+				return cli_usage_error("check", "--read-data-subset: %s", err);
+			subset = optarg;
 			break;
 		case 'T':
-			if (parse_uint(optarg, 64, &threads) < 0)
+			if (parse_uint(optarg, 64, &o.threads) < 0)
 				return bad_number("check", "--threads", optarg);
 			break;
 		default:
@@ -854,14 +883,25 @@ int cmd_check(int argc, char **argv)
 	}
 	if (optind != argc)
 		return cli_usage_error("check", "unexpected argument '%s'", argv[optind]);
+	if (o.read_data && subset) {
+		char shown[200];
+
+		return cli_usage_error("check", "--read-data reads every chunk, --read-data-subset %s some: give one",
+				       fy_escape(subset, shown, sizeof(shown)));
+	}
+	if (subset)
+		o.read_data = true;
 	rc = cli_repo(&c, "check", &repo);
 	if (rc)
 		return rc;
 	struct fy_progress prog = { 0 };
-	/* Progress only for --read-data: the structural check is a listing. */
-	struct cli_progress *cp = read_data ? cli_progress_start(&prog, "check", c.quiet || c.json) : NULL;
-	long problems = fy_check(repo, read_data, threads, read_data ? &prog : NULL, report_line, cp, &res, err,
-				 sizeof(err));
+	/* Progress only when reading data: the structural check is a listing. */
+	struct cli_progress *cp = o.read_data ? cli_progress_start(&prog, "check", c.quiet || c.json) : NULL;
+
+	o.progress = o.read_data ? &prog : NULL;
+	o.chunk_read = c.verbose ? chunk_read_line : NULL;
+	o.arg = cp;
+	long problems = fy_check(repo, &o, &res, err, sizeof(err));
 
 	cli_progress_stop(cp);
 	fy_repo_close(repo);
@@ -869,19 +909,40 @@ int cmd_check(int argc, char **argv)
 		cli_error("check failed: %s", err);
 		return 1;
 	}
+	char what[48];
+
+	fy_check_subset_str(&o.subset, what, sizeof(what));
 	if (c.json) {
-		printf("{\"snapshots\":%zu,\"chunks_referenced\":%zu,\"chunks_present\":%zu,\"chunks_unreferenced\":%zu,"
-		       "\"chunks_read\":%zu,\"bytes_read\":%llu,\"problems\":%ld}\n",
-		       res.snapshots, res.chunks_referenced, res.chunks_present, res.chunks_unreferenced,
-		       res.chunks_read, (unsigned long long)res.bytes_read, problems);
+		printf("{\"snapshots\":%zu,\"chunks_referenced\":%zu,\"chunks_present\":%zu,\"chunks_unreferenced\":%zu,",
+		       res.snapshots, res.chunks_referenced, res.chunks_present, res.chunks_unreferenced);
+		if (o.read_data)
+			printf("\"subset\":\"%s\",", what);
+		else
+			printf("\"subset\":null,");
+		printf("\"chunks_selected\":%zu,\"stored_bytes_selected\":%llu,\"stored_bytes_referenced\":%llu,"
+		       "\"chunks_read\":%zu,\"bytes_read\":%llu,",
+		       res.chunks_selected, (unsigned long long)res.stored_selected,
+		       (unsigned long long)res.stored_referenced, res.chunks_read, (unsigned long long)res.bytes_read);
+		if (o.subset.kind == FY_SUBSET_PERCENT)
+			printf("\"seed\":%llu,", (unsigned long long)res.seed);
+		else
+			printf("\"seed\":null,");
+		printf("\"problems\":%ld}\n", problems);
 	} else if (!c.quiet) {
-		char rd[32];
+		char rd[32], sel[32], ref[32];
 
 		cli_human(res.bytes_read, rd, sizeof(rd));
 		printf("%zu snapshot%s, %zu chunk%s referenced, %zu unreferenced", res.snapshots, cli_s(res.snapshots),
 		       res.chunks_referenced, cli_s(res.chunks_referenced), res.chunks_unreferenced);
-		if (read_data)
+		if (o.subset.kind != FY_SUBSET_ALL) {
+			cli_human(res.stored_selected, sel, sizeof(sel));
+			cli_human(res.stored_referenced, ref, sizeof(ref));
+			printf(", %s %s: %zu of %zu chunk%s (%s of %s stored) chosen, %zu (%s) read and verified",
+			       o.subset.kind == FY_SUBSET_SLICE ? "slice" : "sample", what, res.chunks_selected,
+			       res.chunks_referenced, cli_s(res.chunks_referenced), sel, ref, res.chunks_read, rd);
+		} else if (o.read_data) {
 			printf(", %zu chunk%s (%s) read and verified", res.chunks_read, cli_s(res.chunks_read), rd);
+		}
 		printf(": %s\n", problems ? "PROBLEMS FOUND" : "no problems");
 	}
 	if (problems) {

@@ -122,18 +122,58 @@ struct fy_restore_result {
 int fy_restore(struct fy_repo *r, const uint8_t id[FY_SNAP_ID_LEN], const struct fy_restore_opts *o,
 	       struct fy_restore_result *res, char *err, size_t errlen);
 
-/* check: every manifest decodes, every chunk they name exists; with read_data
- * every such chunk is fetched and verified.  Problems are reported one line
- * each through report(); returns the number of problems (>= 0) or -errno.
- * progress (may be NULL): with read_data, the stored bytes of the chunks to
- * read (total) and read so far (done). */
-struct fy_check_result {
-	size_t snapshots, chunks_referenced, chunks_present, chunks_unreferenced, chunks_read;
-	uint64_t bytes_read;
+/* check --read-data-subset: which of the referenced chunks are read.
+ * SLICE: the n-th of m slices, a function of each chunk's id alone, so that
+ * slices 1..m partition the chunks and a chunk keeps its slice as others come
+ * and go (m nightly runs read every chunk once).  PERCENT: each chunk chosen
+ * independently with probability percent/100, from seed. */
+enum fy_subset_kind { FY_SUBSET_ALL, FY_SUBSET_SLICE, FY_SUBSET_PERCENT };
+
+struct fy_check_subset {
+	enum fy_subset_kind kind;
+	uint64_t n, m;          /* SLICE: 1 <= n <= m */
+	double percent;         /* PERCENT: 0 < percent <= 100 */
+	uint64_t seed;          /* PERCENT: fy_check draws one (getrandom) unless have_seed */
+	bool have_seed;
 };
 
-long fy_check(struct fy_repo *r, bool read_data, unsigned threads, struct fy_progress *progress,
-	      void (*report)(const char *line, void *arg), void *arg, struct fy_check_result *res, char *err,
+/* Parse "N/M" or "P%" (decimals allowed): 0, or -EINVAL with one line in err
+ * that echoes spec and says what it wants. */
+int fy_check_subset_parse(const char *spec, struct fy_check_subset *s, char *err, size_t errlen);
+/* "3/7", "2.5%", or "all": buf. */
+const char *fy_check_subset_str(const struct fy_check_subset *s, char *buf, size_t len);
+/* Whether the chunk with this id is read under s. */
+bool fy_check_subset_pick(const struct fy_check_subset *s, const uint8_t id[FY_ID_LEN]);
+
+/* check: every manifest decodes, every chunk they name exists; with read_data
+ * every such chunk of subset is fetched and verified.  Problems are reported
+ * one line each through report(); returns the number of problems (>= 0) or
+ * -errno.  progress (may be NULL): with read_data, the stored bytes of the
+ * chunks to read (total) and read so far (done). */
+struct fy_check_opts {
+	bool read_data;
+	struct fy_check_subset subset;  /* zeroed: FY_SUBSET_ALL */
+	unsigned threads;               /* readers; 0: 2 x online cores */
+	struct fy_progress *progress;
+	void (*report)(const char *line, void *arg);
+	/* Each chunk about to be read and verified (may be NULL; called from the
+	 * readers, one call at a time, as report() is). */
+	void (*chunk_read)(const uint8_t id[FY_ID_LEN], void *arg);
+	void *arg;
+};
+
+struct fy_check_result {
+	size_t snapshots, chunks_referenced, chunks_present, chunks_unreferenced, chunks_read;
+	uint64_t bytes_read;            /* plain bytes of the chunks read and verified */
+	/* read_data: the referenced chunks present in the store that the subset
+	 * chose (all of them without one), their stored bytes, and the stored
+	 * bytes of every referenced chunk present. */
+	size_t chunks_selected;
+	uint64_t stored_selected, stored_referenced;
+	uint64_t seed;                  /* PERCENT: the seed used */
+};
+
+long fy_check(struct fy_repo *r, const struct fy_check_opts *o, struct fy_check_result *res, char *err,
 	      size_t errlen);
 
 /* diff: the byte ranges of snapshot b that differ from snapshot a, from the
