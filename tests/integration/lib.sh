@@ -26,6 +26,24 @@ skip() { echo "SKIP: $*"; exit 77; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "ok - $*"; }
 
+# proc_state PID: the process state letter (R, S, T, D, Z...) from
+# /proc/PID/stat, or "gone"
+proc_state() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1 || echo gone; }
+# wait_state PID STATE: until PID is in STATE (0), or it ended or 120 s
+# passed (1): a condition observed, bounded generously for a loaded host
+wait_state() {
+  local i s
+  for ((i = 0; i < 2400; i++)); do
+    s=$(proc_state "$1")
+    [ "$s" = "$2" ] && return 0
+    case "$s" in Z | gone | "") return 1 ;; esac
+    sleep 0.05 # poll interval of the condition above, not a synchronisation
+  done
+  return 1
+}
+# wait_stopped PID [WHAT]: wait_state PID T, or fail naming WHAT
+wait_stopped() { wait_state "$1" T || fail "${2:+$2: }process $1 did not stop (state $(proc_state "$1"))"; }
+
 need_root() { [ "$(id -u)" = 0 ] || skip "needs root ($1)"; }
 
 # new_loop IMG -> prints the loop device (detached at exit)

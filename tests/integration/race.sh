@@ -4,23 +4,6 @@
 # waited for until it has stopped there, and all are released at once, so
 # every one of them is past the check when the first writes its config.
 
-# proc_state PID: the process state letter (R, S, T, Z...) from /proc/PID/stat, or "gone"
-proc_state() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1 || echo gone; }
-
-# wait_stopped PID: wait for the condition "PID is stopped" (state T), at most 120 s
-wait_stopped() {
-  local i s
-  for ((i = 0; i < 2400; i++)); do
-    s=$(proc_state "$1")
-    case "$s" in
-      T) return 0 ;;
-      Z | gone | "") fail "process $1 ended before it stopped" ;;
-    esac
-    sleep 0.05 # poll interval of the condition above, not a synchronisation
-  done
-  fail "process $1 did not stop within 120 s"
-}
-
 # race_init N DIR ARGS...: N `ferry init ARGS...` released together.  Leaves
 # DIR/rc.I, DIR/out.I, DIR/err.I for each, and RACE_WON (how many exited 0).
 race_init() {

@@ -25,15 +25,6 @@ sync
 # thawed: FITHAW of a filesystem that is not frozen fails (EINVAL); if it was
 # frozen, this thaws it (the test goes on) and says so
 is_thawed() { ! fsfreeze -u "$M" 2>/dev/null; }
-# wait_state PID STATE: until /proc/PID/stat says STATE (bounded, observed)
-wait_state() {
-  for _ in $(seq 1200); do
-    [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = "$2" ] && return 0
-    [ -e "/proc/$1" ] || return 1
-    sleep 0.05
-  done
-  return 1
-}
 
 # --- the warning
 $FERRY backup --repo "$R" --volume fs "$dev" >/dev/null 2>"$T/err" || fail "backup of a mounted device: $(cat "$T/err")"

@@ -32,14 +32,7 @@ clean() {
 }
 # every file of the repository with its size and time: what a drill may not change
 repo_state() { find "$1" -type f -printf '%P %s %T@\n' | sort; }
-# wait (bounded) until process $1 is stopped
-wait_stopped() {
-  for _ in $(seq 600); do
-    [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = T ] && return 0
-    sleep 0.1
-  done
-  fail "$2: ferry did not stop at its test hook"
-}
+# wait (bounded) until file $1 exists
 wait_file() {
   for _ in $(seq 600); do [ -e "$1" ] && return 0; sleep 0.1; done
   fail "$2: $1 never appeared"

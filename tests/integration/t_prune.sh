@@ -18,22 +18,6 @@ files() { (cd "$R" && find . -type f -printf '%p %s\n' | sort) > "$T/files.$1"; 
 same_files() { cmp -s "$T/files.$1" "$T/files.$2" || { diff "$T/files.$1" "$T/files.$2" | head >&2; fail "$3"; }; }
 nlocks() { find "$R/locks" -type f 2>/dev/null | wc -l; }
 
-# state PID: the process state letter (R, S, T, Z...) from /proc/PID/stat, or "gone"
-state() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1 || echo gone; }
-# wait_stopped PID: wait for the condition "PID is stopped" (state T), at most 120 s
-wait_stopped() {
-  local i s
-  for ((i = 0; i < 2400; i++)); do
-    s=$(state "$1")
-    case "$s" in
-      T) return 0 ;;
-      Z | gone | "") fail "process $1 ended before it stopped" ;;
-    esac
-    sleep 0.05 # poll interval of the condition above, not a synchronisation
-  done
-  fail "process $1 did not stop within 120 s"
-}
-
 # --- usage
 for c in forget prune unlock; do
   $FERRY $c --help | grep -q "usage: ferry $c" || fail "$c --help"
