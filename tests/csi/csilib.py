@@ -453,6 +453,20 @@ def prand_stream(n, seed, chunk=4 * MiB):
         p.wait()
 
 
+def fill_prand(path, n, seed):
+    """Write prand_stream(n, seed) from offset 0 of path (a device), then
+    fsync: a volume full of data that never dedupes."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        off = 0
+        for b in prand_stream(n, seed):
+            os.pwrite(fd, b, off)
+            off += len(b)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def pwrite_sync(path, offset, data):
     fd = os.open(path, os.O_RDWR)
     try:

@@ -23,7 +23,7 @@ import time
 import grpc
 
 from csilib import (P_REPO, PASSWORD, WORK, MiB, Agent, AgentTest, Code, count_files, ferry, log, main,
-                    new_repo, pb, prand, prand_stream, pwrite_sync, repo_snapshot_of)
+                    new_repo, pb, prand, fill_prand, pwrite_sync, repo_snapshot_of)
 
 SIZE = 256 * MiB            # 64 chunks of 4 MiB: at half of them stored, the reader (bounded
                             # to ~20 chunks ahead) is still reading, so a cancel stops it
@@ -110,15 +110,7 @@ class DeleteDuringUpload(AgentTest):
         a = self.agent
         v = a.create_volume("pvc-jobs-del", SIZE)
         dev = a.publish(v.volume_id, a.block_target("pvc-jobs-del"))
-        fd = os.open(dev, os.O_WRONLY)
-        try:
-            off = 0
-            for b in prand_stream(SIZE, "jobs-del"):
-                os.pwrite(fd, b, off)
-                off += len(b)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fill_prand(dev, SIZE, "jobs-del")
 
         # --- 20 deletions in mid-upload, each into a fresh repository (so
         # that its chunk objects show how far the upload got).

@@ -26,7 +26,7 @@ import time
 import grpc
 
 from csilib import (P_CREATE, P_REPO, PASSWORD, PIDFILE, WORK, MiB, Agent, AgentTest, block_cap, ferry, log,
-                    main, pb, prand, prand_stream, pwrite_sync, repo_snapshot_of)
+                    main, pb, prand, fill_prand, pwrite_sync, repo_snapshot_of)
 
 SIZE = 128 * MiB
 GRACE = 5.0                 # the agent's grace period at a stop
@@ -137,15 +137,7 @@ class Stall(AgentTest):
         a = self.agent
         v = a.create_volume("pvc-stall", SIZE)
         dev = a.publish(v.volume_id, a.block_target("pvc-stall"))
-        fd = os.open(dev, os.O_WRONLY)
-        try:
-            off = 0
-            for b in prand_stream(SIZE, "stall"):
-                os.pwrite(fd, b, off)
-                off += len(b)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fill_prand(dev, SIZE, "stall")
         params = {P_REPO: self.url, P_CREATE: "true"}
 
         # --- DeleteSnapshot while its upload is blocked in a store request.
