@@ -279,9 +279,11 @@ class KeyDerivation(AgentTest):
                 self.assertEqual(e.code(), Code.UNAVAILABLE, e.details())
             self.assertLess(time.monotonic(), deadline, "not ready within 120 s:\n" + a.log_tail())
             time.sleep(0.1)
+        # (The job marks the snapshot ready, then closes its repository:
+        # the line may come a moment after ready_to_use.)
+        wait_for("the job's repository closed when the job ended",
+                 lambda: a.log_grep("snapshot %s: its repositories closed (the job is done)" % sid), a)
         self.assertEqual(opens(), 3, "the successful attempt opened the repository again")
-        self.assertTrue(a.log_grep("snapshot %s: its repositories closed (the job is done)" % sid),
-                        "the job's repository was not closed when the job ended")
         rs = repo_snapshot_of(url, sid)
         out = os.path.join(WORK, "jobs-kdf-restored.img")
         ferry("restore", "--repo", url, rs["id"], out)
